@@ -1,0 +1,3 @@
+//! farmgate-admin
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,3 @@
+//! farmgate-balance
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,3 @@
+//! farmgate-config
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,3 @@
+//! farmgate-identity
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

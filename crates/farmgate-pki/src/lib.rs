@@ -1,0 +1,3 @@
+//! farmgate-pki
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,3 @@
+//! farmgate-proxy
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,8 @@
+//! Test support for farmgate: a test PKI minted at test time, in-process origins and clients.
+//!
+//! Nothing here is used by the shipped binary. Certificates are generated fresh for every test
+//! run, written into a temporary directory, and never checked in.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod pki;

@@ -1,0 +1,3 @@
+//! farmgate-tls
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
