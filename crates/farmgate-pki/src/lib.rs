@@ -1,3 +1,34 @@
-//! farmgate-pki
+//! farmgate's private certificate authority: keys, certificates, chains and CRLs, minted with
+//! rcgen.
+//!
+//! An [`Authority`] is a CA that can sign: a new root ([`Authority::new_root`]), an intermediate
+//! under it ([`Authority::intermediate`]), or an existing CA loaded from PEM
+//! ([`Authority::from_pem`], for `farmgate ca issue`). It [`issue`](Authority::issue)s leaf
+//! certificates described by a [`CertSpec`] and signs [`Crl`]s. The test kit builds every test
+//! PKI with it, so tests exercise the same code as `farmgate ca`.
+//!
+//! ```
+//! use farmgate_pki::{Authority, CaSpec, CertSpec};
+//!
+//! let root = Authority::new_root(&CaSpec::new("farm root CA"))?;
+//! let intermediate = root.intermediate(&CaSpec::new("farm issuing CA").path_len(0))?;
+//! let edge = intermediate.issue(&CertSpec::client("edge.farm.example"))?;
+//! assert!(edge.chain_pem.starts_with(&edge.cert_pem));
+//! assert!(edge.chain_pem.ends_with(intermediate.cert_pem()));
+//! # Ok::<(), farmgate_pki::PkiError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod authority;
+mod crl;
+mod error;
+mod key;
+mod pem;
+mod spec;
+
+pub use authority::{Authority, Issued};
+pub use crl::Crl;
+pub use error::PkiError;
+pub use key::KeyPair;
+pub use spec::{CaSpec, CertSpec, Usage};
