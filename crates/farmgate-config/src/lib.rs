@@ -1,3 +1,145 @@
-//! farmgate-config
+//! farmgate's configuration: TOML text in, a validated and typed [`Config`] out.
+//!
+//! This crate does no I/O: the caller reads the file and passes its text and path. Parsing happens
+//! in two steps, as in "parse, don't validate": serde reads the text into raw structs that keep
+//! spans (`raw`), then `build` turns them into domain types (`SocketAddr`, `Duration`, enums,
+//! [`AllowList`](farmgate_identity::AllowList)) and reports every problem with its file, line and
+//! key. Nothing downstream re-checks a string. Relative paths are resolved against the directory
+//! holding the configuration file.
+//!
+//! ```
+//! let text = r#"
+//! [[listener]]
+//! name = "gate"
+//! listen = "127.0.0.1:8443"
+//! tls = { certificate = "backend.pem", private_key = "backend.key" }
+//! [[listener.route]]
+//! upstream = "app"
+//! [upstream.app]
+//! servers = ["127.0.0.1:8080"]
+//! "#;
+//! let config = farmgate_config::Config::parse(text, "/etc/farmgate/gate.toml".as_ref()).unwrap();
+//! assert_eq!(config.listeners[0].name, "gate");
+//! assert!(config.listeners[0].tls.as_ref().unwrap().default.certificate.path.ends_with("backend.pem"));
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod build;
+mod duration;
+mod error;
+mod listener;
+mod location;
+mod net;
+mod raw;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use duration::parse_duration;
+pub use error::{ConfigError, ConfigErrors, Problem};
+pub use listener::{
+    CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerTls, Route, SniCert,
+};
+pub use location::Location;
+pub use net::{Address, IpRange};
+pub use upstream::{
+    Backend, Balance, HashKey, Health, Timeouts, Upstream, UpstreamId, UpstreamTls,
+};
+
+/// A complete, validated configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The file it was read from.
+    pub file: Arc<Path>,
+    /// The admin endpoint, if enabled.
+    pub admin: Option<Admin>,
+    /// Logging.
+    pub log: Log,
+    /// Process-wide settings.
+    pub server: Server,
+    /// Listeners, at least one.
+    pub listeners: Vec<Listener>,
+    /// Upstreams, referred to by [`UpstreamId`].
+    pub upstreams: Vec<Upstream>,
+}
+
+impl Config {
+    /// Parse and validate configuration `text` read from `path` (used for messages and to resolve
+    /// relative paths). Returns every problem found, each with file, line and key.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        build::build(text, path)
+    }
+
+    /// The upstream a route refers to.
+    pub fn upstream(&self, id: UpstreamId) -> &Upstream {
+        &self.upstreams[id.0]
+    }
+}
+
+/// The admin endpoint: metrics, status and health.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Log {
+    /// Line format.
+    pub format: LogFormat,
+    /// One line per request.
+    pub access: bool,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text (default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Server {
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A file named in the configuration, with where it was named (for errors when reading it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// The path, resolved against the configuration file's directory.
+    pub path: PathBuf,
+    /// Where it was named.
+    pub at: Location,
+}
+
+/// A source of trust anchors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The bundled Mozilla root program (webpki-roots): `"mozilla"`.
+    Mozilla,
+    /// The operating system's store (rustls-native-certs): `"system"`.
+    System,
+    /// CA certificates in a PEM file.
+    File(FileRef),
+}

@@ -1,0 +1,904 @@
+//! From raw serde structs to the typed [`Config`], collecting every problem with its location.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use farmgate_identity::{AllowList, AllowRule, RuleKind};
+
+use crate::location::Source;
+use crate::raw::{
+    RawClientAuth, RawConfig, RawHealth, RawListener, RawListenerTls, RawRoute, RawTimeouts,
+    RawUpstream, RawUpstreamTls, S,
+};
+use crate::{
+    Address, Admin, Backend, Balance, CertKey, ClientAuth, Config, ConfigError, ConfigErrors,
+    EkuPolicy, FileRef, HashKey, Health, HostPattern, IpRange, Listener, ListenerTls, Location,
+    Log, LogFormat, Problem, Route, Server, SniCert, Timeouts, Trust, Upstream, UpstreamId,
+    UpstreamTls, parse_duration,
+};
+
+pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut b = Builder {
+        src: Source {
+            path: Arc::from(path),
+            text,
+        },
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let key = b.src.key_before(&span).unwrap_or_default();
+            let message = e.message().trim_end().to_owned();
+            b.problem(span, key, Problem::Syntax(message));
+            return Err(ConfigErrors(b.errors));
+        }
+    };
+    let config = b.config(raw);
+    if b.errors.is_empty() {
+        Ok(config)
+    } else {
+        b.errors.sort_by_key(|e| e.at.line());
+        Err(ConfigErrors(b.errors))
+    }
+}
+
+struct Builder<'a> {
+    src: Source<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Builder<'_> {
+    fn at(&self, span: Range<usize>, key: &str) -> Location {
+        self.src.at(span, key)
+    }
+
+    fn problem(&mut self, span: Range<usize>, key: impl Into<String>, problem: Problem) {
+        let at = self.src.at(span, key);
+        self.errors.push(ConfigError { at, problem });
+    }
+
+    fn invalid(&mut self, span: Range<usize>, key: &str, message: String) {
+        self.problem(span, key, Problem::Invalid(message));
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let upstream_ids: HashMap<String, UpstreamId> = raw
+            .upstream
+            .keys()
+            .enumerate()
+            .map(|(i, name)| (name.get_ref().clone(), UpstreamId(i)))
+            .collect();
+        let upstreams = raw
+            .upstream
+            .iter()
+            .map(|(name, up)| self.upstream(name, up))
+            .collect();
+        if raw.listener.is_empty() {
+            self.invalid(
+                0..0,
+                "listener",
+                "no [[listener]] is defined; farmgate needs at least one place to listen".into(),
+            );
+        }
+        let listeners: Vec<Listener> = raw
+            .listener
+            .iter()
+            .filter_map(|l| self.listener(l, &upstream_ids))
+            .collect();
+        self.unique_listeners(&listeners);
+
+        let admin = raw.admin.as_ref().and_then(|a| {
+            let listen = self.socket_addr(&a.get_ref().listen, "admin.listen")?;
+            Some(Admin {
+                listen,
+                at: self.at(a.span(), "admin"),
+            })
+        });
+        let log = raw.log.as_ref().map_or_else(Log::default, |l| self.log(l));
+        let server = raw
+            .server
+            .as_ref()
+            .map_or_else(Server::default, |s| Server {
+                shutdown_grace: s
+                    .get_ref()
+                    .shutdown_grace
+                    .as_ref()
+                    .and_then(|d| self.duration(d, "server.shutdown_grace"))
+                    .unwrap_or(Server::default().shutdown_grace),
+            });
+        self.unsupported(&raw);
+        Config {
+            file: self.src.path.clone(),
+            admin,
+            log,
+            server,
+            listeners,
+            upstreams,
+        }
+    }
+
+    /// Keys that later versions implement. They parse, so a config written for a later version
+    /// fails here with a clear message rather than being half-understood.
+    fn unsupported(&mut self, raw: &RawConfig) {
+        if let Some(acme) = &raw.acme {
+            self.problem(acme.span(), "acme", Problem::Unsupported("ACME ([acme])"));
+        }
+        if let Some(admin) = &raw.admin {
+            self.problem(
+                admin.span(),
+                "admin",
+                Problem::Unsupported("the admin endpoint ([admin])"),
+            );
+        }
+        if let Some(log) = &raw.log {
+            if let Some(access) = &log.get_ref().access {
+                self.problem(
+                    access.span(),
+                    "log.access",
+                    Problem::Unsupported("the access log (log.access)"),
+                );
+            }
+            if let Some(format) = log
+                .get_ref()
+                .format
+                .as_ref()
+                .filter(|f| f.get_ref() == "json")
+            {
+                self.problem(
+                    format.span(),
+                    "log.format",
+                    Problem::Unsupported("JSON logs (log.format = \"json\")"),
+                );
+            }
+        }
+        for l in &raw.listener {
+            let Some(tls) = &l.get_ref().tls else {
+                continue;
+            };
+            if let Some(acme) = &tls.get_ref().acme {
+                self.problem(
+                    acme.span(),
+                    "listener.tls.acme",
+                    Problem::Unsupported("ACME certificates (tls.acme)"),
+                );
+            }
+            if let Some(ca) = &tls.get_ref().client_auth {
+                if let Some(crl) = &ca.get_ref().crl {
+                    self.problem(
+                        crl.span(),
+                        "listener.tls.client_auth.crl",
+                        Problem::Unsupported("certificate revocation lists (crl)"),
+                    );
+                }
+                if let Some(eku) = ca
+                    .get_ref()
+                    .eku
+                    .as_ref()
+                    .filter(|e| e.get_ref() == "client_or_server_auth")
+                {
+                    self.problem(
+                        eku.span(),
+                        "listener.tls.client_auth.eku",
+                        Problem::Unsupported(
+                            "WebPKI compatibility mode (eku = \"client_or_server_auth\")",
+                        ),
+                    );
+                }
+            }
+        }
+        for (name, up) in &raw.upstream {
+            let up = up.get_ref();
+            let key = |k: &str| format!("upstream.{}.{k}", name.get_ref());
+            if let Some(balance) = up.balance.as_ref().filter(|b| b.get_ref() != "round_robin") {
+                self.problem(
+                    balance.span(),
+                    key("balance"),
+                    Problem::Unsupported("balancing other than round_robin"),
+                );
+            }
+            if let Some(health) = &up.health {
+                self.problem(
+                    health.span(),
+                    key("health"),
+                    Problem::Unsupported("active health checks (health)"),
+                );
+            }
+        }
+    }
+
+    fn log(&mut self, raw: &S<crate::raw::RawLog>) -> Log {
+        let raw = raw.get_ref();
+        let format = match raw.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "text")) => LogFormat::Text,
+            Some((_, "json")) => LogFormat::Json,
+            Some((f, other)) => {
+                self.invalid(
+                    f.span(),
+                    "log.format",
+                    format!("unknown log format {other:?}; expected \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        };
+        Log {
+            format,
+            access: raw.access.as_ref().is_some_and(|a| *a.get_ref()),
+        }
+    }
+
+    fn listener(
+        &mut self,
+        raw: &S<RawListener>,
+        upstreams: &HashMap<String, UpstreamId>,
+    ) -> Option<Listener> {
+        let at = self.at(raw.span(), "listener");
+        let l = raw.get_ref();
+        let name = match &l.name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                self.invalid(
+                    n.span(),
+                    "listener.name",
+                    "a listener name must not be empty".into(),
+                );
+                None
+            }
+            Some(n) => Some(n.get_ref().clone()),
+            None => {
+                self.problem(raw.span(), "listener", Problem::Missing("name"));
+                None
+            }
+        };
+        let listen = match &l.listen {
+            Some(addr) => self.socket_addr(addr, "listener.listen"),
+            None => {
+                self.problem(raw.span(), "listener", Problem::Missing("listen"));
+                None
+            }
+        };
+        let tls = l.tls.as_ref().and_then(|t| self.listener_tls(t));
+        let redirect_https = l.redirect_https.as_ref().is_some_and(|r| *r.get_ref());
+        if redirect_https {
+            if let Some(t) = &l.tls {
+                self.invalid(
+                    t.span(),
+                    "listener.tls",
+                    "a listener with redirect_https = true speaks plain HTTP; remove its tls table"
+                        .into(),
+                );
+            }
+            if let Some(r) = l.route.first() {
+                self.invalid(r.span(), "listener.route", "a listener with redirect_https = true redirects every request; remove its routes".into());
+            }
+        } else if l.route.is_empty() {
+            self.invalid(
+                raw.span(),
+                "listener",
+                "a listener needs at least one [[listener.route]] (or redirect_https = true)"
+                    .into(),
+            );
+        }
+        let sources = l.sources.as_ref().map_or_else(Vec::new, |s| {
+            s.get_ref()
+                .iter()
+                .filter_map(|r| {
+                    let range = IpRange::parse(r.get_ref().trim());
+                    if range.is_none() {
+                        self.invalid(r.span(), "listener.sources", format!("{:?} is not an address range; write e.g. \"10.0.0.0/24\" or \"192.0.2.7\"", r.get_ref()));
+                    }
+                    range
+                })
+                .collect()
+        });
+        let routes: Vec<Route> = l
+            .route
+            .iter()
+            .filter_map(|r| self.route(r, upstreams))
+            .collect();
+        Some(Listener {
+            name: name?,
+            listen: listen?,
+            tls: if l.tls.is_some() { Some(tls?) } else { None },
+            redirect_https,
+            sources,
+            routes,
+            at,
+        })
+    }
+
+    fn unique_listeners(&mut self, listeners: &[Listener]) {
+        let mut names = HashSet::new();
+        let mut addrs: HashMap<SocketAddr, &str> = HashMap::new();
+        for l in listeners {
+            if !names.insert(l.name.as_str()) {
+                self.errors.push(ConfigError {
+                    at: l.at.clone(),
+                    problem: Problem::Invalid(format!(
+                        "duplicate listener name {:?}; names must be unique",
+                        l.name
+                    )),
+                });
+            }
+            let taken = (l.listen.port() != 0)
+                .then(|| addrs.insert(l.listen, &l.name))
+                .flatten();
+            if let Some(other) = taken {
+                self.errors.push(ConfigError {
+                    at: l.at.clone(),
+                    problem: Problem::Invalid(format!(
+                        "listener {:?} listens on {}, as listener {other:?} does already",
+                        l.name, l.listen
+                    )),
+                });
+            }
+        }
+    }
+
+    fn listener_tls(&mut self, raw: &S<RawListenerTls>) -> Option<ListenerTls> {
+        let t = raw.get_ref();
+        let default = self.cert_key(
+            raw.span(),
+            t.certificate.as_ref(),
+            t.private_key.as_ref(),
+            ("listener.tls", "certificate", "private_key"),
+        );
+        let mut seen = HashSet::new();
+        let sni: Vec<SniCert> = t
+            .sni
+            .iter()
+            .filter_map(|s| {
+                let e = s.get_ref();
+                let name = e
+                    .server_name
+                    .get_ref()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                if HostPattern::parse(&name).is_none() {
+                    self.invalid(
+                        e.server_name.span(),
+                        "listener.tls.sni.server_name",
+                        format!(
+                            "{:?} is not a DNS name (or *.name)",
+                            e.server_name.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+                if !seen.insert(name.clone()) {
+                    self.invalid(
+                        e.server_name.span(),
+                        "listener.tls.sni.server_name",
+                        format!("server name {name:?} appears twice"),
+                    );
+                    return None;
+                }
+                let cert = self.cert_key(
+                    s.span(),
+                    Some(&e.certificate),
+                    Some(&e.private_key),
+                    ("listener.tls.sni", "certificate", "private_key"),
+                )?;
+                Some(SniCert {
+                    server_name: name,
+                    cert,
+                    at: self.at(s.span(), "listener.tls.sni"),
+                })
+            })
+            .collect();
+        let client_auth = match &t.client_auth {
+            Some(ca) => Some(self.client_auth(ca)?),
+            None => None,
+        };
+        Some(ListenerTls {
+            default: default?,
+            sni,
+            client_auth,
+        })
+    }
+
+    fn cert_key(
+        &mut self,
+        table: Range<usize>,
+        cert: Option<&S<String>>,
+        key: Option<&S<String>>,
+        (prefix, cert_key, key_key): (&str, &str, &str),
+    ) -> Option<CertKey> {
+        match (cert, key) {
+            (Some(c), Some(k)) => Some(CertKey {
+                certificate: self.file(c, &format!("{prefix}.{cert_key}")),
+                private_key: self.file(k, &format!("{prefix}.{key_key}")),
+            }),
+            (Some(_), None) | (None, Some(_)) | (None, None) => {
+                let missing = if cert.is_none() { cert_key } else { key_key };
+                self.invalid(table, prefix, format!("missing required key `{missing}`: a certificate needs both `{cert_key}` and `{key_key}`"));
+                None
+            }
+        }
+    }
+
+    fn client_auth(&mut self, raw: &S<RawClientAuth>) -> Option<ClientAuth> {
+        const KEY: &str = "listener.tls.client_auth";
+        let c = raw.get_ref();
+        let trust = match &c.trust {
+            Some(t) if !t.get_ref().is_empty() => self.trust(t, &format!("{KEY}.trust")),
+            Some(t) => {
+                self.invalid(
+                    t.span(),
+                    &format!("{KEY}.trust"),
+                    "trust must name at least one CA file, \"mozilla\" or \"system\"".into(),
+                );
+                Vec::new()
+            }
+            None => {
+                self.invalid(raw.span(), KEY, "missing required key `trust`: a gate must say which CAs issue its clients' certificates".into());
+                Vec::new()
+            }
+        };
+        let eku = match c.eku.as_ref().map(|e| (e, e.get_ref().as_str())) {
+            None | Some((_, "client_auth")) => EkuPolicy::ClientAuth,
+            Some((_, "client_or_server_auth")) => EkuPolicy::ClientOrServerAuth,
+            Some((e, other)) => {
+                self.invalid(e.span(), &format!("{KEY}.eku"), format!("unknown eku {other:?}; expected \"client_auth\" (default) or \"client_or_server_auth\" (WebPKI compatibility mode)"));
+                EkuPolicy::ClientAuth
+            }
+        };
+        let allow = self.allow(c, raw.span(), eku);
+        let crl = c.crl.as_ref().map_or_else(Vec::new, |list| {
+            list.get_ref()
+                .iter()
+                .map(|p| self.file(p, &format!("{KEY}.crl")))
+                .collect()
+        });
+        Some(ClientAuth {
+            trust,
+            allow: allow?,
+            eku,
+            crl,
+            at: self.at(raw.span(), KEY),
+        })
+    }
+
+    fn allow(
+        &mut self,
+        c: &RawClientAuth,
+        table: Range<usize>,
+        eku: EkuPolicy,
+    ) -> Option<AllowList> {
+        const KEY: &str = "listener.tls.client_auth.allow";
+        let Some(list) = &c.allow else {
+            self.invalid(table, "listener.tls.client_auth", "missing required key `allow`: list the identities allowed in, e.g. allow = [\"dns:edge.example.com\"]".into());
+            return None;
+        };
+        if list.get_ref().is_empty() {
+            self.invalid(
+                list.span(),
+                KEY,
+                "allow is empty, so no client could ever get in; list the identities allowed in"
+                    .into(),
+            );
+            return None;
+        }
+        let before = self.errors.len();
+        let rules: Vec<AllowRule> = list
+            .get_ref()
+            .iter()
+            .filter_map(|entry| match entry.get_ref().parse::<AllowRule>() {
+                Ok(rule) => Some(rule),
+                Err(source) => {
+                    let text = entry.get_ref().clone();
+                    self.problem(entry.span(), KEY, Problem::Identity { text, source });
+                    None
+                }
+            })
+            .collect();
+        if self.errors.len() > before {
+            return None;
+        }
+        if eku == EkuPolicy::ClientOrServerAuth {
+            let exact = |r: &AllowRule| match r {
+                AllowRule::Dns(name) => !name.starts_with("*."),
+                AllowRule::SpkiSha256(_) => true,
+                _ => false,
+            };
+            if !rules.iter().any(exact) {
+                self.invalid(list.span(), KEY, "eku = \"client_or_server_auth\" accepts public server certificates, so it needs at least one exact dns: or spki-sha256: entry; cn: and uri: entries cannot identify such a certificate".into());
+            }
+            for (rule, entry) in rules.iter().zip(list.get_ref()) {
+                if rule.kind() == RuleKind::Dns && !exact(rule) {
+                    self.invalid(entry.span(), KEY, format!("{:?}: eku = \"client_or_server_auth\" only accepts exact names, not wildcards", entry.get_ref()));
+                }
+            }
+        }
+        Some(AllowList::new(rules))
+    }
+
+    fn route(
+        &mut self,
+        raw: &S<RawRoute>,
+        upstreams: &HashMap<String, UpstreamId>,
+    ) -> Option<Route> {
+        let r = raw.get_ref();
+        let host = match &r.host {
+            Some(h) => {
+                let pattern = HostPattern::parse(h.get_ref());
+                if pattern.is_none() {
+                    self.invalid(h.span(), "listener.route.host", format!("{:?} is not a host name; write e.g. \"www.example.com\" or \"*.example.com\"", h.get_ref()));
+                }
+                Some(pattern?)
+            }
+            None => None,
+        };
+        let path_prefix = match &r.path_prefix {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                self.invalid(
+                    p.span(),
+                    "listener.route.path_prefix",
+                    format!("{:?} must start with \"/\"", p.get_ref()),
+                );
+                return None;
+            }
+            Some(p) => p.get_ref().clone(),
+            None => "/".to_owned(),
+        };
+        let Some(&upstream) = upstreams.get(r.upstream.get_ref()) else {
+            let mut known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            let known = if known.is_empty() {
+                "none is defined".to_owned()
+            } else {
+                format!("defined: {}", known.join(", "))
+            };
+            self.invalid(
+                r.upstream.span(),
+                "listener.route.upstream",
+                format!("no upstream named {:?} ({known})", r.upstream.get_ref()),
+            );
+            return None;
+        };
+        Some(Route {
+            host,
+            path_prefix,
+            upstream,
+            at: self.at(raw.span(), "listener.route"),
+        })
+    }
+
+    fn upstream(&mut self, name: &S<String>, raw: &S<RawUpstream>) -> Upstream {
+        let prefix = format!("upstream.{}", name.get_ref());
+        let u = raw.get_ref();
+        let servers = match &u.servers {
+            Some(list) if !list.get_ref().is_empty() => {
+                self.servers(list, &format!("{prefix}.servers"))
+            }
+            Some(list) => {
+                self.invalid(
+                    list.span(),
+                    &format!("{prefix}.servers"),
+                    "servers is empty; an upstream needs at least one server".into(),
+                );
+                Vec::new()
+            }
+            None => {
+                self.problem(raw.span(), prefix.clone(), Problem::Missing("servers"));
+                Vec::new()
+            }
+        };
+        let balance = self.balance(u, &prefix);
+        let health = u
+            .health
+            .as_ref()
+            .and_then(|h| self.health(h, &format!("{prefix}.health")));
+        let timeouts = u.timeouts.as_ref().map_or_else(Timeouts::default, |t| {
+            self.timeouts(t.get_ref(), &format!("{prefix}.timeouts"))
+        });
+        let tls = u
+            .tls
+            .as_ref()
+            .and_then(|t| self.upstream_tls(t, &format!("{prefix}.tls")));
+        Upstream {
+            name: name.get_ref().clone(),
+            servers,
+            balance,
+            health,
+            timeouts,
+            tls,
+            at: self.at(raw.span(), &prefix),
+        }
+    }
+
+    fn servers(&mut self, list: &S<Vec<S<toml::Value>>>, key: &str) -> Vec<Backend> {
+        let mut seen = HashSet::new();
+        let mut servers = Vec::new();
+        for entry in list.get_ref() {
+            let (address, weight) = match entry.get_ref() {
+                toml::Value::String(s) => (Some(s.as_str()), 1),
+                toml::Value::Table(t) => {
+                    if let Some(unknown) = t
+                        .keys()
+                        .find(|k| !matches!(k.as_str(), "address" | "weight"))
+                    {
+                        self.invalid(entry.span(), key, format!("unknown key `{unknown}` in a server; expected `address` and optional `weight`"));
+                        continue;
+                    }
+                    let weight = match t.get("weight") {
+                        None => 1,
+                        Some(toml::Value::Integer(w)) if (1..=1000).contains(w) => *w as u32,
+                        Some(other) => {
+                            self.invalid(
+                                entry.span(),
+                                key,
+                                format!(
+                                    "weight must be a whole number from 1 to 1000, not {}",
+                                    describe(other)
+                                ),
+                            );
+                            continue;
+                        }
+                    };
+                    (t.get("address").and_then(toml::Value::as_str), weight)
+                }
+                other => {
+                    self.invalid(entry.span(), key, format!("a server is \"HOST:PORT\" or {{ address = \"HOST:PORT\", weight = N }}, not {}", describe(other)));
+                    continue;
+                }
+            };
+            let Some(text) = address else {
+                self.invalid(
+                    entry.span(),
+                    key,
+                    "missing required key `address` in a server".into(),
+                );
+                continue;
+            };
+            let Some(address) = Address::parse(text) else {
+                self.invalid(
+                    entry.span(),
+                    key,
+                    format!(
+                        "{text:?} is not a server address; write IP:PORT, [IPv6]:PORT or HOST:PORT"
+                    ),
+                );
+                continue;
+            };
+            if !seen.insert(address.clone()) {
+                self.invalid(
+                    entry.span(),
+                    key,
+                    format!(
+                        "server {address} is listed twice; use weight to give it a larger share"
+                    ),
+                );
+                continue;
+            }
+            servers.push(Backend { address, weight });
+        }
+        servers
+    }
+
+    fn balance(&mut self, u: &RawUpstream, prefix: &str) -> Balance {
+        let kind = u.balance.as_ref().map(|b| (b.span(), b.get_ref().as_str()));
+        let balance = match kind {
+            None | Some((_, "round_robin")) => Balance::RoundRobin,
+            Some((_, "least_requests")) => Balance::LeastRequests,
+            Some((_, "p2c_ewma")) => Balance::P2cEwma,
+            Some((ref span, "hash")) => match &u.hash_key {
+                Some(k) => match parse_hash_key(k.get_ref()) {
+                    Some(key) => Balance::Hash(key),
+                    None => {
+                        self.invalid(k.span(), &format!("{prefix}.hash_key"), format!("{:?} is not a hash key; expected \"header:NAME\", \"cookie:NAME\" or \"client_ip\"", k.get_ref()));
+                        Balance::RoundRobin
+                    }
+                },
+                None => {
+                    self.invalid(span.clone(), &format!("{prefix}.balance"), "balance = \"hash\" needs hash_key = \"header:NAME\" | \"cookie:NAME\" | \"client_ip\"".into());
+                    Balance::RoundRobin
+                }
+            },
+            Some((ref span, other)) => {
+                self.invalid(span.clone(), &format!("{prefix}.balance"), format!("unknown balance {other:?}; expected round_robin, least_requests, p2c_ewma or hash"));
+                Balance::RoundRobin
+            }
+        };
+        if let (Some(k), false) = (&u.hash_key, kind.is_some_and(|(_, b)| b == "hash")) {
+            self.invalid(
+                k.span(),
+                &format!("{prefix}.hash_key"),
+                "hash_key only applies with balance = \"hash\"".into(),
+            );
+        }
+        balance
+    }
+
+    fn health(&mut self, raw: &S<RawHealth>, key: &str) -> Option<Health> {
+        let h = raw.get_ref();
+        let path = match &h.path {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                self.invalid(
+                    p.span(),
+                    &format!("{key}.path"),
+                    format!("{:?} must start with \"/\"", p.get_ref()),
+                );
+                return None;
+            }
+            Some(p) => p.get_ref().clone(),
+            None => "/healthz".to_owned(),
+        };
+        let dur = |b: &mut Self, v: &Option<S<String>>, k: &str, default: u64| {
+            v.as_ref().map_or(Some(Duration::from_secs(default)), |d| {
+                b.duration(d, &format!("{key}.{k}"))
+            })
+        };
+        let interval = dur(self, &h.interval, "interval", 5);
+        let timeout = dur(self, &h.timeout, "timeout", 2);
+        let count = |b: &mut Self, v: &Option<S<u32>>, k: &str, default: u32| match v {
+            Some(n) if *n.get_ref() == 0 => {
+                b.invalid(
+                    n.span(),
+                    &format!("{key}.{k}"),
+                    format!("{k} must be at least 1"),
+                );
+                None
+            }
+            Some(n) => Some(*n.get_ref()),
+            None => Some(default),
+        };
+        let rise = count(self, &h.rise, "rise", 2);
+        let fall = count(self, &h.fall, "fall", 3);
+        Some(Health {
+            path,
+            interval: interval?,
+            timeout: timeout?,
+            rise: rise?,
+            fall: fall?,
+        })
+    }
+
+    fn timeouts(&mut self, t: &RawTimeouts, key: &str) -> Timeouts {
+        let d = Timeouts::default();
+        let mut one = |v: &Option<S<String>>, k: &str, default: Duration| {
+            v.as_ref()
+                .and_then(|v| self.duration(v, &format!("{key}.{k}")))
+                .unwrap_or(default)
+        };
+        Timeouts {
+            connect: one(&t.connect, "connect", d.connect),
+            response_header: one(&t.response_header, "response_header", d.response_header),
+            idle: one(&t.idle, "idle", d.idle),
+        }
+    }
+
+    fn upstream_tls(&mut self, raw: &S<RawUpstreamTls>, key: &str) -> Option<UpstreamTls> {
+        let t = raw.get_ref();
+        let server_name = match &t.server_name {
+            Some(n) => {
+                let name = n.get_ref().trim_end_matches('.').to_ascii_lowercase();
+                let valid = name.parse::<std::net::IpAddr>().is_ok()
+                    || matches!(HostPattern::parse(&name), Some(HostPattern::Exact(_)));
+                if !valid {
+                    self.invalid(
+                        n.span(),
+                        &format!("{key}.server_name"),
+                        format!("{:?} is not a DNS name or IP address", n.get_ref()),
+                    );
+                    return None;
+                }
+                Some(name)
+            }
+            None => None,
+        };
+        let trust = match &t.trust {
+            Some(list) if list.get_ref().is_empty() => {
+                self.invalid(
+                    list.span(),
+                    &format!("{key}.trust"),
+                    "trust must name at least one CA file, \"mozilla\" or \"system\"".into(),
+                );
+                return None;
+            }
+            Some(list) => self.trust(list, &format!("{key}.trust")),
+            None => vec![Trust::Mozilla],
+        };
+        let client_cert = match (&t.client_certificate, &t.client_key) {
+            (None, None) => None,
+            (c, k) => self.cert_key(
+                raw.span(),
+                c.as_ref(),
+                k.as_ref(),
+                (key, "client_certificate", "client_key"),
+            ),
+        };
+        if t.client_certificate.is_some() && client_cert.is_none() {
+            return None;
+        }
+        Some(UpstreamTls {
+            server_name,
+            trust,
+            client_cert,
+            at: self.at(raw.span(), key),
+        })
+    }
+
+    fn trust(&mut self, list: &S<Vec<S<String>>>, key: &str) -> Vec<Trust> {
+        list.get_ref()
+            .iter()
+            .map(|t| match t.get_ref().as_str() {
+                "mozilla" => Trust::Mozilla,
+                "system" => Trust::System,
+                _ => Trust::File(self.file(t, key)),
+            })
+            .collect()
+    }
+
+    fn file(&mut self, value: &S<String>, key: &str) -> FileRef {
+        if value.get_ref().trim().is_empty() {
+            self.invalid(value.span(), key, "a file path must not be empty".into());
+        }
+        FileRef {
+            path: self.src.resolve(value.get_ref()),
+            at: self.at(value.span(), key),
+        }
+    }
+
+    fn duration(&mut self, value: &S<String>, key: &str) -> Option<Duration> {
+        match parse_duration(value.get_ref()) {
+            Some(d) if d.is_zero() => {
+                self.invalid(
+                    value.span(),
+                    key,
+                    "a duration must be greater than zero".into(),
+                );
+                None
+            }
+            Some(d) => Some(d),
+            None => {
+                self.invalid(
+                    value.span(),
+                    key,
+                    format!(
+                        "{:?} is not a duration; write e.g. \"500ms\", \"30s\", \"5m\" or \"1h\"",
+                        value.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, value: &S<String>, key: &str) -> Option<SocketAddr> {
+        let parsed = value.get_ref().parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            self.invalid(value.span(), key, format!("{:?} is not an address to listen on; write IP:PORT, e.g. \"0.0.0.0:443\" or \"[::]:443\"", value.get_ref()));
+        }
+        parsed
+    }
+}
+
+/// A TOML value as a message shows it: integers and strings as written, others by type.
+fn describe(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::String(s) => format!("{s:?}"),
+        other => format!("a {}", other.type_str()),
+    }
+}
+
+fn parse_hash_key(text: &str) -> Option<HashKey> {
+    let valid_token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    match text.split_once(':') {
+        Some(("header", name)) if valid_token(name) => {
+            Some(HashKey::Header(name.to_ascii_lowercase()))
+        }
+        Some(("cookie", name)) if valid_token(name) => Some(HashKey::Cookie(name.to_owned())),
+        None if text == "client_ip" => Some(HashKey::ClientIp),
+        _ => None,
+    }
+}

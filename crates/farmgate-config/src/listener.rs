@@ -1,0 +1,201 @@
+//! Listeners: where traffic arrives, its TLS and client-authentication policy, and its routes.
+
+use std::net::SocketAddr;
+
+use farmgate_identity::AllowList;
+
+use crate::{FileRef, IpRange, Location, Trust, UpstreamId};
+
+/// A listening socket with its TLS policy and routes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Listener {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Where to listen. Port 0 picks a free port (tests, demo).
+    pub listen: SocketAddr,
+    /// TLS termination; `None` speaks plain HTTP.
+    pub tls: Option<ListenerTls>,
+    /// Plain-HTTP listener that answers every request with a redirect to HTTPS.
+    pub redirect_https: bool,
+    /// Source ranges allowed to connect; empty allows all. Others are closed before TLS.
+    pub sources: Vec<IpRange>,
+    /// Routes, tried in order.
+    pub routes: Vec<Route>,
+    /// Where the listener is defined.
+    pub at: Location,
+}
+
+impl Listener {
+    /// Whether this listener is a gate (requires client certificates).
+    pub fn is_gate(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.client_auth.is_some())
+    }
+}
+
+/// A certificate chain and its private key, as files.
+#[derive(Debug, Clone)]
+pub struct CertKey {
+    /// Full chain PEM: leaf first, then intermediates.
+    pub certificate: FileRef,
+    /// The leaf's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub private_key: FileRef,
+}
+
+/// TLS termination on a listener.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ListenerTls {
+    /// The certificate served when no SNI entry matches.
+    pub default: CertKey,
+    /// More certificates chosen by SNI.
+    pub sni: Vec<SniCert>,
+    /// Present: clients must present a certificate that passes this policy (a gate).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A certificate served for one SNI name.
+#[derive(Debug, Clone)]
+pub struct SniCert {
+    /// Lower-case server name, exact or `*.example.com`.
+    pub server_name: String,
+    /// The certificate and key.
+    pub cert: CertKey,
+    /// Where the entry is defined.
+    pub at: Location,
+}
+
+/// Which extended key usage a client certificate chain must permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EkuPolicy {
+    /// Strict (default): the whole chain must permit TLS client authentication.
+    ClientAuth,
+    /// WebPKI compatibility mode: a chain that permits server authentication instead is accepted,
+    /// verified under the server-auth purpose, and only for exact `dns:`/`spki-sha256:` entries.
+    ClientOrServerAuth,
+}
+
+impl EkuPolicy {
+    /// The configuration spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EkuPolicy::ClientAuth => "client_auth",
+            EkuPolicy::ClientOrServerAuth => "client_or_server_auth",
+        }
+    }
+}
+
+/// A gate's client-certificate policy.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientAuth {
+    /// Trust anchors for client chains.
+    pub trust: Vec<Trust>,
+    /// Identities allowed in.
+    pub allow: AllowList,
+    /// Purpose the chain must permit.
+    pub eku: EkuPolicy,
+    /// Revocation lists.
+    pub crl: Vec<FileRef>,
+    /// Where the policy is defined.
+    pub at: Location,
+}
+
+/// A host pattern in a route or SNI entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exactly this (lower-case) host.
+    Exact(String),
+    /// `*.example.com`: any host with one or more labels before `.example.com` (stored as the
+    /// suffix `.example.com`).
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parse `www.example.com` or `*.example.com`.
+    pub fn parse(text: &str) -> Option<HostPattern> {
+        let lower = text.trim_end_matches('.').to_ascii_lowercase();
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        };
+        match lower.strip_prefix("*.") {
+            Some(rest) if valid(rest) => Some(HostPattern::Wildcard(format!(".{rest}"))),
+            Some(_) => None,
+            None if valid(&lower) => Some(HostPattern::Exact(lower)),
+            None => None,
+        }
+    }
+
+    /// Whether `host` (lower-case, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
+        }
+    }
+}
+
+/// Where requests matching a host and path prefix go.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Route {
+    /// Host to match; `None` matches any host.
+    pub host: Option<HostPattern>,
+    /// Path prefix to match; `/` matches everything.
+    pub path_prefix: String,
+    /// The upstream that serves the route.
+    pub upstream: UpstreamId,
+    /// Where the route is defined.
+    pub at: Location,
+}
+
+impl Route {
+    /// Whether a request for `host` (lower-case, no port) and `path` takes this route.
+    pub fn matches(&self, host: &str, path: &str) -> bool {
+        self.host.as_ref().is_none_or(|h| h.matches(host))
+            && path_has_prefix(path, &self.path_prefix)
+    }
+}
+
+/// `/api` matches `/api`, `/api/x` and `/api?q`, but not `/apix`; a prefix ending in `/` matches
+/// everything below it.
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?']),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let exact = HostPattern::parse("WWW.Example.com");
+        assert_eq!(exact, Some(HostPattern::Exact("www.example.com".into())));
+        let wild = HostPattern::parse("*.example.com");
+        assert!(wild.as_ref().is_some_and(|w| w.matches("a.example.com")));
+        assert!(wild.as_ref().is_some_and(|w| w.matches("a.b.example.com")));
+        assert!(wild.as_ref().is_some_and(|w| !w.matches("example.com")));
+        assert!(wild.as_ref().is_some_and(|w| !w.matches("aexample.com")));
+        assert!(HostPattern::parse("*").is_none());
+        assert!(HostPattern::parse("a.*.com").is_none());
+        assert!(HostPattern::parse("bad host").is_none());
+    }
+
+    #[test]
+    fn path_prefixes() {
+        assert!(path_has_prefix("/anything", "/"));
+        assert!(path_has_prefix("/api", "/api"));
+        assert!(path_has_prefix("/api/v1", "/api"));
+        assert!(!path_has_prefix("/apix", "/api"));
+        assert!(path_has_prefix("/api/x", "/api/"));
+        assert!(!path_has_prefix("/other", "/api"));
+    }
+}

@@ -1,0 +1,155 @@
+//! Network values: CIDR ranges for `sources`, backend addresses.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// An address range such as `10.0.0.0/24` or `::1/128`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parse `ADDR/PREFIX` or a bare address (a range of one).
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpRange {
+            network: addr,
+            prefix,
+        })
+    }
+
+    /// Whether `ip` lies in this range. IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// Where a backend listens: an IP socket address, or a host name and port resolved when connecting.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// `10.0.0.11:8443`, `[::1]:8443`
+    Socket(SocketAddr),
+    /// `app.internal:8080`
+    Name {
+        /// The host name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl Address {
+    /// Parse `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`.
+    pub fn parse(text: &str) -> Option<Address> {
+        if let Ok(sa) = text.parse::<SocketAddr>() {
+            return Some(Address::Socket(sa));
+        }
+        let (host, port) = text.rsplit_once(':')?;
+        let port = port.parse::<u16>().ok()?;
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        valid.then(|| Address::Name {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// The host part: the IP address or the name.
+    pub fn host(&self) -> String {
+        match self {
+            Address::Socket(sa) => sa.ip().to_string(),
+            Address::Name { host, .. } => host.clone(),
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        match self {
+            Address::Socket(sa) => sa.port(),
+            Address::Name { port, .. } => *port,
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Socket(sa) => write!(f, "{sa}"),
+            Address::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()))
+    }
+
+    #[test]
+    fn ranges() {
+        let r = IpRange::parse("10.0.0.0/24");
+        assert!(r.is_some_and(|r| r.contains(ip("10.0.0.77"))));
+        assert!(r.is_some_and(|r| !r.contains(ip("10.0.1.1"))));
+        assert!(r.is_some_and(|r| r.contains(ip("::ffff:10.0.0.5"))));
+        assert!(IpRange::parse("0.0.0.0/0").is_some_and(|r| r.contains(ip("192.0.2.1"))));
+        assert!(IpRange::parse("::1").is_some_and(|r| r.contains(ip("::1"))));
+        assert!(IpRange::parse("10.0.0.0/33").is_none());
+        assert!(IpRange::parse("ten/8").is_none());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            Address::parse("10.0.0.1:8443")
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("10.0.0.1:8443")
+        );
+        assert_eq!(
+            Address::parse("App.Internal:80")
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("app.internal:80")
+        );
+        assert!(Address::parse("10.0.0.1").is_none());
+        assert!(Address::parse("host:99999").is_none());
+        assert!(Address::parse("bad_host:80").is_none());
+    }
+}

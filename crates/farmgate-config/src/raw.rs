@@ -1,0 +1,152 @@
+//! The configuration exactly as written: serde structs with spans, no meaning attached yet.
+//!
+//! Every struct denies unknown fields, so a typo is an error rather than a silently ignored key.
+//! `crate::build` turns these into the typed [`crate::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub admin: Option<S<RawAdmin>>,
+    pub log: Option<S<RawLog>>,
+    pub server: Option<S<RawServer>>,
+    pub acme: Option<S<RawAcme>>,
+    #[serde(default)]
+    pub listener: Vec<S<RawListener>>,
+    #[serde(default)]
+    pub upstream: BTreeMap<S<String>, S<RawUpstream>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub format: Option<S<String>>,
+    pub access: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub shutdown_grace: Option<S<String>>,
+}
+
+/// Parsed so that a configuration written for ACME is refused as unsupported, not as unknown.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct RawAcme {
+    pub directory: Option<S<String>>,
+    pub contact: Option<S<Vec<S<String>>>>,
+    pub storage: Option<S<String>>,
+    pub trust: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub name: Option<S<String>>,
+    pub listen: Option<S<String>>,
+    pub tls: Option<S<RawListenerTls>>,
+    pub redirect_https: Option<S<bool>>,
+    pub sources: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub route: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    pub certificate: Option<S<String>>,
+    pub private_key: Option<S<String>>,
+    #[serde(default)]
+    pub sni: Vec<S<RawSni>>,
+    pub client_auth: Option<S<RawClientAuth>>,
+    pub acme: Option<S<RawListenerAcme>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSni {
+    pub server_name: S<String>,
+    pub certificate: S<String>,
+    pub private_key: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientAuth {
+    pub trust: Option<S<Vec<S<String>>>>,
+    pub allow: Option<S<Vec<S<String>>>>,
+    pub eku: Option<S<String>>,
+    pub crl: Option<S<Vec<S<String>>>>,
+}
+
+/// Parsed so that a configuration written for ACME is refused as unsupported, not as unknown.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct RawListenerAcme {
+    pub domains: S<Vec<S<String>>>,
+    pub profile: Option<S<String>>,
+    pub challenge: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub host: Option<S<String>>,
+    pub path_prefix: Option<S<String>>,
+    pub upstream: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    /// Strings (`"10.0.0.1:8443"`) or tables (`{ address = "...", weight = 2 }`), read by hand so
+    /// that a mistake in either form gets a precise message.
+    pub servers: Option<S<Vec<S<toml::Value>>>>,
+    pub balance: Option<S<String>>,
+    pub hash_key: Option<S<String>>,
+    pub health: Option<S<RawHealth>>,
+    pub timeouts: Option<S<RawTimeouts>>,
+    pub tls: Option<S<RawUpstreamTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub path: Option<S<String>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<u32>>,
+    pub fall: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub connect: Option<S<String>>,
+    pub response_header: Option<S<String>>,
+    pub idle: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub server_name: Option<S<String>>,
+    pub trust: Option<S<Vec<S<String>>>>,
+    pub client_certificate: Option<S<String>>,
+    pub client_key: Option<S<String>>,
+}
