@@ -1,3 +1,40 @@
-//! farmgate-tls
+//! farmgate's TLS: rustls configurations for listeners (edge and gate) and for upstream
+//! connections, built from the typed configuration.
+//!
+//! - [`load`] reads certificates, keys and CRLs from the files the configuration names, and
+//!   refuses a key that does not match its certificate.
+//! - [`TrustStore`] turns `trust = [...]` into trust anchors: PEM files, `"mozilla"`
+//!   (webpki-roots) or `"system"` (rustls-native-certs).
+//! - [`ClientVerifier`] is the gate: our own rustls `ClientCertVerifier` on rustls-webpki, with the
+//!   extended-key-usage policy and revocation as parameters, then the allow-list.
+//! - [`ServerTls`] is a listener's rustls `ServerConfig` with an SNI certificate store that can be
+//!   swapped while running; [`upstream_client_config`] is the client side towards backends.
+//! - [`explain`] turns a TLS failure into words an operator can act on.
+//!
+//! Everything uses the aws-lc-rs crypto provider.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod client;
+mod error;
+pub mod explain;
+pub mod load;
+mod server;
+mod trust;
+mod verifier;
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+
+pub use client::upstream_client_config;
+pub use error::{TlsError, TlsErrorKind};
+pub use server::{CertStore, ServerTls};
+pub use trust::TrustStore;
+pub use verifier::{ClientVerifier, RefusalReason};
+
+/// The crypto provider every configuration uses: aws-lc-rs, with rustls' default cipher suites and
+/// key exchange groups.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}

@@ -1,0 +1,418 @@
+//! The gate: a rustls `ClientCertVerifier` built on rustls-webpki.
+//!
+//! Order, as DESIGN.md fixes it: the chain must lead to `trust` under the configured purpose
+//! (with validity dates and revocation checked on the way), then the certificate's identity must
+//! match the allow-list. The first failure ends the handshake with the fitting TLS alert and is
+//! logged once, with the rule that failed and the certificate's subject, SANs and fingerprint.
+
+use std::fmt;
+use std::sync::Arc;
+
+use farmgate_config::{ClientAuth, EkuPolicy};
+use farmgate_identity::{AllowList, AllowRule, PeerIdentity};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use webpki::KeyUsage;
+
+use crate::{TlsError, TrustStore, load};
+
+/// Why a gate refused a client certificate; also the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// The certificate or chain cannot be parsed.
+    BadEncoding,
+    /// The chain does not lead to a trusted CA.
+    UnknownCa,
+    /// A certificate in the chain has expired.
+    Expired,
+    /// A certificate in the chain is not valid yet.
+    NotYetValid,
+    /// The chain does not permit the required purpose (extended key usage).
+    Purpose,
+    /// A certificate in the chain is revoked.
+    Revoked,
+    /// Revocation status could not be established (e.g. the CRL has expired).
+    RevocationUnknown,
+    /// A signature in the chain is invalid or uses an unsupported algorithm.
+    BadSignature,
+    /// The chain is valid but the identity is not on the allow-list.
+    NotAllowed,
+    /// Anything else the path validation rejected (name constraints, path length...).
+    Invalid,
+}
+
+impl RefusalReason {
+    /// Short label, e.g. for metrics: `unknown_ca`, `not_allowed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RefusalReason::BadEncoding => "bad_encoding",
+            RefusalReason::UnknownCa => "unknown_ca",
+            RefusalReason::Expired => "expired",
+            RefusalReason::NotYetValid => "not_yet_valid",
+            RefusalReason::Purpose => "purpose",
+            RefusalReason::Revoked => "revoked",
+            RefusalReason::RevocationUnknown => "revocation_unknown",
+            RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::NotAllowed => "not_allowed",
+            RefusalReason::Invalid => "invalid",
+        }
+    }
+
+    /// The rule of the gate that failed, in words.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            RefusalReason::BadEncoding => "certificate must be well-formed",
+            RefusalReason::UnknownCa => "chain must lead to a CA in trust",
+            RefusalReason::Expired | RefusalReason::NotYetValid => {
+                "certificates must be within their validity dates"
+            }
+            RefusalReason::Purpose => "chain must permit the required purpose (eku)",
+            RefusalReason::Revoked | RefusalReason::RevocationUnknown => {
+                "certificates must not be revoked (crl)"
+            }
+            RefusalReason::BadSignature => "signatures must verify",
+            RefusalReason::NotAllowed => "identity must match an allow entry",
+            RefusalReason::Invalid => "chain must satisfy path validation",
+        }
+    }
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A client certificate the gate accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Who the client is.
+    pub identity: PeerIdentity,
+    /// The allow entry that let it in.
+    pub rule: AllowRule,
+    /// Whether the chain only passed under the server-auth purpose (compatibility mode).
+    pub relaxed: bool,
+}
+
+/// A client certificate the gate refused.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The failed rule.
+    pub reason: RefusalReason,
+    /// What exactly failed, in words.
+    pub detail: String,
+    /// The certificate's identity, when it could be parsed.
+    pub identity: Option<PeerIdentity>,
+    /// The rustls error that ends the handshake (and chooses the alert).
+    pub error: CertificateError,
+}
+
+/// The gate's client-certificate verifier.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    listener: Arc<str>,
+    trust: TrustStore,
+    subjects: Vec<DistinguishedName>,
+    allow: AllowList,
+    eku: EkuPolicy,
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientVerifier {
+    /// Build the verifier for a listener's `client_auth` table: loads trust and CRLs.
+    pub fn new(listener: &str, policy: &ClientAuth) -> Result<ClientVerifier, TlsError> {
+        let trust = TrustStore::load(&policy.trust, &policy.at)?;
+        let crls = policy
+            .crl
+            .iter()
+            .map(|file| load::crl(file).map(webpki::CertRevocationList::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_parts(
+            listener,
+            trust,
+            policy.allow.clone(),
+            policy.eku,
+            crls,
+        ))
+    }
+
+    /// Build from already loaded parts.
+    pub fn from_parts(
+        listener: &str,
+        trust: TrustStore,
+        allow: AllowList,
+        eku: EkuPolicy,
+        crls: Vec<webpki::CertRevocationList<'static>>,
+    ) -> ClientVerifier {
+        ClientVerifier {
+            listener: Arc::from(listener),
+            subjects: trust.subjects(),
+            trust,
+            allow,
+            eku,
+            crls,
+            algorithms: crate::provider().signature_verification_algorithms,
+        }
+    }
+
+    /// Run the gate's checks on a presented chain, without logging.
+    pub fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Accepted, Box<Refusal>> {
+        let identity = PeerIdentity::from_der(end_entity.as_ref()).ok();
+        let refuse = |reason, detail: String, error| {
+            Box::new(Refusal {
+                reason,
+                detail,
+                identity: identity.clone(),
+                error,
+            })
+        };
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|e| {
+            refuse(
+                RefusalReason::BadEncoding,
+                format!("the certificate cannot be parsed: {e}"),
+                CertificateError::BadEncoding,
+            )
+        })?;
+        let relaxed = match self.path(&cert, intermediates, now, KeyUsage::client_auth()) {
+            Ok(()) => false,
+            Err(e) if self.eku == EkuPolicy::ClientOrServerAuth && is_purpose_error(&e) => {
+                match self.path(&cert, intermediates, now, KeyUsage::server_auth()) {
+                    Ok(()) => true,
+                    Err(e) => return Err(self.refusal(e, identity.clone())),
+                }
+            }
+            Err(e) => return Err(self.refusal(e, identity.clone())),
+        };
+        let Some(identity) = identity else {
+            return Err(refuse(
+                RefusalReason::BadEncoding,
+                "the certificate's names cannot be read".into(),
+                CertificateError::BadEncoding,
+            ));
+        };
+        let rule = if relaxed {
+            self.allow
+                .rules()
+                .iter()
+                .find(|r| compat_rule(r) && r.matches(&identity))
+        } else {
+            self.allow.matching(&identity)
+        };
+        match rule {
+            Some(rule) => Ok(Accepted {
+                identity,
+                rule: rule.clone(),
+                relaxed,
+            }),
+            None => {
+                let detail = if relaxed {
+                    "the chain permits only serverAuth, so compatibility mode needs an exact dns: or spki-sha256: allow entry, and none matches".to_owned()
+                } else {
+                    "no allow entry matches this identity".to_owned()
+                };
+                Err(Box::new(Refusal {
+                    reason: RefusalReason::NotAllowed,
+                    detail,
+                    identity: Some(identity),
+                    error: CertificateError::ApplicationVerificationFailure,
+                }))
+            }
+        }
+    }
+
+    fn path(
+        &self,
+        cert: &webpki::EndEntityCert<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: KeyUsage,
+    ) -> Result<(), webpki::Error> {
+        let crls: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+            b.with_depth(webpki::RevocationCheckDepth::Chain)
+                .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+                .build()
+        });
+        cert.verify_for_usage(
+            self.algorithms.all,
+            self.trust.anchors(),
+            intermediates,
+            now,
+            usage,
+            revocation,
+            None,
+        )
+        .map(|_| ())
+    }
+
+    fn refusal(&self, e: webpki::Error, identity: Option<PeerIdentity>) -> Box<Refusal> {
+        let (reason, error) = classify(&e);
+        let detail = match (reason, self.eku) {
+            (RefusalReason::Purpose, EkuPolicy::ClientAuth) => format!(
+                "the chain does not permit TLS client authentication (clientAuth EKU); public CAs stopped issuing it in 2026, see docs/migration.md ({e})"
+            ),
+            (RefusalReason::Purpose, EkuPolicy::ClientOrServerAuth) => {
+                format!("the chain permits neither clientAuth nor serverAuth ({e})")
+            }
+            (RefusalReason::UnknownCa, _) => {
+                "the chain does not lead to a CA in this gate's trust".to_owned()
+            }
+            _ => e.to_string(),
+        };
+        Box::new(Refusal {
+            reason,
+            detail,
+            identity,
+            error,
+        })
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.subjects
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.check(end_entity, intermediates, now) {
+            Ok(accepted) => {
+                if accepted.relaxed {
+                    tracing::warn!(
+                        listener = %self.listener,
+                        identity = %accepted.identity.name(),
+                        rule = %accepted.rule,
+                        "client certificate accepted only in WebPKI compatibility mode: its chain permits serverAuth, not clientAuth; move this client to a private-CA identity (docs/migration.md)"
+                    );
+                }
+                Ok(ClientCertVerified::assertion())
+            }
+            Err(refusal) => {
+                match &refusal.identity {
+                    Some(id) => tracing::warn!(
+                        listener = %self.listener,
+                        reason = %refusal.reason,
+                        rule = refusal.reason.rule(),
+                        certificate = %id,
+                        "client certificate refused: {}", refusal.detail
+                    ),
+                    None => tracing::warn!(
+                        listener = %self.listener,
+                        reason = %refusal.reason,
+                        rule = refusal.reason.rule(),
+                        "client certificate refused: {}", refusal.detail
+                    ),
+                }
+                Err(rustls::Error::InvalidCertificate(refusal.error))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Entries that may admit a chain accepted only under the server-auth purpose: exact DNS names and
+/// key pins. A CN or URI cannot identify a public server certificate safely.
+fn compat_rule(rule: &AllowRule) -> bool {
+    match rule {
+        AllowRule::Dns(name) => !name.starts_with("*."),
+        AllowRule::SpkiSha256(_) => true,
+        _ => false,
+    }
+}
+
+#[allow(deprecated)] // older webpki versions still return the variants without context
+fn is_purpose_error(e: &webpki::Error) -> bool {
+    matches!(
+        e,
+        webpki::Error::RequiredEkuNotFound
+            | webpki::Error::RequiredEkuNotFoundContext(_)
+            | webpki::Error::EmptyEkuExtension
+    )
+}
+
+/// Map a path-validation error to our reason and to the rustls error that picks the TLS alert.
+#[allow(deprecated)] // older webpki versions still return the variants without context
+pub(crate) fn classify(e: &webpki::Error) -> (RefusalReason, CertificateError) {
+    use webpki::Error as E;
+    match e {
+        E::UnknownIssuer => (RefusalReason::UnknownCa, CertificateError::UnknownIssuer),
+        E::CertExpired { .. } => (RefusalReason::Expired, CertificateError::Expired),
+        E::CertNotValidYet { .. } => (RefusalReason::NotYetValid, CertificateError::NotValidYet),
+        E::CertRevoked => (RefusalReason::Revoked, CertificateError::Revoked),
+        E::UnknownRevocationStatus => (
+            RefusalReason::RevocationUnknown,
+            CertificateError::UnknownRevocationStatus,
+        ),
+        E::CrlExpired { .. } => (
+            RefusalReason::RevocationUnknown,
+            CertificateError::ExpiredRevocationList,
+        ),
+        E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
+            (RefusalReason::Purpose, CertificateError::InvalidPurpose)
+        }
+        E::BadDer
+        | E::BadDerTime
+        | E::TrailingData(_)
+        | E::UnsupportedCertVersion
+        | E::InvalidCertValidity => (RefusalReason::BadEncoding, CertificateError::BadEncoding),
+        E::InvalidSignatureForPublicKey
+        | E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            #[allow(deprecated)]
+            let error = CertificateError::BadSignature;
+            (RefusalReason::BadSignature, error)
+        }
+        other => (
+            RefusalReason::Invalid,
+            CertificateError::Other(OtherError(Arc::new(other.clone()))),
+        ),
+    }
+}
