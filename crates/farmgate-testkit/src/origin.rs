@@ -1,0 +1,195 @@
+//! In-process origins: the "true web servers" behind gates, on free loopback ports.
+//!
+//! An origin answers every request with what it saw, so tests can assert on forwarded headers:
+//! the response carries `x-origin: NAME`, and the body lists the request line and every request
+//! header, one `name: value` per line. Two paths do more:
+//! - `/bytes/N` streams N bytes (generated chunk by chunk, never held whole);
+//! - `POST /count` reads the request body as a stream and answers with its length in bytes;
+//! - `/delay/MS` answers after MS milliseconds (the origin is slow on purpose).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// A running origin.
+#[derive(Debug)]
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its name, returned in `x-origin`.
+    pub name: String,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    /// Start an origin called `name` on a free loopback port.
+    pub async fn start(name: &str) -> Origin {
+        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        let addr = socket.local_addr().expect("origin address");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let origin_name: Arc<str> = Arc::from(name);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = socket.accept().await else {
+                    continue;
+                };
+                let name = origin_name.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        answer(req, name.clone())
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        Origin {
+            addr,
+            name: name.to_owned(),
+            requests,
+            task,
+        }
+    }
+
+    /// How many requests it has answered.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Stop listening and close its connections' accept loop (the port refuses from now on).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type OriginBody = BoxBody<Bytes, Infallible>;
+
+async fn answer(
+    req: Request<Incoming>,
+    name: Arc<str>,
+) -> Result<Response<OriginBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let body: OriginBody = if let Some(n) = path.strip_prefix("/bytes/") {
+        let total: usize = n.parse().unwrap_or(0);
+        stream_bytes(total)
+    } else if path == "/count" {
+        let mut body = req.into_body();
+        let mut count: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => count += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => break,
+            }
+        }
+        full(format!("{count}\n"))
+    } else {
+        if let Some(ms) = path.strip_prefix("/delay/") {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        }
+        let mut text = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
+        for (k, v) in req.headers() {
+            text.push_str(&format!(
+                "{}: {}\n",
+                k,
+                String::from_utf8_lossy(v.as_bytes())
+            ));
+        }
+        full(text)
+    };
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        "x-origin",
+        name.parse().expect("origin name is a header value"),
+    );
+    Ok(response)
+}
+
+fn full(text: String) -> OriginBody {
+    Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed()
+}
+
+/// `total` bytes in 64 KiB chunks, produced as the client reads them.
+fn stream_bytes(total: usize) -> OriginBody {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let frames = futures_stream(total, CHUNK, chunk);
+    StreamBody::new(frames).boxed()
+}
+
+fn futures_stream(
+    total: usize,
+    size: usize,
+    chunk: Bytes,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync {
+    ChunkStream {
+        left: total,
+        size,
+        chunk,
+    }
+}
+
+struct ChunkStream {
+    left: usize,
+    size: usize,
+    chunk: Bytes,
+}
+
+impl futures_core::Stream for ChunkStream {
+    type Item = Result<Frame<Bytes>, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.size);
+        self.left -= n;
+        let data = self.chunk.slice(..n);
+        std::task::Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+}
+
+/// Parse an origin's echo body into `(request line, headers)`; header names are lower-case.
+pub fn parse_echo(body: &str) -> (String, Vec<(String, String)>) {
+    let mut lines = body.lines();
+    let first = lines.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (first, headers)
+}
+
+/// The values of header `name` in a parsed echo.
+pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
