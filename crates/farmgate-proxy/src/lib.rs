@@ -1,3 +1,24 @@
-//! farmgate-proxy
+//! farmgate's proxy engine: listeners, routing, forwarding and upstream pools.
+//!
+//! A [`Generation`] is everything built from one configuration (TLS configurations, verifiers,
+//! routes, upstream pools); a [`Server`] binds the listeners and serves each new connection
+//! with the current generation. Both roles, edge and gate, are this one engine: a gate is a
+//! listener with client authentication in front of the local application.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod body;
+mod connect;
+mod error;
+mod forward;
+mod generation;
+mod listener;
+mod server;
+mod strict;
+mod upstream;
+
+pub use body::Body;
+pub use connect::ConnectError;
+pub use error::{BuildError, ProxyError};
+pub use generation::Generation;
+pub use server::{Drained, Server};

@@ -1,0 +1,274 @@
+//! Opening connections to backends: TCP, then TLS with the upstream's client identity.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Why a connection to a backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The backend's host name did not resolve.
+    #[error("cannot resolve {host}")]
+    Resolve {
+        /// The name.
+        host: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// TCP connect failed.
+    #[error("cannot connect to {addr}")]
+    Tcp {
+        /// The backend.
+        addr: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Connect plus handshake took longer than the upstream's connect timeout.
+    #[error("connecting to {addr} timed out after {after:?}")]
+    Timeout {
+        /// The backend.
+        addr: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {addr} failed")]
+    Tls {
+        /// The backend.
+        addr: String,
+        /// The name the backend's certificate was checked against.
+        server_name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The URI handed to the connector has no host (a bug of ours).
+    #[error("no host in {0}")]
+    NoHost(Uri),
+}
+
+/// How connections to one upstream's servers are made.
+#[derive(Clone, Debug)]
+pub(crate) struct Connector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name checked on every backend's certificate; `None` uses each backend's host.
+    server_name: Option<ServerName<'static>>,
+    connect_timeout: Duration,
+    /// Connections opened so far (each is a TCP connect and, with TLS, a full handshake).
+    opened: AtomicU64,
+}
+
+impl Connector {
+    pub(crate) fn new(
+        tls: Option<Arc<rustls::ClientConfig>>,
+        server_name: Option<ServerName<'static>>,
+        connect_timeout: Duration,
+    ) -> Connector {
+        Connector {
+            inner: Arc::new(Inner {
+                tls,
+                server_name,
+                connect_timeout,
+                opened: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl Connector {
+    /// How many connections this connector has opened.
+    pub(crate) fn opened(&self) -> u64 {
+        self.inner.opened.load(Ordering::Relaxed)
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .ok_or_else(|| ConnectError::NoHost(uri.clone()))?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri
+                .port_u16()
+                .unwrap_or(if inner.tls.is_some() { 443 } else { 80 });
+            let addr = format!("{host}:{port}");
+            let timeout = inner.connect_timeout;
+            match tokio::time::timeout(timeout, inner.connect(&host, port, &addr)).await {
+                Ok(result) => {
+                    if result.is_ok() {
+                        inner.opened.fetch_add(1, Ordering::Relaxed);
+                    }
+                    result
+                }
+                Err(_) => Err(ConnectError::Timeout {
+                    addr,
+                    after: timeout,
+                }),
+            }
+        })
+    }
+}
+
+impl Inner {
+    async fn connect(&self, host: &str, port: u16, addr: &str) -> Result<Conn, ConnectError> {
+        let tcp = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
+            Err(_) => {
+                let mut addrs = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|source| ConnectError::Resolve {
+                        host: host.to_owned(),
+                        source,
+                    })?;
+                let first = addrs.next().ok_or_else(|| ConnectError::Resolve {
+                    host: host.to_owned(),
+                    source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+                })?;
+                TcpStream::connect(first).await
+            }
+        }
+        .map_err(|source| ConnectError::Tcp {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        // Requests and responses are written whole; waiting for more data only adds latency.
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok(Conn::Plain(TokioIo::new(tcp)));
+        };
+        let server_name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(host.to_owned()).map_err(|e| ConnectError::Tls {
+                addr: addr.to_owned(),
+                server_name: host.to_owned(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })?,
+        };
+        let shown = server_name.to_str().into_owned();
+        let stream = TlsConnector::from(tls.clone())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|source| ConnectError::Tls {
+                addr: addr.to_owned(),
+                server_name: shown,
+                source,
+            })?;
+        Ok(Conn::Tls(Box::new(TokioIo::new(stream))))
+    }
+}
+
+/// A connection to a backend, plain or TLS.
+#[derive(Debug)]
+pub(crate) enum Conn {
+    Plain(TokioIo<TcpStream>),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        match self {
+            Conn::Plain(_) => Connected::new(),
+            Conn::Tls(tls) => {
+                let (_, session) = tls.inner().get_ref();
+                if session.alpn_protocol() == Some(b"h2") {
+                    Connected::new().negotiated_h2()
+                } else {
+                    Connected::new()
+                }
+            }
+        }
+    }
+}
+
+impl Read for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_flush(cx),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(io) => io.is_write_vectored(),
+            Conn::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+}

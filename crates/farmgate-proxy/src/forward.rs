@@ -1,0 +1,282 @@
+//! One request through the proxy: route it, rewrite its headers, send it to a backend, and
+//! answer failures with the right status and a log line that says why.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::error::{Failure, Fault};
+use crate::generation::Generation;
+use crate::listener::ListenerRt;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+const CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The verified client of a gate connection, as headers for the application.
+#[derive(Debug)]
+pub(crate) struct ClientHeaders {
+    /// Short name for logs.
+    pub(crate) name: String,
+    /// Envoy `x-forwarded-client-cert`.
+    pub(crate) xfcc: HeaderValue,
+    /// RFC 9440 `Client-Cert`.
+    pub(crate) client_cert: HeaderValue,
+}
+
+/// What every request on one connection shares.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) generation: Arc<Generation>,
+    pub(crate) listener: Arc<ListenerRt>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) peer_ip: HeaderValue,
+    /// The verified client certificate's identity, on a gate.
+    pub(crate) client: Option<ClientHeaders>,
+}
+
+/// hyper's service function: never fails, failures become responses.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut upstream_name = None;
+    let result = forward(req, &conn, &mut upstream_name).await;
+    Ok(match result {
+        Ok(response) => response,
+        Err(failure) => {
+            let upstream = upstream_name.as_deref().unwrap_or("-");
+            let identity = conn.client.as_ref().map_or("-", |c| c.name.as_str());
+            match failure.fault {
+                Fault::Downstream => tracing::debug!(
+                    listener = %conn.listener.name, client = %conn.peer, %method, %path, status = failure.status.as_u16(),
+                    "{}", failure.cause
+                ),
+                Fault::Upstream | Fault::Internal => tracing::warn!(
+                    listener = %conn.listener.name, client = %conn.peer, %identity, %method, %path, %upstream, status = failure.status.as_u16(),
+                    "{}", failure.cause
+                ),
+            }
+            error_response(&failure)
+        }
+    })
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    conn: &ConnInfo,
+    upstream_name: &mut Option<Arc<str>>,
+) -> Result<Response<Body>, Failure> {
+    crate::strict::check(&req)
+        .map_err(|why| Failure::bad_request(format!("refused request: {why}")))?;
+    let authority =
+        authority(&req).ok_or_else(|| Failure::bad_request("request has no host".into()))?;
+    let host = host_of(&authority);
+    if conn.listener.config.redirect_https {
+        return Ok(redirect(&host, &req));
+    }
+    let route = conn
+        .listener
+        .config
+        .routes
+        .iter()
+        .find(|r| r.matches(&host, req.uri().path()))
+        .ok_or_else(|| {
+            Failure::not_found(format!(
+                "no route for host {host:?} path {:?}",
+                req.uri().path()
+            ))
+        })?;
+    let upstream = conn.generation.upstream(route.upstream);
+    *upstream_name = Some(upstream.name.clone());
+    let server = upstream.pick().ok_or_else(|| {
+        Failure::unavailable(format!(
+            "upstream {} has no server available",
+            upstream.name
+        ))
+    })?;
+
+    rewrite_request(&mut req, conn, &authority);
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, Body::from(body));
+    let response = upstream.send(server, req).await?;
+    let (mut parts, body) = response.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header.
+fn authority<B>(req: &Request<B>) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str().to_owned());
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+}
+
+/// The host part of an authority, lower-case, without port or IPv6 brackets.
+fn host_of(authority: &str) -> String {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                authority
+            }
+        }),
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn rewrite_request(req: &mut Request<Incoming>, conn: &ConnInfo, authority: &str) {
+    let version = req.version();
+    let tls = conn.listener.tls.is_some();
+    let headers = req.headers_mut();
+    remove_hop_by_hop(headers);
+
+    // Only a verified peer (a gate's authenticated client, i.e. the edge) may tell us who it
+    // forwarded for; anyone else's claims are replaced.
+    let trusted = conn.client.is_some();
+    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
+        Some(prior) => {
+            let mut v = prior.as_bytes().to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(conn.peer_ip.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.peer_ip.clone())
+        }
+        None => conn.peer_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR, xff);
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        headers.insert(X_FORWARDED_PROTO, proto);
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST))
+        && let Ok(v) = HeaderValue::from_str(authority)
+    {
+        headers.insert(X_FORWARDED_HOST, v);
+    }
+
+    // Identity headers are ours alone: drop what the client sent, set the verified identity.
+    headers.remove(&X_FORWARDED_CLIENT_CERT);
+    headers.remove(&CLIENT_CERT);
+    headers.remove(&CLIENT_CERT_CHAIN);
+    if let Some(client) = &conn.client {
+        headers.insert(X_FORWARDED_CLIENT_CERT, client.xfcc.clone());
+        headers.insert(CLIENT_CERT, client.client_cert.clone());
+    }
+
+    // HTTP/2 clients carry the host in :authority; backends get it as Host, unchanged.
+    if !headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(authority)
+    {
+        headers.insert(header::HOST, v);
+    }
+    if version == Version::HTTP_2 || version == Version::HTTP_10 {
+        *req.version_mut() = Version::HTTP_11;
+    }
+}
+
+/// Remove hop-by-hop headers, including those the Connection header names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn redirect<B>(host: &str, req: &Request<B>) -> Response<Body> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{host}{path}");
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+fn error_response(failure: &Failure) -> Response<Body> {
+    let reason = failure.status.canonical_reason().unwrap_or("Error");
+    let mut response = Response::new(Body::text(format!(
+        "{} {reason}\n",
+        failure.status.as_u16()
+    )));
+    *response.status_mut() = failure.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if failure.status == StatusCode::BAD_REQUEST {
+        // A request we could not read safely leaves the connection in an unknown state.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_without_port() {
+        assert_eq!(host_of("WWW.Example.com:8443"), "www.example.com");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("[::1]:8443"), "::1");
+        assert_eq!(host_of("example.com."), "example.com");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,78 @@
+//! A generation: everything built from one configuration, swapped in as one snapshot.
+
+use std::sync::Arc;
+
+use farmgate_config::{Config, UpstreamId};
+
+use crate::error::BuildError;
+use crate::listener::ListenerRt;
+use crate::upstream::UpstreamRt;
+
+/// A configuration put to work: TLS configurations loaded, verifiers and pools built. Building
+/// one reads every file the configuration names, so a generation that exists is one that can
+/// serve; `farmgate check` builds one and throws it away.
+#[derive(Debug)]
+pub struct Generation {
+    config: Config,
+    pub(crate) listeners: Vec<Arc<ListenerRt>>,
+    pub(crate) upstreams: Vec<UpstreamRt>,
+}
+
+impl Generation {
+    /// Build everything `config` describes, or say what is wrong.
+    pub fn build(config: Config) -> Result<Generation, BuildError> {
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| ListenerRt::build(l).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(UpstreamRt::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Generation {
+            config,
+            listeners,
+            upstreams,
+        })
+    }
+
+    /// The configuration this generation was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The certificate chains each TLS listener serves (default first), by listener name.
+    pub fn served_certificates(
+        &self,
+    ) -> Vec<(String, Vec<rustls_pki_types::CertificateDer<'static>>)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| Some((l.name.to_string(), l.tls.as_ref()?)))
+            .flat_map(|(name, tls)| {
+                let current = tls.store().current();
+                current
+                    .all()
+                    .map(|k| (name.clone(), k.cert.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// How many connections upstream `name` has opened to its servers (`None`: no such upstream).
+    pub fn upstream_connections(&self, name: &str) -> Option<u64> {
+        self.upstreams
+            .iter()
+            .find(|u| &*u.name == name)
+            .map(UpstreamRt::connections_opened)
+    }
+
+    pub(crate) fn upstream(&self, id: UpstreamId) -> &UpstreamRt {
+        &self.upstreams[id.0]
+    }
+
+    pub(crate) fn listener(&self, name: &str) -> Option<&Arc<ListenerRt>> {
+        self.listeners.iter().find(|l| &*l.name == name)
+    }
+}

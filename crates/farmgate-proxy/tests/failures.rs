@@ -1,0 +1,249 @@
+//! When forwarding fails: the right status, fast, and a log line that says why.
+
+use std::net::SocketAddr;
+
+use farmgate_testkit::client::TlsClient;
+use farmgate_testkit::origin::Origin;
+use farmgate_testkit::pki::TestPki;
+
+use crate::farm::{BACKEND, EDGE, SITE, edge_listener, edge_upstream, gate, start};
+use crate::logs;
+
+/// An edge for `SITE` whose upstream `farm` is `servers`, with extra upstream keys.
+async fn edge(
+    pki: &TestPki,
+    servers: &[SocketAddr],
+    extra: &str,
+    client_pki: &TestPki,
+) -> (farmgate_proxy::Server, TlsClient, SocketAddr) {
+    logs::capture();
+    let site = pki.server(SITE);
+    let client = client_pki.client(EDGE);
+    let servers: Vec<_> = servers.iter().map(|a| (*a, 1)).collect();
+    let text = edge_listener(&site) + &edge_upstream(&servers, &pki.ca_file(), &client, extra);
+    let server = start(pki.dir(), "edge", &text).await;
+    let addr = server.local_addr("public").unwrap();
+    (server, TlsClient::new(&pki.ca_file(), SITE), addr)
+}
+
+/// An address nothing listens on.
+async fn closed_port() -> SocketAddr {
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    socket.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn no_route_gives_404() {
+    logs::capture();
+    let pki = TestPki::new();
+    let site = pki.server(SITE);
+    let origin = Origin::start("app").await;
+    let text = format!(
+        r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+tls = {{ certificate = {cert:?}, private_key = {key:?} }}
+[[listener.route]]
+host = "api.farm.test"
+upstream = "app"
+[[listener.route]]
+path_prefix = "/static"
+upstream = "app"
+[upstream.app]
+servers = ["{origin}"]
+"#,
+        cert = site.cert,
+        key = site.key,
+        origin = origin.addr,
+    );
+    let server = start(pki.dir(), "edge", &text).await;
+    let addr = server.local_addr("public").unwrap();
+    let client = TlsClient::new(&pki.ca_file(), SITE);
+    assert_eq!(client.get(addr, "/").await.status, 404);
+    assert_eq!(client.get(addr, "/static/app.css").await.status, 200);
+    assert_eq!(client.get(addr, "/staticx").await.status, 404);
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn backend_with_wrong_server_name_gives_502_with_reason_logged() {
+    let pki = TestPki::new();
+    let origin = Origin::start("app").await;
+    let backend = pki.server("wrong-name.farm.test");
+    let (_gate, gate_addr) = gate(
+        pki.dir(),
+        "gate",
+        &backend,
+        &pki.ca_file(),
+        &["dns:edge.farm.test"],
+        origin.addr,
+    )
+    .await;
+    let (_edge, client, addr) = edge(&pki, &[gate_addr], "", &pki).await;
+    let r = client.get(addr, "/wrong-name").await;
+    assert_eq!(r.status, 502);
+    let lines = logs::lines_with(&["path=/wrong-name", "status=502"]);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains(&format!("not valid for the name \"{BACKEND}\"")),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn edge_certificate_refused_by_gate_gives_502_with_reason_logged() {
+    let pki = TestPki::new();
+    let origin = Origin::start("app").await;
+    let backend = pki.server(BACKEND);
+    let (_gate, gate_addr) = gate(
+        pki.dir(),
+        "gate",
+        &backend,
+        &pki.ca_file(),
+        &["dns:edge.farm.test"],
+        origin.addr,
+    )
+    .await;
+    // The edge presents a certificate from a CA the gate does not trust.
+    let (_edge, client, addr) = edge(&pki, &[gate_addr], "", &TestPki::other()).await;
+    let r = client.get(addr, "/refused-cert").await;
+    assert_eq!(r.status, 502);
+    let lines = logs::lines_with(&["path=/refused-cert", "status=502"]);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("backend refused our client certificate: unknown CA"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn all_backends_down_gives_502_without_waiting() {
+    let pki = TestPki::new();
+    let down = [closed_port().await, closed_port().await];
+    // A connect timeout longer than any test: a refused connection must not wait for it.
+    let (_edge, client, addr) = edge(&pki, &down, "timeouts = { connect = \"1h\" }", &pki).await;
+    for _ in 0..2 {
+        let r = client.get(addr, "/down").await;
+        assert_eq!(r.status, 502);
+    }
+    assert!(!logs::lines_with(&["path=/down", "status=502", "connection refused"]).is_empty());
+}
+
+#[tokio::test]
+async fn backend_that_never_completes_the_handshake_gives_502_after_connect_timeout() {
+    let pki = TestPki::new();
+    // Accepts TCP, then says nothing: the TLS handshake cannot finish.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let (_edge, client, addr) = edge(
+        &pki,
+        &[silent_addr],
+        "timeouts = { connect = \"300ms\" }",
+        &pki,
+    )
+    .await;
+    let r = client.get(addr, "/silent").await;
+    assert_eq!(r.status, 502);
+    let lines = logs::lines_with(&["path=/silent", "status=502"]);
+    assert!(lines[0].contains("timed out after 300ms"), "{}", lines[0]);
+    hold.abort();
+}
+
+#[tokio::test]
+async fn slow_backend_gives_504() {
+    let pki = TestPki::new();
+    let origin = Origin::start("slow").await;
+    let backend = pki.server(BACKEND);
+    let (_gate, gate_addr) = gate(
+        pki.dir(),
+        "gate",
+        &backend,
+        &pki.ca_file(),
+        &["dns:edge.farm.test"],
+        origin.addr,
+    )
+    .await;
+    let (_edge, client, addr) = edge(
+        &pki,
+        &[gate_addr],
+        "timeouts = { response_header = \"300ms\" }",
+        &pki,
+    )
+    .await;
+    let r = client.get(addr, "/delay/5000").await;
+    assert_eq!(r.status, 504);
+    let lines = logs::lines_with(&["path=/delay/5000", "status=504"]);
+    assert!(
+        lines[0].contains("no response header within 300ms"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_request_is_refused_with_400_and_never_forwarded() {
+    let pki = TestPki::new();
+    let origin = Origin::start("app").await;
+    let backend = pki.server(BACKEND);
+    let (_gate, gate_addr) = gate(
+        pki.dir(),
+        "gate",
+        &backend,
+        &pki.ca_file(),
+        &["dns:edge.farm.test"],
+        origin.addr,
+    )
+    .await;
+    let (_edge, client, addr) = edge(&pki, &[gate_addr], "", &pki).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let shapes = [
+        "POST / HTTP/1.1\r\nhost: www.farm.test\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+        "POST / HTTP/1.1\r\nhost: www.farm.test\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: www.farm.test\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nhost: www.farm.test\r\ncontent-length: +5\r\n\r\nhello",
+        "GET / HTTP/1.1\r\nhost: www.farm.test\r\nhost: evil.example\r\n\r\n",
+        "GET http://evil.example/ HTTP/1.1\r\nhost: www.farm.test\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: www.farm.test\r\nx-folded: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: www.farm.test\r\nx-nul: a\0b\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.2\r\nhost: www.farm.test\r\n\r\n",
+    ];
+    for shape in shapes {
+        let mut stream = client.handshake(addr).await.unwrap();
+        stream.write_all(shape.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{shape:?} got {answer:?}"
+        );
+    }
+    assert_eq!(origin.requests(), 0);
+
+    // Content-Length with Transfer-Encoding: hyper, our parser, drops the Content-Length (RFC 9112
+    // §6.3: chunked wins) and closes the connection after answering. What reaches the backend is
+    // re-framed as chunked, so it cannot be read two ways.
+    let mut stream = client.handshake(addr).await.unwrap();
+    let both = "POST /count HTTP/1.1\r\nhost: www.farm.test\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    stream.write_all(both.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answer.ends_with("\r\n\r\n5\n"),
+        "the backend read exactly the chunked body: {answer:?}"
+    );
+}

@@ -1,0 +1,177 @@
+//! Building farms for tests: gates in front of origins, an edge in front of the gates.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use farmgate_config::Config;
+use farmgate_proxy::{Generation, Server};
+use farmgate_testkit::client::TlsClient;
+use farmgate_testkit::origin::Origin;
+use farmgate_testkit::pki::{CertFiles, TestPki};
+
+/// The name the edge's client certificate carries.
+pub const EDGE: &str = "edge.farm.test";
+/// The name on every gate's server certificate.
+pub const BACKEND: &str = "backend.farm.test";
+/// The public name of the site, on the edge's server certificate.
+pub const SITE: &str = "www.farm.test";
+
+/// Start a proxy from TOML `text`, written next to the PKI's files as `name.toml`.
+pub async fn start(dir: &Path, name: &str, text: &str) -> Server {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::parse(text, &path).unwrap_or_else(|e| panic!("{name}.toml: {e}\n{text}"));
+    let generation = Generation::build(config).unwrap_or_else(|e| panic!("{name}.toml: {e}"));
+    Server::start(generation).await.unwrap()
+}
+
+/// A gate in front of `origin`, trusting `ca` and allowing `allow`.
+pub async fn gate(
+    dir: &Path,
+    name: &str,
+    backend: &CertFiles,
+    ca: &Path,
+    allow: &[&str],
+    origin: SocketAddr,
+) -> (Server, SocketAddr) {
+    let allow = allow
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        r#"
+[[listener]]
+name = "gate"
+listen = "127.0.0.1:0"
+[listener.tls]
+certificate = {cert:?}
+private_key = {key:?}
+[listener.tls.client_auth]
+trust = [{ca:?}]
+allow = [{allow}]
+[[listener.route]]
+upstream = "app"
+[upstream.app]
+servers = ["{origin}"]
+"#,
+        cert = backend.cert,
+        key = backend.key,
+        ca = ca,
+    );
+    let server = start(dir, name, &text).await;
+    let addr = server.local_addr("gate").unwrap();
+    (server, addr)
+}
+
+/// The upstream table of an edge: mTLS to `servers` (weighted `(addr, weight)`).
+pub fn edge_upstream(
+    servers: &[(SocketAddr, u32)],
+    ca: &Path,
+    client: &CertFiles,
+    extra: &str,
+) -> String {
+    let servers = servers
+        .iter()
+        .map(|(a, w)| format!("{{ address = \"{a}\", weight = {w} }}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[upstream.farm]
+servers = [{servers}]
+{extra}
+[upstream.farm.tls]
+server_name = "{BACKEND}"
+trust = [{ca:?}]
+client_certificate = {cert:?}
+client_key = {key:?}
+"#,
+        cert = client.cert,
+        key = client.key,
+    )
+}
+
+/// An edge listener for the site, routing everything to upstream `farm`.
+pub fn edge_listener(site: &CertFiles) -> String {
+    format!(
+        r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+[listener.tls]
+certificate = {cert:?}
+private_key = {key:?}
+[[listener.route]]
+upstream = "farm"
+"#,
+        cert = site.cert,
+        key = site.key,
+    )
+}
+
+/// A whole farm: `n` origins, each behind a gate allowing the edge's name, and an edge.
+pub struct Farm {
+    pub pki: TestPki,
+    pub origins: Vec<Origin>,
+    pub gates: Vec<(Server, SocketAddr)>,
+    pub edge: Server,
+    pub edge_addr: SocketAddr,
+    pub edge_client: CertFiles,
+}
+
+impl Farm {
+    /// `weights.len()` backends with these weights.
+    pub async fn start(weights: &[u32]) -> Farm {
+        Self::start_with(weights, "").await
+    }
+
+    /// Like [`Farm::start`], with extra keys for the edge's upstream table.
+    pub async fn start_with(weights: &[u32], upstream_extra: &str) -> Farm {
+        crate::logs::capture();
+        let pki = TestPki::new();
+        let backend = pki.server(BACKEND);
+        let site = pki.server(SITE);
+        let edge_client = pki.client(EDGE);
+        let mut origins = Vec::new();
+        let mut gates = Vec::new();
+        for i in 0..weights.len() {
+            let origin = Origin::start(&format!("origin-{i}")).await;
+            let allow = format!("dns:{EDGE}");
+            gates.push(
+                gate(
+                    pki.dir(),
+                    &format!("gate-{i}"),
+                    &backend,
+                    &pki.ca_file(),
+                    &[&allow],
+                    origin.addr,
+                )
+                .await,
+            );
+            origins.push(origin);
+        }
+        let servers: Vec<(SocketAddr, u32)> = gates
+            .iter()
+            .zip(weights)
+            .map(|((_, a), w)| (*a, *w))
+            .collect();
+        let text = edge_listener(&site)
+            + &edge_upstream(&servers, &pki.ca_file(), &edge_client, upstream_extra);
+        let edge = start(pki.dir(), "edge", &text).await;
+        let edge_addr = edge.local_addr("public").unwrap();
+        Farm {
+            pki,
+            origins,
+            gates,
+            edge,
+            edge_addr,
+            edge_client,
+        }
+    }
+
+    /// A browser: trusts the farm CA, asks for the site.
+    pub fn browser(&self) -> TlsClient {
+        TlsClient::new(&self.pki.ca_file(), SITE)
+    }
+}

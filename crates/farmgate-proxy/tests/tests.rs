@@ -1,0 +1,11 @@
+//! End-to-end scenarios for the proxy engine over real loopback sockets, with a test PKI minted
+//! at test time: browser → edge → mTLS → gate → origin.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod farm;
+mod logs;
+
+mod chain;
+mod failures;
+mod gate;
+mod streaming;
