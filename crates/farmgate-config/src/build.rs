@@ -283,18 +283,6 @@ impl Builder<'_> {
                     .into(),
             );
         }
-        let sources = l.sources.as_ref().map_or_else(Vec::new, |s| {
-            s.get_ref()
-                .iter()
-                .filter_map(|r| {
-                    let range = IpRange::parse(r.get_ref().trim());
-                    if range.is_none() {
-                        self.invalid(r.span(), "listener.sources", format!("{:?} is not an address range; write e.g. \"10.0.0.0/24\" or \"192.0.2.7\"", r.get_ref()));
-                    }
-                    range
-                })
-                .collect()
-        });
         let routes: Vec<Route> = l
             .route
             .iter()
@@ -305,7 +293,6 @@ impl Builder<'_> {
             listen: listen?,
             tls: if l.tls.is_some() { Some(tls?) } else { None },
             redirect_https,
-            sources,
             routes,
             at,
         })
@@ -454,11 +441,13 @@ impl Builder<'_> {
                 .map(|p| self.file(p, &format!("{KEY}.crl")))
                 .collect()
         });
+        let sources = self.sources(c.sources.as_ref());
         Some(ClientAuth {
             trust,
             allow: allow?,
             eku,
             crl,
+            sources,
             at: self.at(raw.span(), KEY),
         })
     }
@@ -515,6 +504,24 @@ impl Builder<'_> {
             }
         }
         Some(AllowList::new(rules))
+    }
+
+    fn sources(&mut self, list: Option<&S<Vec<S<String>>>>) -> Vec<IpRange> {
+        let Some(list) = list else { return Vec::new() };
+        list.get_ref()
+            .iter()
+            .filter_map(|r| {
+                let range = IpRange::parse(r.get_ref().trim());
+                if range.is_none() {
+                    self.invalid(
+                        r.span(),
+                        "listener.tls.client_auth.sources",
+                        format!("{:?} is not an address range; write e.g. \"10.0.0.0/24\" or \"192.0.2.7\"", r.get_ref()),
+                    );
+                }
+                range
+            })
+            .collect()
     }
 
     fn route(

@@ -18,8 +18,6 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
     /// Plain-HTTP listener that answers every request with a redirect to HTTPS.
     pub redirect_https: bool,
-    /// Source ranges allowed to connect; empty allows all. Others are closed before TLS.
-    pub sources: Vec<IpRange>,
     /// Routes, tried in order.
     pub routes: Vec<Route>,
     /// Where the listener is defined.
@@ -27,6 +25,14 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Source ranges allowed to connect (a gate's `sources`); empty allows all.
+    pub fn sources(&self) -> &[IpRange] {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.client_auth.as_ref())
+            .map_or(&[], |c| c.sources.as_slice())
+    }
+
     /// Whether this listener is a gate (requires client certificates).
     pub fn is_gate(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.client_auth.is_some())
@@ -97,6 +103,8 @@ pub struct ClientAuth {
     pub eku: EkuPolicy,
     /// Revocation lists.
     pub crl: Vec<FileRef>,
+    /// Source ranges allowed to connect; empty allows all. Others are closed before TLS.
+    pub sources: Vec<IpRange>,
     /// Where the policy is defined.
     pub at: Location,
 }

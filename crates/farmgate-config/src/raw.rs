@@ -60,7 +60,6 @@ pub(crate) struct RawListener {
     pub listen: Option<S<String>>,
     pub tls: Option<S<RawListenerTls>>,
     pub redirect_https: Option<S<bool>>,
-    pub sources: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
 }
@@ -91,6 +90,7 @@ pub(crate) struct RawClientAuth {
     pub allow: Option<S<Vec<S<String>>>>,
     pub eku: Option<S<String>>,
     pub crl: Option<S<Vec<S<String>>>>,
+    pub sources: Option<S<Vec<S<String>>>>,
 }
 
 /// Parsed so that a configuration written for ACME is refused as unsupported, not as unknown.

@@ -20,6 +20,27 @@ pub enum BuildError {
     },
 }
 
+/// A configuration file that cannot be put to work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error(transparent)]
+    Config(#[from] farmgate_config::ConfigErrors),
+    /// A file it names is unusable.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
 /// The proxy could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,10 +1,11 @@
 //! A generation: everything built from one configuration, swapped in as one snapshot.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use farmgate_config::{Config, UpstreamId};
 
-use crate::error::BuildError;
+use crate::error::{BuildError, LoadError};
 use crate::listener::ListenerRt;
 use crate::upstream::UpstreamRt;
 
@@ -19,6 +20,17 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// Read the configuration file at `path`, validate it and build it: what `farmgate run`,
+    /// `farmgate check` and every reload do, so they can never disagree.
+    pub fn load(path: &Path) -> Result<Generation, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text, path)?;
+        Ok(Generation::build(config)?)
+    }
+
     /// Build everything `config` describes, or say what is wrong.
     pub fn build(config: Config) -> Result<Generation, BuildError> {
         let listeners = config

@@ -19,6 +19,6 @@ mod upstream;
 
 pub use body::Body;
 pub use connect::ConnectError;
-pub use error::{BuildError, ProxyError};
+pub use error::{BuildError, LoadError, ProxyError};
 pub use generation::Generation;
-pub use server::{Drained, Server};
+pub use server::{Drained, ReloadError, Server};

@@ -23,6 +23,8 @@ use crate::server::Shared;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused client may keep sending before we close its connection.
+const LINGER: Duration = Duration::from_secs(2);
 /// How long a client may take to send a request's header (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,13 +116,8 @@ async fn serve(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
-    if !listener.config.sources.is_empty()
-        && !listener
-            .config
-            .sources
-            .iter()
-            .any(|r| r.contains(peer.ip()))
-    {
+    let sources = listener.config.sources();
+    if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
         tracing::info!("closed before TLS: source address not in sources");
         return;
     }
@@ -138,15 +135,12 @@ async fn serve(
         serve_http(tcp, info, &shared, shutdown).await;
         return;
     };
-    let stream = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        TlsAcceptor::from(tls.config()).accept(tcp),
-    )
-    .await
-    {
+    let handshake = TlsAcceptor::from(tls.config()).accept(tcp).into_fallible();
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
             handshake_failed(&listener, &e);
+            linger(tcp).await;
             return;
         }
         Err(_) => {
@@ -195,6 +189,19 @@ fn handshake_failed(listener: &ListenerRt, e: &std::io::Error) {
         Some(other) => tracing::debug!("TLS handshake failed: {other}"),
         None => tracing::debug!("TLS handshake failed: {e}"),
     }
+}
+
+/// After a refused handshake, close our side but keep reading for a moment, so the client
+/// reads our alert instead of a connection reset (a TLS 1.3 client is already sending its
+/// request when a gate refuses its certificate; closing with unread data would reset).
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 async fn serve_http<S>(

@@ -30,6 +30,15 @@ pub struct Server {
     drained: mpsc::Receiver<()>,
 }
 
+/// Why a reload was refused; the running generation stays.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// Listeners were added, removed, renamed or moved.
+    #[error("the new configuration adds, removes or moves listeners; that needs a restart")]
+    ListenersChanged,
+}
+
 /// How a shutdown ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
@@ -98,6 +107,28 @@ impl Server {
     /// The generation serving new connections.
     pub fn generation(&self) -> Arc<Generation> {
         self.shared.generation.load_full()
+    }
+
+    /// Serve new connections with `generation` from now on; connections already open finish on
+    /// the generation they started with. The listeners must be the same (names and addresses):
+    /// a generation that moves a listener needs a restart.
+    pub fn reload(&self, generation: Generation) -> Result<(), ReloadError> {
+        let current = self.shared.generation.load();
+        let listeners = |g: &Generation| {
+            let mut l: Vec<(String, SocketAddr)> = g
+                .config()
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.listen))
+                .collect();
+            l.sort();
+            l
+        };
+        if listeners(&current) != listeners(&generation) {
+            return Err(ReloadError::ListenersChanged);
+        }
+        self.shared.generation.store(Arc::new(generation));
+        Ok(())
     }
 
     /// Stop accepting, let open connections finish their in-flight requests for up to `grace`,

@@ -1,1 +1,68 @@
-fn main() {}
+//! `farmgate`: the command line. Each subcommand lives in its own module; the libraries do the
+//! work. Exit codes: 0 ok, 1 a user error (bad configuration, refused certificate), 2 bad usage.
+#![forbid(unsafe_code)]
+
+mod ca;
+mod check;
+mod demo;
+mod inspect;
+mod logging;
+mod probe;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Reverse proxy and load balancer for web farms whose backends accept only mutually
+/// authenticated TLS.
+#[derive(Debug, Parser)]
+#[command(name = "farmgate", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve; SIGHUP reloads the configuration, SIGTERM or Ctrl-C drains and stops.
+    Run {
+        /// The configuration file.
+        #[arg(short, long, default_value = "farmgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every file it names exactly as `run` would.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, default_value = "farmgate.toml")]
+        config: PathBuf,
+    },
+    /// A whole farm on loopback: throwaway CA, an edge, N gates, N origins.
+    Demo(demo::Args),
+    /// A private CA for the farm's identities.
+    Ca(ca::Args),
+    /// What a certificate (chain) is good for, as server and as client.
+    Inspect(inspect::Args),
+    /// Try a (m)TLS handshake with a server and explain the outcome.
+    Probe(probe::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run::run(&config),
+        Command::Check { config } => check::check(&config),
+        Command::Demo(args) => demo::demo(&args),
+        Command::Ca(args) => ca::ca(&args),
+        Command::Inspect(args) => inspect::inspect(&args),
+        Command::Probe(args) => probe::probe(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

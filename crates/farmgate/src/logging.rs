@@ -1,0 +1,16 @@
+//! Log output: text or JSON lines on stdout, level from `RUST_LOG` (default `info`).
+
+use farmgate_config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+/// Install the global subscriber. Later calls are ignored.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

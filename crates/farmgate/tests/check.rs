@@ -1,0 +1,129 @@
+//! `farmgate check`: exactly what `run` would build, exit 0 or 1, errors that say where.
+
+use std::path::{Path, PathBuf};
+
+use farmgate_testkit::pki::TestPki;
+
+use crate::cli::{farmgate, mint_example_certs};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Run `farmgate check -c path`: (exit code, stdout, stderr).
+fn check(path: &Path) -> (i32, String, String) {
+    let out = farmgate(&["check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn examples_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    mint_example_certs(dir.path());
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let copy = dir.path().join(path.file_name().unwrap());
+            std::fs::copy(&path, &copy).unwrap();
+            let (code, stdout, stderr) = check(&copy);
+            assert_eq!(code, 0, "{}:\n{stdout}{stderr}", path.display());
+            assert!(stdout.contains(": OK"), "{stdout}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "examples/edge.toml, gate.toml and farm.toml");
+}
+
+/// A gate configuration whose certificate and key are `cert` and `key`.
+fn gate_config(dir: &Path, cert: &Path, key: &Path, ca: &Path) -> PathBuf {
+    let path = dir.join("gate.toml");
+    let text = format!(
+        "[[listener]]\nname = \"gate\"\nlisten = \"127.0.0.1:0\"\n[listener.tls]\ncertificate = {cert:?}\nprivate_key = {key:?}\n[listener.tls.client_auth]\ntrust = [{ca:?}]\nallow = [\"dns:edge.farm.test\"]\n[[listener.route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:8080\"]\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_summarises_a_valid_gate() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let config = gate_config(pki.dir(), &backend.cert, &backend.key, &pki.ca_file());
+    let (code, stdout, _) = check(&config);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("listener \"gate\""), "{stdout}");
+    assert!(stdout.contains("allow dns:edge.farm.test"), "{stdout}");
+    assert!(stdout.contains("eku client_auth"), "{stdout}");
+}
+
+#[test]
+fn unreadable_certificate_is_reported_with_file_line_and_key() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let missing = pki.dir().join("nowhere.pem");
+    let config = gate_config(pki.dir(), &missing, &backend.key, &pki.ca_file());
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, 1);
+    let expected = format!(
+        "{}:5: listener.tls.certificate: cannot read {}",
+        config.display(),
+        missing.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn mismatched_key_is_reported_with_file_line_and_key() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let other = pki.server("other.farm.test");
+    let config = gate_config(pki.dir(), &backend.cert, &other.key, &pki.ca_file());
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("{}:6: listener.tls.private_key", config.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("does not belong to the certificate"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn garbage_certificate_is_reported() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let garbage = pki.dir().join("garbage.pem");
+    std::fs::write(&garbage, "this is not a certificate\n").unwrap();
+    let config = gate_config(pki.dir(), &garbage, &backend.key, &pki.ca_file());
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("holds no certificate"), "{stderr}");
+}
+
+#[test]
+fn config_errors_exit_1_and_bad_usage_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[[listener]]\nname = \"x\"\nlisen = 1\n").unwrap();
+    let (code, _, stderr) = check(&path);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("bad.toml:3: lisen: unknown field `lisen`"),
+        "{stderr}"
+    );
+    let usage = farmgate(&["check", "--no-such-flag"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let missing = farmgate(&["check", "-c", "/nonexistent/farmgate.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+}
