@@ -16,9 +16,9 @@ use crate::raw::{
 };
 use crate::{
     Address, Admin, Backend, Balance, CertKey, ClientAuth, Config, ConfigError, ConfigErrors,
-    EkuPolicy, FileRef, HashKey, Health, HostPattern, IpRange, Listener, ListenerTls, Location,
-    Log, LogFormat, Problem, Route, Server, SniCert, Timeouts, Trust, Upstream, UpstreamId,
-    UpstreamTls, parse_duration,
+    EkuPolicy, FileRef, HashKey, Health, HostPattern, IpRange, Listener, ListenerTimeouts,
+    ListenerTls, Location, Log, LogFormat, Problem, Route, Server, SniCert, Timeouts, Trust,
+    Upstream, UpstreamId, UpstreamTls, parse_duration,
 };
 
 pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
@@ -283,6 +283,23 @@ impl Builder<'_> {
                     .into(),
             );
         }
+        let timeouts = l
+            .timeouts
+            .as_ref()
+            .map_or_else(ListenerTimeouts::default, |t| {
+                let t = t.get_ref();
+                let d = ListenerTimeouts::default();
+                let mut one = |v: &Option<S<String>>, k: &str, default: Duration| {
+                    v.as_ref()
+                        .and_then(|v| self.duration(v, &format!("listener.timeouts.{k}")))
+                        .unwrap_or(default)
+                };
+                ListenerTimeouts {
+                    handshake: one(&t.handshake, "handshake", d.handshake),
+                    request_header: one(&t.request_header, "request_header", d.request_header),
+                    idle: one(&t.idle, "idle", d.idle),
+                }
+            });
         let routes: Vec<Route> = l
             .route
             .iter()
@@ -294,6 +311,7 @@ impl Builder<'_> {
             tls: if l.tls.is_some() { Some(tls?) } else { None },
             redirect_https,
             routes,
+            timeouts,
             at,
         })
     }

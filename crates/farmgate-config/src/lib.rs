@@ -42,7 +42,8 @@ use std::time::Duration;
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, Problem};
 pub use listener::{
-    CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerTls, Route, SniCert,
+    CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerTimeouts, ListenerTls, Route,
+    SniCert,
 };
 pub use location::Location;
 pub use net::{Address, IpRange};
@@ -73,6 +74,40 @@ impl Config {
     /// relative paths). Returns every problem found, each with file, line and key.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         build::build(text, path)
+    }
+
+    /// Every file this configuration names (certificates, keys, trust bundles, CRLs), in file
+    /// order: what a reload must watch.
+    pub fn files(&self) -> Vec<&FileRef> {
+        fn trust_files(trust: &[Trust]) -> impl Iterator<Item = &FileRef> {
+            trust.iter().filter_map(|t| match t {
+                Trust::File(f) => Some(f),
+                _ => None,
+            })
+        }
+        let mut files = Vec::new();
+        for l in &self.listeners {
+            let Some(tls) = &l.tls else { continue };
+            files.push(&tls.default.certificate);
+            files.push(&tls.default.private_key);
+            for sni in &tls.sni {
+                files.push(&sni.cert.certificate);
+                files.push(&sni.cert.private_key);
+            }
+            if let Some(ca) = &tls.client_auth {
+                files.extend(trust_files(&ca.trust));
+                files.extend(ca.crl.iter());
+            }
+        }
+        for u in &self.upstreams {
+            let Some(tls) = &u.tls else { continue };
+            files.extend(trust_files(&tls.trust));
+            if let Some(pair) = &tls.client_cert {
+                files.push(&pair.certificate);
+                files.push(&pair.private_key);
+            }
+        }
+        files
     }
 
     /// The upstream a route refers to.

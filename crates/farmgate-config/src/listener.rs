@@ -1,6 +1,7 @@
 //! Listeners: where traffic arrives, its TLS and client-authentication policy, and its routes.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use farmgate_identity::AllowList;
 
@@ -20,6 +21,8 @@ pub struct Listener {
     pub redirect_https: bool,
     /// Routes, tried in order.
     pub routes: Vec<Route>,
+    /// Client-side timeouts.
+    pub timeouts: ListenerTimeouts,
     /// Where the listener is defined.
     pub at: Location,
 }
@@ -36,6 +39,28 @@ impl Listener {
     /// Whether this listener is a gate (requires client certificates).
     pub fn is_gate(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.client_auth.is_some())
+    }
+}
+
+/// Timeouts on the client side of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerTimeouts {
+    /// How long a client may take to complete the TLS handshake.
+    pub handshake: Duration,
+    /// How long a client may take to send a complete request header, counted from when the
+    /// connection is ready for the next request (so it also bounds HTTP/1.1 keep-alive idling).
+    pub request_header: Duration,
+    /// A connection that moves no byte for this long is closed (after its in-flight requests).
+    pub idle: Duration,
+}
+
+impl Default for ListenerTimeouts {
+    fn default() -> Self {
+        ListenerTimeouts {
+            handshake: Duration::from_secs(10),
+            request_header: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        }
     }
 }
 

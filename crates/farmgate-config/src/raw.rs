@@ -60,8 +60,17 @@ pub(crate) struct RawListener {
     pub listen: Option<S<String>>,
     pub tls: Option<S<RawListenerTls>>,
     pub redirect_https: Option<S<bool>>,
+    pub timeouts: Option<S<RawListenerTimeouts>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTimeouts {
+    pub handshake: Option<S<String>>,
+    pub request_header: Option<S<String>>,
+    pub idle: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

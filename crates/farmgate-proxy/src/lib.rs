@@ -13,6 +13,7 @@ mod error;
 mod forward;
 mod generation;
 mod listener;
+pub mod reload;
 mod server;
 mod strict;
 mod upstream;

@@ -1,7 +1,10 @@
 //! Listeners at run time: accepting connections, the TLS handshake, serving HTTP/1.1 and HTTP/2.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use farmgate_config::Listener;
@@ -11,22 +14,19 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use rustls_pki_types::{CertificateDer, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::error::BuildError;
 use crate::forward::{self, ClientHeaders, ConnInfo};
-use crate::server::Shared;
+use crate::server::{Shared, TaskGuard};
 
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a refused client may keep sending before we close its connection.
 const LINGER: Duration = Duration::from_secs(2);
-/// How long a client may take to send a request's header (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A listener's run-time state within one generation.
 #[derive(Debug)]
@@ -34,6 +34,7 @@ pub(crate) struct ListenerRt {
     pub(crate) name: Arc<str>,
     pub(crate) config: Listener,
     pub(crate) tls: Option<ServerTls>,
+    http: auto::Builder<TokioExecutor>,
 }
 
 impl ListenerRt {
@@ -42,40 +43,37 @@ impl ListenerRt {
             Some(tls) => Some(ServerTls::new(&config.name, tls)?),
             None => None,
         };
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.timeouts.request_header)
+            .max_headers(100);
+        http.http2().timer(TokioTimer::new());
         Ok(ListenerRt {
             name: Arc::from(config.name.as_str()),
             tls,
+            http,
             config: config.clone(),
         })
     }
 }
 
-/// The HTTP server settings every connection uses.
-pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(100);
-    builder.http2().timer(TokioTimer::new());
-    builder
-}
-
-/// Accept connections on `socket` until shutdown; each connection is served by the generation
-/// current when it was accepted.
+/// Accept connections on `socket` until this listener is stopped or the server shuts down;
+/// each connection is served by the generation current when it was accepted.
 pub(crate) async fn accept_loop(
     name: Arc<str>,
     socket: TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+    _running: TaskGuard,
 ) {
+    let mut stopping = shared.stopping.subscribe();
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,
-            _ = shutdown.changed() => return,
+            _ = stop.changed() => return,
+            _ = stopping.changed() => return,
         };
         let (tcp, peer) = match accepted {
             Ok(pair) => {
@@ -94,14 +92,13 @@ pub(crate) async fn accept_loop(
         let Some(listener) = generation.listener(&name).cloned() else {
             continue;
         };
+        let running = shared.enter();
         let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        let alive = alive.clone();
         let span = tracing::info_span!("conn", listener = %name, peer = %peer);
         tokio::spawn(
             async move {
-                serve(tcp, peer, generation, listener, shared, shutdown).await;
-                drop(alive);
+                serve(tcp, peer, generation, listener, &shared).await;
+                drop(running);
             }
             .instrument(span),
         );
@@ -113,8 +110,7 @@ async fn serve(
     peer: SocketAddr,
     generation: Arc<crate::Generation>,
     listener: Arc<ListenerRt>,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
+    shared: &Arc<Shared>,
 ) {
     let sources = listener.config.sources();
     if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
@@ -132,11 +128,12 @@ async fn serve(
             peer_ip,
             client: None,
         };
-        serve_http(tcp, info, &shared, shutdown).await;
+        serve_http(tcp, info, shared, Vec::new()).await;
         return;
     };
     let handshake = TlsAcceptor::from(tls.config()).accept(tcp).into_fallible();
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let limit = listener.config.timeouts.handshake;
+    let stream = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err((e, tcp))) => {
             handshake_failed(&listener, &e);
@@ -144,16 +141,17 @@ async fn serve(
             return;
         }
         Err(_) => {
-            tracing::info!("TLS handshake timed out after {HANDSHAKE_TIMEOUT:?}");
+            tracing::info!("TLS handshake timed out after {limit:?}");
             return;
         }
     };
-    let client = stream
+    let chain: Vec<CertificateDer<'static>> = stream
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| client_headers(leaf.as_ref()));
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+    let client = chain.first().and_then(|leaf| client_headers(leaf.as_ref()));
     let info = ConnInfo {
         generation,
         listener: listener.clone(),
@@ -161,7 +159,7 @@ async fn serve(
         peer_ip,
         client,
     };
-    serve_http(stream, info, &shared, shutdown).await;
+    serve_http(stream, info, shared, chain).await;
 }
 
 /// A gate's verified client as the headers the application receives. Computed once per
@@ -208,22 +206,136 @@ async fn serve_http<S>(
     stream: S,
     info: ConnInfo,
     shared: &Shared,
-    mut shutdown: watch::Receiver<bool>,
+    chain: Vec<CertificateDer<'static>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let name = info.listener.name.clone();
+    let idle_limit = info.listener.config.timeouts.idle;
+    let listener = info.listener.clone();
     let info = Arc::new(info);
+    let activity = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(Activity {
+        inner: stream,
+        moved: activity.clone(),
+    });
     let service = service_fn(move |req| forward::handle(req, info.clone()));
-    let conn = shared.http.serve_connection(TokioIo::new(stream), service);
+    let conn = listener.http.serve_connection(io, service);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut stopping = shared.stopping.subscribe();
+    let mut reloaded = shared.reloaded.subscribe();
+    let mut idle = tokio::time::interval(idle_limit);
+    idle.reset();
+    let mut last_seen = 0;
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            _ = stopping.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = reloaded.changed(), if !closing => {
+                if let Some(why) = no_longer_allowed(shared, &name, &chain) {
+                    tracing::info!("closing after the current request: {why}");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            _ = idle.tick(), if !closing => {
+                let now = activity.load(Ordering::Relaxed);
+                if now == last_seen {
+                    tracing::debug!("closing: idle for {idle_limit:?}");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                last_seen = now;
+            }
         }
     };
     if let Err(e) = result {
         tracing::debug!("connection ended with an error: {e}");
+    }
+}
+
+/// Why the current generation would refuse this connection, if it would: its listener is
+/// gone, or (on a gate) the client's certificate no longer passes trust and allow-list.
+fn no_longer_allowed(
+    shared: &Shared,
+    name: &str,
+    chain: &[CertificateDer<'static>],
+) -> Option<String> {
+    let generation = shared.generation.load();
+    let Some(listener) = generation.listener(name) else {
+        return Some("the listener was removed by a reload".to_owned());
+    };
+    let verifier = listener.tls.as_ref()?.verifier()?;
+    let (leaf, intermediates) = chain.split_first()?;
+    match verifier.check(leaf, intermediates, UnixTime::now()) {
+        Ok(_) => None,
+        Err(refusal) => Some(format!(
+            "after a reload the gate no longer allows this client ({}: {})",
+            refusal.reason, refusal.detail
+        )),
+    }
+}
+
+/// A connection's stream, counting the reads and writes that moved bytes (for the idle timer;
+/// a counter instead of a clock keeps the hot path free of time calls).
+struct Activity<S> {
+    inner: S,
+    moved: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Activity<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -1,42 +1,101 @@
-//! The running proxy: bound listeners, the current generation, graceful shutdown.
+//! The running proxy: bound listeners, the current generation, reloads and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::error::ProxyError;
 use crate::generation::Generation;
 
-/// State shared by every accept loop and connection.
+/// State shared by every accept loop and connection; it outlives generations.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) generation: ArcSwap<Generation>,
-    pub(crate) http: auto::Builder<TokioExecutor>,
+    /// Bumped by every reload, so open connections can re-check what the new generation allows.
+    pub(crate) reloaded: watch::Sender<u64>,
+    /// Set once, when the server begins to shut down.
+    pub(crate) stopping: watch::Sender<bool>,
+    /// Open connections and accept loops; shutdown waits for it to reach zero.
+    pub(crate) tasks: Tracker,
+    /// Reload outcomes so far.
+    pub(crate) reloads: watch::Sender<crate::reload::ReloadCounts>,
+}
+
+/// Counts running tasks and wakes a waiter when none is left.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a running task; dropping it ends the task's count.
+#[derive(Debug)]
+pub(crate) struct TaskGuard(Arc<Shared>);
+
+impl Tracker {
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+impl Shared {
+    pub(crate) fn enter(self: &Arc<Self>) -> TaskGuard {
+        self.tasks.count.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(self.clone())
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.tasks.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.tasks.idle.notify_waiters();
+        }
+    }
+}
+
+/// A listening socket and the accept loop serving it.
+#[derive(Debug)]
+struct Bound {
+    name: String,
+    /// The address as configured (port 0 stays 0).
+    configured: SocketAddr,
+    /// The address actually bound.
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
 }
 
 /// A running proxy.
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
-    bound: Vec<(String, SocketAddr)>,
-    shutdown: watch::Sender<bool>,
-    alive: mpsc::Sender<()>,
-    drained: mpsc::Receiver<()>,
+    bound: Mutex<Vec<Bound>>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// Why a reload was refused; the running generation stays.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReloadError {
-    /// Listeners were added, removed, renamed or moved.
-    #[error("the new configuration adds, removes or moves listeners; that needs a restart")]
-    ListenersChanged,
+    /// A new or moved listener could not bind its address.
+    #[error(transparent)]
+    Bind(#[from] ProxyError),
 }
 
 /// How a shutdown ended.
@@ -51,57 +110,37 @@ pub enum Drained {
 impl Server {
     /// Bind every listener of `generation` and start serving. Must run inside a tokio runtime.
     pub async fn start(generation: Generation) -> Result<Server, ProxyError> {
-        let mut sockets = Vec::new();
-        for l in &generation.config().listeners {
-            let socket = TcpListener::bind(l.listen)
-                .await
-                .map_err(|source| ProxyError::Bind {
-                    at: l.at.clone(),
-                    addr: l.listen,
-                    source,
-                })?;
-            let addr = socket.local_addr().map_err(|source| ProxyError::Bind {
-                at: l.at.clone(),
-                addr: l.listen,
-                source,
-            })?;
-            sockets.push((l.name.clone(), addr, socket));
-        }
+        let sockets = bind_new(&generation, &[]).await?;
         let shared = Arc::new(Shared {
             generation: ArcSwap::from_pointee(generation),
-            http: crate::listener::http_builder(),
+            reloaded: watch::channel(0).0,
+            stopping: watch::channel(false).0,
+            tasks: Tracker::default(),
+            reloads: watch::channel(crate::reload::ReloadCounts::default()).0,
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let (alive, drained) = mpsc::channel(1);
-        let mut bound = Vec::new();
-        for (name, addr, socket) in sockets {
-            tracing::info!(listener = %name, "listening on {addr}");
-            tokio::spawn(crate::listener::accept_loop(
-                Arc::from(name.as_str()),
-                socket,
-                shared.clone(),
-                shutdown_rx.clone(),
-                alive.clone(),
-            ));
-            bound.push((name, addr));
-        }
-        Ok(Server {
+        let server = Server {
             shared,
-            bound,
-            shutdown,
-            alive,
-            drained,
-        })
+            bound: Mutex::new(Vec::new()),
+            reloading: tokio::sync::Mutex::new(()),
+        };
+        server.spawn_loops(sockets);
+        Ok(server)
     }
 
     /// The address listener `name` is bound to (useful with port 0).
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.bound.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.bound()
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.local)
     }
 
     /// Every listener's name and bound address.
-    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.bound
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.bound()
+            .iter()
+            .map(|b| (b.name.clone(), b.local))
+            .collect()
     }
 
     /// The generation serving new connections.
@@ -109,44 +148,130 @@ impl Server {
         self.shared.generation.load_full()
     }
 
-    /// Serve new connections with `generation` from now on; connections already open finish on
-    /// the generation they started with. The listeners must be the same (names and addresses):
-    /// a generation that moves a listener needs a restart.
-    pub fn reload(&self, generation: Generation) -> Result<(), ReloadError> {
-        let current = self.shared.generation.load();
-        let listeners = |g: &Generation| {
-            let mut l: Vec<(String, SocketAddr)> = g
-                .config()
-                .listeners
+    /// Open client connections right now.
+    pub fn open_connections(&self) -> usize {
+        // Accept loops are tasks too.
+        self.shared.tasks.count().saturating_sub(self.bound().len())
+    }
+
+    /// Serve new connections with `generation` from now on. Listeners it adds or moves are
+    /// bound first (a failure leaves everything as it was); listeners it drops stop accepting.
+    /// Connections already open finish on the generation they started with, except that a
+    /// gate connection whose client the new generation no longer allows is closed after its
+    /// current request.
+    pub async fn reload(&self, generation: Generation) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let keep: Vec<(String, SocketAddr)> = {
+            let bound = self.bound();
+            bound
                 .iter()
-                .map(|l| (l.name.clone(), l.listen))
-                .collect();
-            l.sort();
-            l
+                .filter(|b| wanted(&generation, b))
+                .map(|b| (b.name.clone(), b.configured))
+                .collect()
         };
-        if listeners(&current) != listeners(&generation) {
-            return Err(ReloadError::ListenersChanged);
-        }
+        let sockets = bind_new(&generation, &keep).await?;
         self.shared.generation.store(Arc::new(generation));
+        {
+            let mut bound = self.bound();
+            let generation = self.shared.generation.load();
+            bound.retain(|b| {
+                let stays = wanted(&generation, b);
+                if !stays {
+                    tracing::info!(listener = %b.name, "stopped listening on {}", b.local);
+                    let _ = b.stop.send(true);
+                }
+                stays
+            });
+        }
+        self.spawn_loops(sockets);
+        self.shared.reloaded.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Reload outcomes so far; changes whenever a reload succeeds or fails.
+    pub fn reload_counts(&self) -> watch::Receiver<crate::reload::ReloadCounts> {
+        self.shared.reloads.subscribe()
+    }
+
+    pub(crate) fn count_reload(&self, succeeded: bool) {
+        self.shared.reloads.send_modify(|c| {
+            if succeeded {
+                c.succeeded += 1;
+            } else {
+                c.failed += 1;
+            }
+        });
+    }
+
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
+        self.shared.stopping.subscribe()
     }
 
     /// Stop accepting, let open connections finish their in-flight requests for up to `grace`,
     /// then return.
-    pub async fn shutdown(self, grace: Duration) -> Drained {
-        let Server {
-            shutdown,
-            alive,
-            mut drained,
-            ..
-        } = self;
-        let _ = shutdown.send(true);
-        drop(alive);
-        // Every accept loop and connection task holds a sender; `recv` returns `None` once the
-        // last of them is gone.
-        match tokio::time::timeout(grace, drained.recv()).await {
-            Ok(_) => Drained::Clean,
+    pub async fn shutdown(&self, grace: Duration) -> Drained {
+        let _ = self.shared.stopping.send(true);
+        match tokio::time::timeout(grace, self.shared.tasks.wait_idle()).await {
+            Ok(()) => Drained::Clean,
             Err(_) => Drained::Forced,
         }
     }
+
+    fn bound(&self) -> std::sync::MutexGuard<'_, Vec<Bound>> {
+        // A panic while holding this lock cannot leave the list half-changed: keep going.
+        self.bound.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_loops(&self, sockets: Vec<(String, SocketAddr, TcpListener)>) {
+        let mut bound = self.bound();
+        for (name, configured, socket) in sockets {
+            let local = socket.local_addr().unwrap_or(configured);
+            tracing::info!(listener = %name, "listening on {local}");
+            let (stop, stop_rx) = watch::channel(false);
+            tokio::spawn(crate::listener::accept_loop(
+                Arc::from(name.as_str()),
+                socket,
+                self.shared.clone(),
+                stop_rx,
+                self.shared.enter(),
+            ));
+            bound.push(Bound {
+                name,
+                configured,
+                local,
+                stop,
+            });
+        }
+    }
+}
+
+/// Whether `generation` still has the listener `b` serves, at the same configured address.
+fn wanted(generation: &Generation, b: &Bound) -> bool {
+    generation
+        .config()
+        .listeners
+        .iter()
+        .any(|l| l.name == b.name && l.listen == b.configured)
+}
+
+/// Bind the listeners of `generation` not already in `keep`; all or nothing.
+async fn bind_new(
+    generation: &Generation,
+    keep: &[(String, SocketAddr)],
+) -> Result<Vec<(String, SocketAddr, TcpListener)>, ProxyError> {
+    let mut sockets = Vec::new();
+    for l in &generation.config().listeners {
+        if keep.iter().any(|(n, a)| *n == l.name && *a == l.listen) {
+            continue;
+        }
+        let socket = TcpListener::bind(l.listen)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                at: l.at.clone(),
+                addr: l.listen,
+                source,
+            })?;
+        sockets.push((l.name.clone(), l.listen, socket));
+    }
+    Ok(sockets)
 }

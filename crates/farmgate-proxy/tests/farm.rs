@@ -1,7 +1,8 @@
 //! Building farms for tests: gates in front of origins, an edge in front of the gates.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use farmgate_config::Config;
 use farmgate_proxy::{Generation, Server};
@@ -115,9 +116,11 @@ pub struct Farm {
     pub pki: TestPki,
     pub origins: Vec<Origin>,
     pub gates: Vec<(Server, SocketAddr)>,
-    pub edge: Server,
+    pub edge: Arc<Server>,
     pub edge_addr: SocketAddr,
     pub edge_client: CertFiles,
+    /// The edge's server certificate for [`SITE`].
+    pub site: CertFiles,
 }
 
 impl Farm {
@@ -158,7 +161,7 @@ impl Farm {
             .collect();
         let text = edge_listener(&site)
             + &edge_upstream(&servers, &pki.ca_file(), &edge_client, upstream_extra);
-        let edge = start(pki.dir(), "edge", &text).await;
+        let edge = Arc::new(start(pki.dir(), "edge", &text).await);
         let edge_addr = edge.local_addr("public").unwrap();
         Farm {
             pki,
@@ -167,7 +170,13 @@ impl Farm {
             edge,
             edge_addr,
             edge_client,
+            site,
         }
+    }
+
+    /// The edge's configuration file.
+    pub fn edge_config(&self) -> PathBuf {
+        self.pki.dir().join("edge.toml")
     }
 
     /// A browser: trusts the farm CA, asks for the site.

@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod farm;
+mod load;
 mod logs;
 
 mod chain;
 mod failures;
 mod gate;
+mod reload;
 mod streaming;

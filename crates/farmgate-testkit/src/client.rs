@@ -133,6 +133,52 @@ impl TlsClient {
         Arc::new(config)
     }
 
+    /// Open a connection for several requests, or say why it failed.
+    pub async fn try_connect(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
+        let stream = self.handshake(addr).await?;
+        let io = TokioIo::new(stream);
+        let sender = if self.http2 {
+            let (sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            (
+                Sender::H2(sender),
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                }),
+            )
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+            (
+                Sender::H1(sender),
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                }),
+            )
+        };
+        let (sender, driver) = sender;
+        Ok(Connection {
+            sender,
+            host: self.server_name.to_str().into_owned(),
+            http2: self.http2,
+            driver: Some(driver),
+        })
+    }
+
+    /// The serial number of the certificate the server presents now (a fresh handshake).
+    pub async fn served_serial(&self, addr: SocketAddr) -> Vec<u8> {
+        let stream = self.handshake(addr).await.expect("TLS handshake");
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .expect("server certificate")[0]
+            .clone();
+        serial_of(leaf.as_ref())
+    }
+
     /// Complete a TLS handshake with `addr`.
     pub async fn handshake(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
@@ -171,32 +217,20 @@ impl TlsClient {
 
     /// Open a connection for several requests.
     pub async fn connect(&self, addr: SocketAddr) -> Connection {
-        let stream = self.handshake(addr).await.expect("TLS handshake");
-        let io = TokioIo::new(stream);
-        let sender = if self.http2 {
-            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .expect("HTTP/2 handshake");
-            tokio::spawn(conn);
-            Sender::H2(sender)
-        } else {
-            let (sender, conn) = hyper::client::conn::http1::handshake(io)
-                .await
-                .expect("HTTP/1 handshake");
-            tokio::spawn(conn);
-            Sender::H1(sender)
-        };
-        Connection {
-            sender,
-            host: self.server_name.to_str().into_owned(),
-            http2: self.http2,
-        }
+        self.try_connect(addr).await.expect("connection")
     }
 
     /// One GET on a fresh connection.
     pub async fn get(&self, addr: SocketAddr, path: &str) -> TestResponse {
         self.connect(addr).await.get(path).await
     }
+}
+
+/// The serial number of a DER certificate, as its bytes.
+fn serial_of(der: &[u8]) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).expect("certificate");
+    cert.tbs_certificate.raw_serial().to_vec()
 }
 
 fn classify(e: std::io::Error) -> Probe {
@@ -219,6 +253,7 @@ pub struct Connection {
     sender: Sender,
     host: String,
     http2: bool,
+    driver: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -238,6 +273,7 @@ impl Connection {
                 sender: Sender::H2(s.clone()),
                 host: self.host.clone(),
                 http2: true,
+                driver: None,
             }),
             Sender::H1(_) => None,
         }
@@ -282,13 +318,39 @@ impl Connection {
 
     /// Send `req` and read the whole response.
     pub async fn fetch(&mut self, req: Request<ClientBody>) -> TestResponse {
-        let response = self.send(req).await.expect("response");
+        self.try_fetch(req).await.expect("response")
+    }
+
+    /// Send `req` and read the whole response, or say what failed.
+    pub async fn try_fetch(&mut self, req: Request<ClientBody>) -> hyper::Result<TestResponse> {
+        let response = self.send(req).await?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("response body").to_bytes();
-        TestResponse {
+        let body = body.collect().await?.to_bytes();
+        Ok(TestResponse {
             status: parts.status,
             headers: parts.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    /// GET `path`, or say what failed.
+    pub async fn try_get(&mut self, path: &str) -> hyper::Result<TestResponse> {
+        let req = self.request("GET", path).body(empty()).expect("request");
+        self.try_fetch(req).await
+    }
+
+    /// Wait until the server closes this connection.
+    pub async fn closed(mut self) {
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
+    }
+
+    /// Whether the server has closed this connection (HTTP/1: the next request would fail).
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
         }
     }
 }

@@ -31,6 +31,7 @@ pub struct Origin {
     /// Its name, returned in `x-origin`.
     pub name: String,
     requests: Arc<AtomicUsize>,
+    arrived: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -40,7 +41,9 @@ impl Origin {
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = socket.local_addr().expect("origin address");
         let requests = Arc::new(AtomicUsize::new(0));
+        let arrived = Arc::new(tokio::sync::Notify::new());
         let counter = requests.clone();
+        let notify = arrived.clone();
         let origin_name: Arc<str> = Arc::from(name);
         let task = tokio::spawn(async move {
             loop {
@@ -49,9 +52,11 @@ impl Origin {
                 };
                 let name = origin_name.clone();
                 let counter = counter.clone();
+                let notify = notify.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
+                        notify.notify_waiters();
                         answer(req, name.clone())
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
@@ -64,6 +69,7 @@ impl Origin {
             addr,
             name: name.to_owned(),
             requests,
+            arrived,
             task,
         }
     }
@@ -71,6 +77,19 @@ impl Origin {
     /// How many requests it has answered.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Wait until at least `n` requests have arrived.
+    pub async fn wait_for_requests(&self, n: usize) {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.requests() >= n {
+                return;
+            }
+            arrived.await;
+        }
     }
 
     /// Stop listening and close its connections' accept loop (the port refuses from now on).

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use farmgate_proxy::{Drained, Generation, Server};
@@ -18,18 +19,26 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> {
-    let grace = generation.config().server.shutdown_grace;
-    let server = Server::start(generation).await?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let server = Arc::new(Server::start(generation).await?);
+    tokio::spawn(farmgate_proxy::reload::watch(
+        server.clone(),
+        path.to_path_buf(),
+    ));
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&server, path),
+            _ = hangup.recv() => {
+                // Logged and counted inside; a failure keeps the running configuration.
+                let _ = server.reload_from(path).await;
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
     }
+    // The grace period of the configuration in force now, not the one we started with.
+    let grace = server.generation().config().server.shutdown_grace;
     tracing::info!(
         "stopping: no new connections; in-flight requests have {grace:?} to finish (a second signal stops at once)"
     );
@@ -43,15 +52,5 @@ async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> 
         }
         _ = terminate.recv() => Ok(ExitCode::from(1)),
         _ = interrupt.recv() => Ok(ExitCode::from(1)),
-    }
-}
-
-fn reload(server: &Server, path: &Path) {
-    let result = Generation::load(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|g| server.reload(g).map_err(anyhow::Error::from));
-    match result {
-        Ok(()) => tracing::info!("reloaded {}", path.display()),
-        Err(e) => tracing::error!("reload failed, still serving the previous configuration: {e:#}"),
     }
 }

@@ -1,0 +1,199 @@
+//! Reloading: on request (SIGHUP) and whenever the configuration file or any file it names
+//! (certificates, keys, trust bundles, CRLs) changes on disk.
+//!
+//! Directories are watched, not files, so atomic renames and Kubernetes-style `..data` symlink
+//! swaps are seen; events are debounced; a reload happens only when the content of a watched
+//! file actually changed; and a slow periodic re-read catches anything the watcher missed.
+//! A reload that fails keeps the running generation and is counted.
+
+use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::error::LoadError;
+use crate::generation::Generation;
+use crate::server::{ReloadError, Server};
+
+/// Quiet time after the last file event before reloading (editors and `cp` write in steps).
+const DEBOUNCE: Duration = Duration::from_millis(300);
+/// Longest a burst of events may postpone a reload.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
+/// The safety net: how often files are re-read even without events.
+const REREAD: Duration = Duration::from_secs(300);
+
+/// How many reloads succeeded and failed since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadCounts {
+    /// Reloads that switched to a new generation.
+    pub succeeded: u64,
+    /// Reloads that failed; the previous generation kept serving.
+    pub failed: u64,
+}
+
+/// Why a reload failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadFailure {
+    /// The new configuration could not be built.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// It could not be put in service.
+    #[error(transparent)]
+    Apply(#[from] ReloadError),
+}
+
+impl Server {
+    /// Build the configuration at `path` and switch to it; on failure keep the running
+    /// generation. Either way the outcome is logged and counted.
+    pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadFailure> {
+        let owned = path.to_path_buf();
+        // Reading files and building TLS configurations blocks: keep it off the runtime's workers.
+        let built = tokio::task::spawn_blocking(move || Generation::load(&owned))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let result = match built {
+            Ok(generation) => self.reload(generation).await.map_err(ReloadFailure::from),
+            Err(e) => Err(ReloadFailure::from(e)),
+        };
+        match &result {
+            Ok(()) => {
+                tracing::info!("reloaded {}", path.display());
+                self.count_reload(true);
+            }
+            Err(e) => {
+                tracing::error!(
+                    "reload of {} failed; still serving the previous configuration: {}",
+                    path.display(),
+                    crate::upstream::chain(e)
+                );
+                self.count_reload(false);
+            }
+        }
+        result
+    }
+}
+
+/// Watch the configuration at `path` and every file it names; reload when their content
+/// changes. Runs until the server shuts down.
+pub async fn watch(server: Arc<Server>, path: PathBuf) {
+    let mut stopping = server.stopping();
+    let mut last = fingerprint(&watched_files(&server, &path));
+    loop {
+        let files = watched_files(&server, &path);
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let watcher = start_watcher(&files, tx);
+        let mut reread = tokio::time::interval(REREAD);
+        reread.reset();
+        let changed = loop {
+            tokio::select! {
+                event = events.recv(), if watcher.is_some() => {
+                    if event.is_none() {
+                        break false;
+                    }
+                    settle(&mut events).await;
+                }
+                _ = reread.tick() => {}
+                _ = stopping.changed() => return,
+            }
+            let now = fingerprint(&files);
+            if now != last {
+                last = now;
+                break true;
+            }
+        };
+        drop(watcher);
+        if changed {
+            // A failed reload is logged and counted; the fingerprint is kept, so the same broken
+            // content is not retried until it changes again.
+            let _ = server.reload_from(&path).await;
+            last = fingerprint(&watched_files(&server, &path));
+        }
+    }
+}
+
+/// Wait until events stop arriving for [`DEBOUNCE`], or [`DEBOUNCE_MAX`] passed.
+async fn settle(events: &mut mpsc::UnboundedReceiver<()>) {
+    let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX;
+    while let Ok(Some(())) = tokio::time::timeout_at(
+        deadline.min(tokio::time::Instant::now() + DEBOUNCE),
+        events.recv(),
+    )
+    .await
+    {}
+}
+
+/// The configuration file and every file the running generation names.
+fn watched_files(server: &Server, path: &Path) -> Vec<PathBuf> {
+    let generation = server.generation();
+    let mut files: Vec<PathBuf> = vec![path.to_path_buf()];
+    files.extend(
+        generation
+            .config()
+            .files()
+            .into_iter()
+            .map(|f| f.path.clone()),
+    );
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Watch the directories holding `files`; each event sends `()` on `tx`. `None` (logged) if
+/// the platform watcher cannot start: the periodic re-read still works.
+fn start_watcher(
+    files: &[PathBuf],
+    tx: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let dirs: BTreeSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            }
+        })
+        .collect();
+    let mut watcher =
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch files for changes ({e}); re-reading them every {REREAD:?}"
+                );
+                return None;
+            }
+        };
+    for dir in &dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); re-reading it every {REREAD:?}",
+                dir.display()
+            );
+        }
+    }
+    Some(watcher)
+}
+
+/// A digest of the files' contents (a missing or unreadable file counts as its error).
+fn fingerprint(files: &[PathBuf]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for file in files {
+        file.hash(&mut hasher);
+        match std::fs::read(file) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(e) => e.kind().hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
