@@ -192,24 +192,6 @@ impl Builder<'_> {
                 }
             }
         }
-        for (name, up) in &raw.upstream {
-            let up = up.get_ref();
-            let key = |k: &str| format!("upstream.{}.{k}", name.get_ref());
-            if let Some(balance) = up.balance.as_ref().filter(|b| b.get_ref() != "round_robin") {
-                self.problem(
-                    balance.span(),
-                    key("balance"),
-                    Problem::Unsupported("balancing other than round_robin"),
-                );
-            }
-            if let Some(health) = &up.health {
-                self.problem(
-                    health.span(),
-                    key("health"),
-                    Problem::Unsupported("active health checks (health)"),
-                );
-            }
-        }
     }
 
     fn log(&mut self, raw: &S<crate::raw::RawLog>) -> Log {

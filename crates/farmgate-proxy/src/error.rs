@@ -76,6 +76,9 @@ pub(crate) struct Failure {
     pub(crate) fault: Fault,
     /// The cause in words, for the log.
     pub(crate) cause: String,
+    /// Failed before any response byte arrived: replaying the request is safe if it is
+    /// idempotent and has no body.
+    pub(crate) before_response: bool,
 }
 
 impl Failure {
@@ -84,6 +87,7 @@ impl Failure {
             status: StatusCode::BAD_GATEWAY,
             fault: Fault::Upstream,
             cause,
+            before_response: true,
         }
     }
 
@@ -92,6 +96,7 @@ impl Failure {
             status: StatusCode::GATEWAY_TIMEOUT,
             fault: Fault::Upstream,
             cause,
+            before_response: false,
         }
     }
 
@@ -100,6 +105,7 @@ impl Failure {
             status: StatusCode::SERVICE_UNAVAILABLE,
             fault: Fault::Upstream,
             cause,
+            before_response: false,
         }
     }
 
@@ -108,6 +114,7 @@ impl Failure {
             status: StatusCode::BAD_REQUEST,
             fault: Fault::Downstream,
             cause,
+            before_response: false,
         }
     }
 
@@ -116,6 +123,7 @@ impl Failure {
             status: StatusCode::NOT_FOUND,
             fault: Fault::Downstream,
             cause,
+            before_response: false,
         }
     }
 
@@ -124,6 +132,7 @@ impl Failure {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             fault: Fault::Internal,
             cause,
+            before_response: false,
         }
     }
 }

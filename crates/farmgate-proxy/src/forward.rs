@@ -13,6 +13,7 @@ use crate::body::Body;
 use crate::error::{Failure, Fault};
 use crate::generation::Generation;
 use crate::listener::ListenerRt;
+use crate::upstream::Outgoing;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -114,17 +115,16 @@ async fn forward(
         })?;
     let upstream = conn.generation.upstream(route.upstream);
     *upstream_name = Some(upstream.name.clone());
-    let server = upstream.pick().ok_or_else(|| {
-        Failure::unavailable(format!(
-            "upstream {} has no server available",
-            upstream.name
-        ))
-    })?;
 
     rewrite_request(&mut req, conn, &authority);
     let (parts, body) = req.into_parts();
-    let req = Request::from_parts(parts, Body::from(body));
-    let response = upstream.send(server, req).await?;
+    let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
+    let client_ip = conn.peer.ip().to_string();
+    let key = upstream
+        .hash_key(&parts, client_ip.as_bytes())
+        .map(|k| k.into_owned());
+    let outgoing = Outgoing { parts, body };
+    let (response, _server) = upstream.dispatch(outgoing, key.as_deref()).await?;
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::from(body)))

@@ -9,6 +9,15 @@ use crate::error::{BuildError, LoadError};
 use crate::listener::ListenerRt;
 use crate::upstream::UpstreamRt;
 
+/// What the proxy thinks of one server right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerState {
+    /// Active health checks pass (always true without `health`).
+    pub up: bool,
+    /// Passively ejected after consecutive failures.
+    pub ejected: bool,
+}
+
 /// A configuration put to work: TLS configurations loaded, verifiers and pools built. Building
 /// one reads every file the configuration names, so a generation that exists is one that can
 /// serve; `farmgate check` builds one and throws it away.
@@ -78,6 +87,17 @@ impl Generation {
             .iter()
             .find(|u| &*u.name == name)
             .map(UpstreamRt::connections_opened)
+    }
+
+    /// The health of server `address` of upstream `upstream`, if both exist.
+    pub fn server_state(&self, upstream: &str, address: &str) -> Option<ServerState> {
+        let u = self.upstreams.iter().find(|u| &*u.name == upstream)?;
+        let s = u.servers.iter().find(|s| &*s.address == address)?;
+        let now = crate::health::now_ms();
+        Some(ServerState {
+            up: s.health.is_up(),
+            ejected: s.health.is_ejected(now),
+        })
     }
 
     pub(crate) fn upstream(&self, id: UpstreamId) -> &UpstreamRt {

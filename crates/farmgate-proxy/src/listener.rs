@@ -25,6 +25,14 @@ use crate::error::BuildError;
 use crate::forward::{self, ClientHeaders, ConnInfo};
 use crate::server::{Shared, TaskGuard};
 
+/// What a connection listens for besides its client.
+struct Signals {
+    /// The server is shutting down.
+    stopping: watch::Receiver<bool>,
+    /// A reload happened.
+    reloaded: watch::Receiver<u64>,
+}
+
 /// How long a refused client may keep sending before we close its connection.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -65,9 +73,9 @@ pub(crate) async fn accept_loop(
     socket: TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    mut stopping: watch::Receiver<bool>,
     _running: TaskGuard,
 ) {
-    let mut stopping = shared.stopping.subscribe();
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -88,6 +96,11 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
+        // Watch for reloads before loading the generation, so a reload in between is seen.
+        let signals = Signals {
+            stopping: stopping.clone(),
+            reloaded: shared.reloaded.subscribe(),
+        };
         let generation = shared.generation.load_full();
         let Some(listener) = generation.listener(&name).cloned() else {
             continue;
@@ -97,7 +110,7 @@ pub(crate) async fn accept_loop(
         let span = tracing::info_span!("conn", listener = %name, peer = %peer);
         tokio::spawn(
             async move {
-                serve(tcp, peer, generation, listener, &shared).await;
+                serve(tcp, peer, generation, listener, &shared, signals).await;
                 drop(running);
             }
             .instrument(span),
@@ -111,6 +124,7 @@ async fn serve(
     generation: Arc<crate::Generation>,
     listener: Arc<ListenerRt>,
     shared: &Arc<Shared>,
+    signals: Signals,
 ) {
     let sources = listener.config.sources();
     if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
@@ -128,7 +142,7 @@ async fn serve(
             peer_ip,
             client: None,
         };
-        serve_http(tcp, info, shared, Vec::new()).await;
+        serve_http(tcp, info, shared, Vec::new(), signals).await;
         return;
     };
     let handshake = TlsAcceptor::from(tls.config()).accept(tcp).into_fallible();
@@ -159,7 +173,7 @@ async fn serve(
         peer_ip,
         client,
     };
-    serve_http(stream, info, shared, chain).await;
+    serve_http(stream, info, shared, chain, signals).await;
 }
 
 /// A gate's verified client as the headers the application receives. Computed once per
@@ -207,6 +221,7 @@ async fn serve_http<S>(
     info: ConnInfo,
     shared: &Shared,
     chain: Vec<CertificateDer<'static>>,
+    signals: Signals,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -222,12 +237,17 @@ async fn serve_http<S>(
     let service = service_fn(move |req| forward::handle(req, info.clone()));
     let conn = listener.http.serve_connection(io, service);
     tokio::pin!(conn);
-    let mut stopping = shared.stopping.subscribe();
-    let mut reloaded = shared.reloaded.subscribe();
+    let Signals {
+        mut stopping,
+        mut reloaded,
+    } = signals;
     let mut idle = tokio::time::interval(idle_limit);
     idle.reset();
     let mut last_seen = 0;
-    let mut closing = false;
+    let mut closing = *stopping.borrow_and_update();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,

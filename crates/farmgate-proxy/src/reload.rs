@@ -84,6 +84,9 @@ pub async fn watch(server: Arc<Server>, path: PathBuf) {
     let mut stopping = server.stopping();
     let mut last = fingerprint(&watched_files(&server, &path));
     loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
         let files = watched_files(&server, &path);
         let (tx, mut events) = mpsc::unbounded_channel();
         let watcher = start_watcher(&files, tx);

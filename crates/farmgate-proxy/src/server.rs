@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: Tracker,
     /// Reload outcomes so far.
     pub(crate) reloads: watch::Sender<crate::reload::ReloadCounts>,
+    /// Bumped whenever an active health check moves a server up or down.
+    pub(crate) health_changed: watch::Sender<u64>,
 }
 
 /// Counts running tasks and wakes a waiter when none is left.
@@ -117,6 +119,7 @@ impl Server {
             stopping: watch::channel(false).0,
             tasks: Tracker::default(),
             reloads: watch::channel(crate::reload::ReloadCounts::default()).0,
+            health_changed: watch::channel(0).0,
         });
         let server = Server {
             shared,
@@ -124,6 +127,7 @@ impl Server {
             reloading: tokio::sync::Mutex::new(()),
         };
         server.spawn_loops(sockets);
+        crate::health::spawn_checks(&server.shared, &server.shared.generation.load_full());
         Ok(server)
     }
 
@@ -170,7 +174,10 @@ impl Server {
                 .collect()
         };
         let sockets = bind_new(&generation, &keep).await?;
-        self.shared.generation.store(Arc::new(generation));
+        crate::health::inherit(&generation, &self.shared.generation.load());
+        let generation = Arc::new(generation);
+        self.shared.generation.store(generation.clone());
+        crate::health::spawn_checks(&self.shared, &generation);
         {
             let mut bound = self.bound();
             let generation = self.shared.generation.load();
@@ -203,6 +210,11 @@ impl Server {
         });
     }
 
+    /// Changes whenever an active health check moves a server up or down.
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.shared.health_changed.subscribe()
+    }
+
     pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
         self.shared.stopping.subscribe()
     }
@@ -210,7 +222,8 @@ impl Server {
     /// Stop accepting, let open connections finish their in-flight requests for up to `grace`,
     /// then return.
     pub async fn shutdown(&self, grace: Duration) -> Drained {
-        let _ = self.shared.stopping.send(true);
+        // `send_replace` updates the value even when no task listens yet.
+        self.shared.stopping.send_replace(true);
         match tokio::time::timeout(grace, self.shared.tasks.wait_idle()).await {
             Ok(()) => Drained::Clean,
             Err(_) => Drained::Forced,
@@ -233,6 +246,7 @@ impl Server {
                 socket,
                 self.shared.clone(),
                 stop_rx,
+                self.shared.stopping.subscribe(),
                 self.shared.enter(),
             ));
             bound.push(Bound {

@@ -1,12 +1,14 @@
 //! An upstream at run time: its servers, balancer and pooled client.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
-use farmgate_balance::RoundRobin;
-use farmgate_config::{Timeouts, Upstream};
+use farmgate_balance::{Balancer, Policy};
+use farmgate_config::{Balance, HashKey, Upstream};
 use http::uri::{Authority, Scheme};
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -15,10 +17,21 @@ use rustls_pki_types::ServerName;
 use crate::body::Body;
 use crate::connect::{ConnectError, Connector};
 use crate::error::{BuildError, Failure};
+use crate::health::{self, Health, Passive};
 
 /// ALPN offered to backends. HTTP/1.1 only: the pooled client keys connections by backend
 /// address, and HTTP/2 would carry that address as `:authority` instead of the client's host.
 const UPSTREAM_ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// Most attempts a replayable request gets (the first and two retries on other servers).
+const MAX_ATTEMPTS: usize = 3;
+/// Retry budget, in tenths of a retry: each request deposits [`DEPOSIT`], each retry costs
+/// [`RETRY_COST`]. So retries stay below about one in five requests, with a reserve of ten
+/// retries for a quiet upstream, and a failing farm is not hammered with amplified load.
+const DEPOSIT: i64 = 2;
+const RETRY_COST: i64 = 10;
+const BUDGET_RESERVE: i64 = 100;
+const BUDGET_CAP: i64 = 1_000;
 
 /// One server of an upstream.
 #[derive(Debug)]
@@ -26,18 +39,28 @@ pub(crate) struct ServerRt {
     /// `10.0.0.11:8443`, for logs.
     pub(crate) address: Arc<str>,
     authority: Authority,
+    pub(crate) health: Arc<Health>,
 }
 
 /// An upstream ready to take requests.
 #[derive(Debug)]
 pub(crate) struct UpstreamRt {
     pub(crate) name: Arc<str>,
-    servers: Vec<ServerRt>,
-    balancer: RoundRobin,
+    pub(crate) servers: Vec<ServerRt>,
+    balancer: Balancer,
+    hash_key: Option<HashKey>,
     client: Client<Connector, Body>,
     connector: Connector,
     scheme: Scheme,
-    timeouts: Timeouts,
+    pub(crate) config: Upstream,
+    retry_budget: AtomicI64,
+}
+
+/// A request ready to go upstream: its head, and its body unless it can be replayed.
+pub(crate) struct Outgoing {
+    pub(crate) parts: http::request::Parts,
+    /// `None` when the request has no body, so that it can be sent again to another server.
+    pub(crate) body: Option<Incoming>,
 }
 
 impl UpstreamRt {
@@ -84,18 +107,33 @@ impl UpstreamRt {
                 Ok(ServerRt {
                     address: Arc::from(text),
                     authority,
+                    health: Arc::new(Health::default()),
                 })
             })
             .collect::<Result<Vec<_>, BuildError>>()?;
-        let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
+        let (policy, hash_key) = match &config.balance {
+            Balance::LeastRequests => (Policy::LeastRequests, None),
+            Balance::P2cEwma => (Policy::P2cEwma, None),
+            Balance::Hash(key) => (Policy::Hash, Some(key.clone())),
+            _ => (Policy::RoundRobin, None),
+        };
+        let balancer = Balancer::with_names(
+            policy,
+            servers
+                .iter()
+                .zip(&config.servers)
+                .map(|(s, c)| (s.address.as_bytes().to_vec(), c.weight)),
+        );
         Ok(UpstreamRt {
             name: Arc::from(config.name.as_str()),
             servers,
-            balancer: RoundRobin::new(&weights),
+            balancer,
+            hash_key,
             client,
             connector,
             scheme,
-            timeouts: config.timeouts,
+            config: config.clone(),
+            retry_budget: AtomicI64::new(BUDGET_RESERVE),
         })
     }
 
@@ -104,9 +142,117 @@ impl UpstreamRt {
         self.connector.opened()
     }
 
-    /// The server for the next request.
-    pub(crate) fn pick(&self) -> Option<&ServerRt> {
-        self.balancer.pick(|_| true).map(|i| &self.servers[i])
+    /// The bytes `balance = "hash"` hashes for this request, if any.
+    pub(crate) fn hash_key<'r>(
+        &self,
+        parts: &'r http::request::Parts,
+        client: &'r [u8],
+    ) -> Option<Cow<'r, [u8]>> {
+        match self.hash_key.as_ref()? {
+            HashKey::Header(name) => parts
+                .headers
+                .get(name.as_str())
+                .map(|v| Cow::Borrowed(v.as_bytes())),
+            HashKey::Cookie(name) => cookie(&parts.headers, name).map(Cow::Borrowed),
+            HashKey::ClientIp => Some(Cow::Borrowed(client)),
+        }
+    }
+
+    /// Send a request to a server chosen by the balancer among the healthy ones. A request
+    /// that can be replayed (no body, idempotent method) and fails before any response byte
+    /// arrived is retried on another server, within the attempt limit and the retry budget.
+    pub(crate) async fn dispatch(
+        &self,
+        request: Outgoing,
+        key: Option<&[u8]>,
+    ) -> Result<(Response<Incoming>, &ServerRt), Failure> {
+        let replayable = request.body.is_none() && is_idempotent(&request.parts.method);
+        let budget = self.retry_budget.fetch_add(DEPOSIT, Ordering::Relaxed);
+        if budget > BUDGET_CAP {
+            self.retry_budget.fetch_sub(DEPOSIT, Ordering::Relaxed);
+        }
+        let Outgoing { parts, mut body } = request;
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        let now = health::now_ms();
+        let mut attempt = 0;
+        loop {
+            let ticket = self
+                .balancer
+                .pick(key, |i| {
+                    self.servers[i].health.available(now) && !tried.contains(&i)
+                })
+                .ok_or_else(|| self.none_available(attempt))?;
+            let index = ticket.server();
+            tried[attempt] = index;
+            let server = &self.servers[index];
+            let req = if replayable {
+                replay(&parts)
+            } else {
+                let mut req = Request::new(body.take().map_or(Body::Empty, Body::from));
+                *req.method_mut() = parts.method.clone();
+                *req.uri_mut() = parts.uri.clone();
+                *req.version_mut() = parts.version;
+                *req.headers_mut() = parts.headers.clone();
+                req
+            };
+            let started = Instant::now();
+            match self.send(server, req).await {
+                Ok(response) => {
+                    let failed = response.status().is_server_error();
+                    self.observe(server, failed);
+                    ticket.finish(started.elapsed(), failed);
+                    return Ok((response, server));
+                }
+                Err(failure) => {
+                    self.observe(server, true);
+                    ticket.finish(started.elapsed(), true);
+                    attempt += 1;
+                    let retry = replayable
+                        && failure.before_response
+                        && attempt < MAX_ATTEMPTS.min(self.servers.len())
+                        && self.withdraw_retry();
+                    if !retry {
+                        return Err(failure);
+                    }
+                    tracing::info!(upstream = %self.name, server = %server.address, "retrying on another server: {}", failure.cause);
+                }
+            }
+        }
+    }
+
+    fn none_available(&self, attempt: usize) -> Failure {
+        if attempt == 0 {
+            Failure::unavailable(format!(
+                "upstream {}: no healthy server (all are down or ejected)",
+                self.name
+            ))
+        } else {
+            Failure::unavailable(format!(
+                "upstream {}: no other healthy server to retry on",
+                self.name
+            ))
+        }
+    }
+
+    fn withdraw_retry(&self) -> bool {
+        let before = self.retry_budget.fetch_sub(RETRY_COST, Ordering::Relaxed);
+        if before >= RETRY_COST {
+            return true;
+        }
+        self.retry_budget.fetch_add(RETRY_COST, Ordering::Relaxed);
+        tracing::warn!(upstream = %self.name, "retry budget exhausted: not retrying, so a failing farm is not amplified");
+        false
+    }
+
+    /// Passive health: count the outcome against the server.
+    fn observe(&self, server: &ServerRt, failed: bool) {
+        if !failed {
+            server.health.success();
+            return;
+        }
+        if let Passive::Ejected(length) = server.health.failure(health::now_ms()) {
+            tracing::warn!(upstream = %self.name, server = %server.address, "server ejected for {}: {} failures in a row", show(length), health::EJECT_AFTER);
+        }
     }
 
     /// Send `req` (origin-form URI) to `server` over a pooled connection.
@@ -123,7 +269,7 @@ impl UpstreamRt {
         }
         *req.uri_mut() = http::Uri::from_parts(parts)
             .map_err(|e| Failure::internal(format!("cannot build the upstream URI: {e}")))?;
-        let wait = self.timeouts.response_header;
+        let wait = self.config.timeouts.response_header;
         match tokio::time::timeout(wait, self.client.request(req)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(classify(&e, &server.address)),
@@ -134,6 +280,33 @@ impl UpstreamRt {
             ))),
         }
     }
+}
+
+/// A copy of a body-less request, for one attempt.
+fn replay(parts: &http::request::Parts) -> Request<Body> {
+    let mut req = Request::new(Body::Empty);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+            (k == name.as_bytes()).then(|| &v[1..])
+        })
 }
 
 fn show(d: Duration) -> String {

@@ -42,3 +42,9 @@ pub fn lines_with(needles: &[&str]) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Everything captured so far, for debugging.
+#[allow(dead_code)]
+pub fn dump() -> String {
+    String::from_utf8_lossy(&LINES.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}

@@ -9,5 +9,6 @@ mod logs;
 mod chain;
 mod failures;
 mod gate;
+mod health;
 mod reload;
 mod streaming;

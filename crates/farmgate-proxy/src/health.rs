@@ -1,0 +1,296 @@
+//! Server health: active checks over the upstream's own TLS/mTLS, passive ejection after
+//! consecutive failures, and state carried across reloads.
+//!
+//! A server takes traffic when its active checks say it is up (servers start up, and are
+//! always up without `health`) and it is not ejected. Passive ejection: after
+//! [`EJECT_AFTER`] consecutive connect/TLS failures or 5xx responses a server is ejected for
+//! [`FIRST_EJECTION`], doubling with each ejection in a row up to [`MAX_EJECTION`]; a success
+//! resets both.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use http::Request;
+
+use crate::body::Body;
+use crate::generation::Generation;
+use crate::server::Shared;
+use crate::upstream::{ServerRt, UpstreamRt};
+
+/// Consecutive failures that eject a server.
+pub(crate) const EJECT_AFTER: u32 = 3;
+/// How long the first ejection lasts.
+pub(crate) const FIRST_EJECTION: Duration = Duration::from_secs(5);
+/// The longest ejection.
+pub(crate) const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// Milliseconds since the process's first look at the clock: a cheap, monotonic "now".
+pub(crate) fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The health of one server.
+#[derive(Debug)]
+pub(crate) struct Health {
+    /// The verdict of active checks (true until they say otherwise).
+    up: AtomicBool,
+    /// Consecutive active-check successes or failures (sign by `up` transitions).
+    streak: AtomicU32,
+    /// Consecutive passive failures.
+    failures: AtomicU32,
+    /// Ejected until this [`now_ms`]; 0 when not ejected.
+    ejected_until: AtomicU64,
+    /// Ejections in a row, for the backoff.
+    ejections: AtomicU32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            up: AtomicBool::new(true),
+            streak: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+        }
+    }
+}
+
+/// What passive observation concluded.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Passive {
+    /// Nothing changed.
+    Unchanged,
+    /// The server was just ejected for this long.
+    Ejected(Duration),
+}
+
+impl Health {
+    /// Whether the server should take a request now.
+    pub(crate) fn available(&self, now: u64) -> bool {
+        self.up.load(Ordering::Relaxed) && now >= self.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// Whether active checks consider the server up.
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is ejected right now.
+    pub(crate) fn is_ejected(&self, now: u64) -> bool {
+        now < self.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// A request to this server succeeded.
+    pub(crate) fn success(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        if self.ejections.load(Ordering::Relaxed) != 0 {
+            self.ejections.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A request to this server failed (connect, TLS, 5xx).
+    pub(crate) fn failure(&self, now: u64) -> Passive {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < EJECT_AFTER || self.is_ejected(now) {
+            return Passive::Unchanged;
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
+        let length = FIRST_EJECTION.saturating_mul(1 << n).min(MAX_EJECTION);
+        let ms = u64::try_from(length.as_millis()).unwrap_or(u64::MAX);
+        self.ejected_until
+            .store(now.saturating_add(ms), Ordering::Relaxed);
+        Passive::Ejected(length)
+    }
+
+    /// Record an active check; returns the new verdict if it changed.
+    pub(crate) fn checked(&self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        let up = self.up.load(Ordering::Relaxed);
+        if ok == up {
+            self.streak.store(0, Ordering::Relaxed);
+            return None;
+        }
+        let streak = self.streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let needed = if up { fall } else { rise };
+        if streak < needed {
+            return None;
+        }
+        self.streak.store(0, Ordering::Relaxed);
+        self.up.store(ok, Ordering::Relaxed);
+        if ok {
+            // Back from the dead: forget the passive record too.
+            self.ejected_until.store(0, Ordering::Relaxed);
+            self.ejections.store(0, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        Some(ok)
+    }
+
+    /// Take over another generation's state for the same server, so a reload neither revives
+    /// a dead server nor forgets an ejection.
+    pub(crate) fn inherit(&self, old: &Health) {
+        for (new, old) in [
+            (&self.streak, &old.streak),
+            (&self.failures, &old.failures),
+            (&self.ejections, &old.ejections),
+        ] {
+            new.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.ejected_until
+            .store(old.ejected_until.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.up
+            .store(old.up.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// Carry the health of every server the new generation shares with the old one (same
+/// upstream name, same address) over to the new generation.
+pub(crate) fn inherit(new: &Generation, old: &Generation) {
+    for upstream in &new.upstreams {
+        let Some(previous) = old.upstreams.iter().find(|u| u.name == upstream.name) else {
+            continue;
+        };
+        for server in &upstream.servers {
+            if let Some(before) = previous
+                .servers
+                .iter()
+                .find(|s| s.address == server.address)
+            {
+                server.health.inherit(&before.health);
+            }
+        }
+    }
+}
+
+/// Start the active checks of every upstream of `generation` with a `health` table. Each runs
+/// while `generation` is the current one.
+pub(crate) fn spawn_checks(shared: &Arc<Shared>, generation: &Arc<Generation>) {
+    for (u, upstream) in generation.upstreams.iter().enumerate() {
+        let Some(config) = upstream.config.health.clone() else {
+            continue;
+        };
+        for s in 0..upstream.servers.len() {
+            let shared = shared.clone();
+            let generation = generation.clone();
+            let config = config.clone();
+            let mut stopping = shared.stopping.subscribe();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(config.interval);
+                loop {
+                    if *stopping.borrow_and_update() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = interval.tick() => {}
+                        _ = stopping.changed() => return,
+                    }
+                    if !Arc::ptr_eq(&shared.generation.load(), &generation) {
+                        return;
+                    }
+                    let upstream = &generation.upstreams[u];
+                    let server = &upstream.servers[s];
+                    let verdict = check(upstream, server, &config).await;
+                    let ok = verdict.is_ok();
+                    if let Some(up) = server.health.checked(ok, config.rise, config.fall) {
+                        match &verdict {
+                            Ok(()) => {
+                                tracing::info!(upstream = %upstream.name, server = %server.address, "server is up again: {} health checks passed", config.rise)
+                            }
+                            Err(why) => {
+                                tracing::warn!(upstream = %upstream.name, server = %server.address, "server marked down after {} failed health checks: {why}", config.fall)
+                            }
+                        }
+                        let _ = up;
+                        shared.health_changed.send_modify(|n| *n += 1);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// One active check: GET the health path over the upstream's own pool (same TLS and client
+/// certificate as real traffic); a 2xx or 3xx within the timeout passes.
+async fn check(
+    upstream: &UpstreamRt,
+    server: &ServerRt,
+    config: &farmgate_config::Health,
+) -> Result<(), String> {
+    let host = upstream
+        .config
+        .tls
+        .as_ref()
+        .and_then(|t| t.server_name.clone())
+        .unwrap_or_else(|| server.address.to_string());
+    let mut req = Request::new(Body::Empty);
+    *req.uri_mut() = config
+        .path
+        .parse()
+        .map_err(|e| format!("bad health path: {e}"))?;
+    if let Ok(value) = http::HeaderValue::from_str(&host) {
+        req.headers_mut().insert(http::header::HOST, value);
+    }
+    req.headers_mut().insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static("farmgate-health-check"),
+    );
+    match tokio::time::timeout(config.timeout, upstream.send(server, req)).await {
+        Err(_) => Err(format!("no answer within {:?}", config.timeout)),
+        Ok(Err(failure)) => Err(failure.cause),
+        Ok(Ok(response))
+            if response.status().is_success() || response.status().is_redirection() =>
+        {
+            Ok(())
+        }
+        Ok(Ok(response)) => Err(format!("{} answered {}", config.path, response.status())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ejected_after_consecutive_failures_with_growing_backoff() {
+        let h = Health::default();
+        assert!(h.available(0));
+        assert_eq!(h.failure(0), Passive::Unchanged);
+        assert_eq!(h.failure(0), Passive::Unchanged);
+        assert_eq!(h.failure(0), Passive::Ejected(FIRST_EJECTION));
+        assert!(!h.available(1));
+        assert!(h.available(5_000));
+        for _ in 0..2 {
+            h.failure(5_000);
+        }
+        assert_eq!(h.failure(5_000), Passive::Ejected(FIRST_EJECTION * 2));
+        h.success();
+        for _ in 0..2 {
+            h.failure(20_000);
+        }
+        assert_eq!(
+            h.failure(20_000),
+            Passive::Ejected(FIRST_EJECTION),
+            "a success resets the backoff"
+        );
+    }
+
+    #[test]
+    fn active_checks_need_fall_and_rise_in_a_row() {
+        let h = Health::default();
+        assert_eq!(h.checked(false, 2, 3), None);
+        assert_eq!(h.checked(true, 2, 3), None, "a success breaks the streak");
+        assert_eq!(h.checked(false, 2, 3), None);
+        assert_eq!(h.checked(false, 2, 3), None);
+        assert_eq!(h.checked(false, 2, 3), Some(false));
+        assert!(!h.available(0));
+        assert_eq!(h.checked(true, 2, 3), None);
+        assert_eq!(h.checked(true, 2, 3), Some(true));
+        assert!(h.available(0));
+    }
+}
