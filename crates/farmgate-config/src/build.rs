@@ -168,29 +168,6 @@ impl Builder<'_> {
                     Problem::Unsupported("ACME certificates (tls.acme)"),
                 );
             }
-            if let Some(ca) = &tls.get_ref().client_auth {
-                if let Some(crl) = &ca.get_ref().crl {
-                    self.problem(
-                        crl.span(),
-                        "listener.tls.client_auth.crl",
-                        Problem::Unsupported("certificate revocation lists (crl)"),
-                    );
-                }
-                if let Some(eku) = ca
-                    .get_ref()
-                    .eku
-                    .as_ref()
-                    .filter(|e| e.get_ref() == "client_or_server_auth")
-                {
-                    self.problem(
-                        eku.span(),
-                        "listener.tls.client_auth.eku",
-                        Problem::Unsupported(
-                            "WebPKI compatibility mode (eku = \"client_or_server_auth\")",
-                        ),
-                    );
-                }
-            }
         }
     }
 
@@ -436,6 +413,13 @@ impl Builder<'_> {
         };
         let allow = self.allow(c, raw.span(), eku);
         let crl = c.crl.as_ref().map_or_else(Vec::new, |list| {
+            if list.get_ref().is_empty() {
+                self.invalid(
+                    list.span(),
+                    &format!("{KEY}.crl"),
+                    "crl is empty; list the CRL files (PEM or DER) of the CAs in trust, or remove the key".into(),
+                );
+            }
             list.get_ref()
                 .iter()
                 .map(|p| self.file(p, &format!("{KEY}.crl")))

@@ -100,6 +100,12 @@ impl Generation {
         })
     }
 
+    /// The TLS of listener `name` (`None`: no such listener, or it speaks plain HTTP); on a gate
+    /// its verifier's counters are `listener_tls(name)?.verifier()?.stats()`.
+    pub fn listener_tls(&self, name: &str) -> Option<&farmgate_tls::ServerTls> {
+        self.listener(name)?.tls.as_ref()
+    }
+
     pub(crate) fn upstream(&self, id: UpstreamId) -> &UpstreamRt {
         &self.upstreams[id.0]
     }

@@ -7,8 +7,10 @@ mod load;
 mod logs;
 
 mod chain;
+mod compat;
 mod failures;
 mod gate;
 mod health;
 mod reload;
+mod revocation;
 mod streaming;

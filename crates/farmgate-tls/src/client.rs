@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use farmgate_config::UpstreamTls;
+use farmgate_config::{Location, UpstreamTls};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, SignatureScheme};
@@ -17,15 +17,8 @@ pub fn upstream_client_config(
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let trust = TrustStore::load(&tls.trust, &tls.at)?;
-    let provider = crate::provider();
-    let verifier =
-        WebPkiServerVerifier::builder_with_provider(trust.root_store(), provider.clone())
-            .build()
-            .map_err(|source| TlsErrorKind::Verifier {
-                at: tls.at.clone(),
-                source,
-            })?;
-    let builder = ClientConfig::builder_with_provider(provider)
+    let verifier = server_verifier(&trust, &tls.at)?;
+    let builder = ClientConfig::builder_with_provider(crate::provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsErrorKind::Build {
             at: tls.at.clone(),
@@ -41,6 +34,24 @@ pub fn upstream_client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// How the edge verifies a backend's certificate (and `farmgate probe` a server's): rustls'
+/// WebPKI server verifier over `trust`, serverAuth across the chain, the name checked per
+/// connection. `at` names the configuration that asked, for errors.
+pub fn server_verifier(
+    trust: &TrustStore,
+    at: &Location,
+) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+    WebPkiServerVerifier::builder_with_provider(trust.root_store(), crate::provider())
+        .build()
+        .map_err(|source| {
+            TlsErrorKind::Verifier {
+                at: at.clone(),
+                source,
+            }
+            .into()
+        })
 }
 
 /// The one identity an upstream presents, whatever CA names the backend hints.

@@ -109,15 +109,128 @@ pub enum TlsErrorKind {
         #[source]
         source: webpki::Error,
     },
-    /// A CRL is not signed by any trusted CA.
-    #[error("{at}: {} is not signed by any CA in this gate's trust: {reason}", path.display())]
-    CrlIssuer {
+    /// A CRL's issuer or dates cannot be read (webpki accepted its structure).
+    #[error("{at}: the issuer or dates of the certificate revocation list in {} cannot be read", path.display())]
+    CrlUnreadable {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: x509_parser::error::X509Error,
+    },
+    /// A CRL breaks a rule of the RFC 5280 profile that webpki does not check.
+    #[error("{at}: {} is not a conforming certificate revocation list: {problem}", path.display())]
+    CrlProfile {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// Which rule, in words.
+        problem: &'static str,
+    },
+    /// A CRL file holds no CRL.
+    #[error("{at}: {} holds no certificate revocation list; expected DER, or PEM \"-----BEGIN X509 CRL-----\" blocks", path.display())]
+    NoCrl {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CRL file holds something other than CRLs and CA certificates.
+    #[error("{at}: {} holds {found}; a CRL file holds CRLs and, optionally, the certificates of the CAs that signed them", path.display())]
+    CrlFileContents {
         /// The configuration key naming the file.
         at: Location,
         /// The file.
         path: PathBuf,
         /// What was found.
-        reason: String,
+        found: &'static str,
+    },
+    /// A CRL is not signed by any CA of the gate's trust.
+    #[error("{at}: {} is issued by \"{issuer}\", which is not a CA of this gate's trust; a CRL must be signed by a CA in `trust`, or by a CA whose certificate is appended to the CRL file and chains to `trust`", path.display())]
+    CrlIssuer {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// The CRL's issuer name.
+        issuer: String,
+    },
+    /// A CRL's signature does not verify with its issuer's key.
+    #[error("{at}: the signature of {} does not verify with the key of \"{issuer}\" in this gate's trust (a CA with the same name but another key, or a damaged file?)", path.display())]
+    CrlSignature {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// The CRL's issuer name.
+        issuer: String,
+        /// Why.
+        #[source]
+        source: crate::crl::SignatureError,
+    },
+    /// A CRL is signed by a CA whose certificate does not permit signing CRLs.
+    #[error("{at}: {} is signed by \"{issuer}\", whose keyUsage does not include cRLSign, so it may not sign CRLs", path.display())]
+    CrlNotSigner {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// The CRL's issuer name.
+        issuer: String,
+    },
+    /// A CRL's nextUpdate has passed.
+    #[error("{at}: {} from \"{issuer}\" expired at {next_update} (its nextUpdate); with it the revocation status of that CA's certificates is unknown and the gate would refuse them all; install a current CRL from the CA", path.display())]
+    CrlExpired {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// The CRL's issuer name.
+        issuer: String,
+        /// The nextUpdate time, as text.
+        next_update: String,
+    },
+    /// A certificate in a CRL file cannot be read.
+    #[error("{at}: certificate #{index} in {} cannot be read", path.display())]
+    CrlCertificateUnreadable {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// 1-based position among the file's certificates.
+        index: usize,
+        /// Why.
+        #[source]
+        source: x509_parser::error::X509Error,
+    },
+    /// A certificate in a CRL file is not a CA certificate.
+    #[error("{at}: certificate #{index} in {} (\"{subject}\") is not a CA certificate; a CRL file may only add the CAs that signed its CRLs", path.display())]
+    CrlCertificateNotCa {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// 1-based position among the file's certificates.
+        index: usize,
+        /// Its subject.
+        subject: String,
+    },
+    /// A CA certificate in a CRL file does not chain to the gate's trust.
+    #[error("{at}: certificate #{index} in {} (\"{subject}\") does not chain to this gate's trust: its issuer \"{issuer}\" is neither in `trust` nor another certificate of the file, or its signature does not verify", path.display())]
+    CrlCertificateUntrusted {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// 1-based position among the file's certificates.
+        index: usize,
+        /// Its subject.
+        subject: String,
+        /// Its issuer.
+        issuer: String,
     },
     /// The operating system's trust store holds no usable certificate.
     #[error(

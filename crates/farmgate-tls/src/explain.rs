@@ -72,6 +72,44 @@ pub fn upstream_failure(err: &rustls::Error, server_name: &str) -> String {
     }
 }
 
+/// Why a server ended our handshake with `alert`, as a sentence: "the server requires a client
+/// certificate and we sent none", "the server rejected the certificate's purpose: it lacks
+/// clientAuth (...)". For tools that speak for the client (`farmgate probe`).
+pub fn refused_by_server(alert: AlertDescription) -> String {
+    match alert {
+        AlertDescription::CertificateRequired => {
+            "the server requires a client certificate and we sent none".to_owned()
+        }
+        AlertDescription::UnsupportedCertificate => format!(
+            "the server rejected the certificate's purpose: it lacks clientAuth ({LACKS_CLIENT_AUTH})"
+        ),
+        AlertDescription::HandshakeFailure => "the server aborted the handshake (handshake_failure): no common TLS version or cipher suite, or, from TLS 1.2 servers such as nginx, a required client certificate is missing or refused".to_owned(),
+        other => match client_cert_alert(other) {
+            Some(why) => format!("the server refused our client certificate: {why}"),
+            None => format!("the server ended the handshake with the TLS alert {other:?}"),
+        },
+    }
+}
+
+/// A TLS failure that is neither an alert nor a refused server certificate, in words.
+pub fn tls_failure(err: &rustls::Error) -> String {
+    match err {
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "the server does not speak TLS here (plain HTTP on this port?)".to_owned()
+        }
+        rustls::Error::PeerIncompatible(why) => {
+            format!("the server and we share no TLS version or cipher suite ({why:?})")
+        }
+        rustls::Error::NoApplicationProtocol => {
+            "the server and we share no application protocol (ALPN)".to_owned()
+        }
+        other => format!("TLS error: {other}"),
+    }
+}
+
+/// Why a chain without clientAuth is refused, and where to read on.
+const LACKS_CLIENT_AUTH: &str = "public CAs stopped issuing it in 2026; see docs/migration.md";
+
 /// What is wrong with a server's certificate, for a client that checked it against `server_name`.
 pub fn server_cert_problem(err: &CertificateError, server_name: &str) -> String {
     match err {
@@ -89,6 +127,11 @@ pub fn server_cert_problem(err: &CertificateError, server_name: &str) -> String 
             "its chain does not permit serverAuth".to_owned()
         }
         CertificateError::Revoked => "it is revoked".to_owned(),
+        CertificateError::BadSignature => "a signature in its chain does not verify: a CA in it has the name of a CA in trust but another key".to_owned(),
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "its chain is signed with an algorithm we do not accept".to_owned()
+        }
         other => format!("{other}"),
     }
 }
@@ -111,6 +154,22 @@ mod tests {
             text.is_some_and(
                 |t| t.starts_with("backend refused our client certificate: unknown CA")
             )
+        );
+    }
+
+    #[test]
+    fn server_refusals_are_explained_for_the_client() {
+        assert_eq!(
+            refused_by_server(AlertDescription::CertificateRequired),
+            "the server requires a client certificate and we sent none"
+        );
+        assert!(
+            refused_by_server(AlertDescription::UnsupportedCertificate)
+                .starts_with("the server rejected the certificate's purpose: it lacks clientAuth")
+        );
+        assert_eq!(
+            refused_by_server(AlertDescription::CertificateRevoked),
+            "the server refused our client certificate: certificate revoked"
         );
     }
 

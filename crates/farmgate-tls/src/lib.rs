@@ -6,20 +6,25 @@
 //! - [`TrustStore`] turns `trust = [...]` into trust anchors: PEM files, `"mozilla"`
 //!   (webpki-roots) or `"system"` (rustls-native-certs).
 //! - [`ClientVerifier`] is the gate: our own rustls `ClientCertVerifier` on rustls-webpki, with the
-//!   extended-key-usage policy and revocation as parameters, then the allow-list.
+//!   extended-key-usage policy and revocation as parameters, then the allow-list. It counts what
+//!   it decides in [`GateStats`]; [`crl`] loads and checks its revocation lists.
 //! - [`ServerTls`] is a listener's rustls `ServerConfig` with an SNI certificate store that can be
 //!   swapped while running; [`upstream_client_config`] is the client side towards backends.
-//! - [`explain`] turns a TLS failure into words an operator can act on.
+//! - [`explain`] turns a TLS failure into words an operator can act on; [`probe`] performs one
+//!   handshake with a server and records what it showed (`farmgate probe`).
 //!
 //! Everything uses the aws-lc-rs crypto provider.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod client;
+pub mod crl;
 mod error;
 pub mod explain;
 pub mod load;
+pub mod probe;
 mod server;
+mod stats;
 mod trust;
 mod verifier;
 
@@ -27,11 +32,12 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-pub use client::upstream_client_config;
+pub use client::{server_verifier, upstream_client_config};
 pub use error::{TlsError, TlsErrorKind};
 pub use server::{CertStore, ServerTls};
+pub use stats::{GateStats, GateStatsSnapshot};
 pub use trust::TrustStore;
-pub use verifier::{ClientVerifier, RefusalReason};
+pub use verifier::{Accepted, ClientVerifier, Refusal, RefusalReason};
 
 /// The crypto provider every configuration uses: aws-lc-rs, with rustls' default cipher suites and
 /// key exchange groups.

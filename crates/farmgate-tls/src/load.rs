@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use farmgate_config::{CertKey, FileRef};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::pem::{self, PemObject, SectionKind};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{TlsError, TlsErrorKind};
 
@@ -98,28 +98,62 @@ pub fn certified_key(pair: &CertKey) -> Result<Arc<CertifiedKey>, TlsError> {
     }
 }
 
-/// A certificate revocation list, PEM or DER.
-pub fn crl(file: &FileRef) -> Result<webpki::OwnedCertRevocationList, TlsError> {
+/// What a CRL file holds: the CRLs (DER) and the CA certificates appended to them.
+#[derive(Debug, Default)]
+pub struct CrlFile {
+    /// Every CRL in the file, in order, DER.
+    pub crls: Vec<Vec<u8>>,
+    /// Every certificate in the file, in order: the CAs that signed the CRLs (see
+    /// [`crate::crl`]).
+    pub ca_certificates: Vec<CertificateDer<'static>>,
+}
+
+/// Read a CRL file: one DER CRL, or PEM with one or more `X509 CRL` blocks and optionally the
+/// `CERTIFICATE`s of the CAs that signed them. Other PEM blocks are refused, so a key or a CSR
+/// given by mistake is reported rather than ignored.
+pub fn crl_file(file: &FileRef) -> Result<CrlFile, TlsError> {
     let bytes = read(file)?;
-    let der = if looks_like_pem(&bytes) {
-        CertificateRevocationListDer::from_pem_slice(&bytes).map_err(|source| {
-            TlsErrorKind::Pem {
-                at: file.at.clone(),
-                path: file.path.clone(),
-                source,
-            }
-        })?
-    } else {
-        CertificateRevocationListDer::from(bytes)
-    };
-    let crl = webpki::OwnedCertRevocationList::from_der(der.as_ref()).map_err(|source| {
-        TlsErrorKind::BadCrl {
+    if !looks_like_pem(&bytes) {
+        return Ok(CrlFile {
+            crls: vec![bytes],
+            ca_certificates: Vec::new(),
+        });
+    }
+    let mut contents = CrlFile::default();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&bytes) {
+        let (kind, der) = section.map_err(|source| TlsErrorKind::Pem {
             at: file.at.clone(),
             path: file.path.clone(),
             source,
+        })?;
+        match kind {
+            SectionKind::Crl => contents.crls.push(der),
+            SectionKind::Certificate => contents.ca_certificates.push(CertificateDer::from(der)),
+            other => {
+                return Err(TlsErrorKind::CrlFileContents {
+                    at: file.at.clone(),
+                    path: file.path.clone(),
+                    found: match other {
+                        SectionKind::PrivateKey
+                        | SectionKind::RsaPrivateKey
+                        | SectionKind::EcPrivateKey => "a private key",
+                        SectionKind::Csr => "a certificate request",
+                        SectionKind::PublicKey => "a public key",
+                        _ => "a PEM block of another kind",
+                    },
+                }
+                .into());
+            }
         }
-    })?;
-    Ok(crl)
+    }
+    if contents.crls.is_empty() {
+        return Err(TlsErrorKind::NoCrl {
+            at: file.at.clone(),
+            path: file.path.clone(),
+        }
+        .into());
+    }
+    Ok(contents)
 }
 
 fn looks_like_pem(bytes: &[u8]) -> bool {

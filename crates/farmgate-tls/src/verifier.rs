@@ -19,7 +19,8 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::KeyUsage;
 
-use crate::{TlsError, TrustStore, load};
+use crate::crl::{self, RevocationList};
+use crate::{GateStats, TlsError, TrustStore};
 
 /// Why a gate refused a client certificate; also the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +49,27 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
+    /// Every reason, in declaration order (the order of [`GateStats`] snapshots).
+    pub const ALL: [RefusalReason; 10] = [
+        RefusalReason::BadEncoding,
+        RefusalReason::UnknownCa,
+        RefusalReason::Expired,
+        RefusalReason::NotYetValid,
+        RefusalReason::Purpose,
+        RefusalReason::Revoked,
+        RefusalReason::RevocationUnknown,
+        RefusalReason::BadSignature,
+        RefusalReason::NotAllowed,
+        RefusalReason::Invalid,
+    ];
+
+    /// Position in [`RefusalReason::ALL`].
+    pub(crate) fn index(self) -> usize {
+        // A fieldless enum without explicit discriminants counts from 0 in declaration order,
+        // the order of ALL (checked by a test below).
+        self as usize
+    }
+
     /// Short label, e.g. for metrics: `unknown_ca`, `not_allowed`.
     pub fn label(&self) -> &'static str {
         match self {
@@ -121,19 +143,17 @@ pub struct ClientVerifier {
     subjects: Vec<DistinguishedName>,
     allow: AllowList,
     eku: EkuPolicy,
-    crls: Vec<webpki::CertRevocationList<'static>>,
+    crls: Vec<RevocationList>,
     algorithms: WebPkiSupportedAlgorithms,
+    stats: Arc<GateStats>,
 }
 
 impl ClientVerifier {
-    /// Build the verifier for a listener's `client_auth` table: loads trust and CRLs.
+    /// Build the verifier for a listener's `client_auth` table: loads trust and CRLs, checking
+    /// each CRL's issuer, signature and freshness now (see [`crl`](crate::crl)).
     pub fn new(listener: &str, policy: &ClientAuth) -> Result<ClientVerifier, TlsError> {
         let trust = TrustStore::load(&policy.trust, &policy.at)?;
-        let crls = policy
-            .crl
-            .iter()
-            .map(|file| load::crl(file).map(webpki::CertRevocationList::from))
-            .collect::<Result<Vec<_>, _>>()?;
+        let crls = crl::load(&policy.crl, &trust, UnixTime::now())?;
         Ok(Self::from_parts(
             listener,
             trust,
@@ -149,7 +169,7 @@ impl ClientVerifier {
         trust: TrustStore,
         allow: AllowList,
         eku: EkuPolicy,
-        crls: Vec<webpki::CertRevocationList<'static>>,
+        crls: Vec<RevocationList>,
     ) -> ClientVerifier {
         ClientVerifier {
             listener: Arc::from(listener),
@@ -159,7 +179,19 @@ impl ClientVerifier {
             eku,
             crls,
             algorithms: crate::provider().signature_verification_algorithms,
+            stats: Arc::new(GateStats::default()),
         }
+    }
+
+    /// What this verifier decided so far: refusals by reason, and the acceptances that needed
+    /// compatibility mode. Counted by handshakes only, not by [`check`](Self::check).
+    pub fn stats(&self) -> &Arc<GateStats> {
+        &self.stats
+    }
+
+    /// The CRLs client chains are checked against.
+    pub fn revocation_lists(&self) -> &[RevocationList] {
+        &self.crls
     }
 
     /// Run the gate's checks on a presented chain, without logging.
@@ -239,7 +271,8 @@ impl ClientVerifier {
         now: UnixTime,
         usage: KeyUsage,
     ) -> Result<(), webpki::Error> {
-        let crls: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let crls: Vec<&webpki::CertRevocationList<'_>> =
+            self.crls.iter().map(RevocationList::crl).collect();
         let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
             b.with_depth(webpki::RevocationCheckDepth::Chain)
                 .with_status_policy(webpki::UnknownStatusPolicy::Allow)
@@ -260,7 +293,28 @@ impl ClientVerifier {
 
     fn refusal(&self, e: webpki::Error, identity: Option<PeerIdentity>) -> Box<Refusal> {
         let (reason, error) = classify(&e);
-        let detail = match (reason, self.eku) {
+        let detail = match (&e, reason, self.eku) {
+            (webpki::Error::CrlExpired { time, .. }, _, _) => self.expired_crls(*time),
+            (webpki::Error::CertRevoked, _, _) => format!(
+                "the certificate or a CA certificate of its chain is listed as revoked in a CRL ({})",
+                self.crl_files()
+            ),
+            (_, RefusalReason::RevocationUnknown, _) => format!(
+                "revocation status cannot be established: the chain's CA has the name of a CRL's issuer but the CRL does not verify with its key, or that CA may not sign CRLs ({e}; CRLs: {})",
+                self.crl_files()
+            ),
+            (_, reason, eku) => self.path_detail(&e, reason, eku),
+        };
+        Box::new(Refusal {
+            reason,
+            detail,
+            identity,
+            error,
+        })
+    }
+
+    fn path_detail(&self, e: &webpki::Error, reason: RefusalReason, eku: EkuPolicy) -> String {
+        match (reason, eku) {
             (RefusalReason::Purpose, EkuPolicy::ClientAuth) => format!(
                 "the chain does not permit TLS client authentication (clientAuth EKU); public CAs stopped issuing it in 2026, see docs/migration.md ({e})"
             ),
@@ -271,13 +325,40 @@ impl ClientVerifier {
                 "the chain does not lead to a CA in this gate's trust".to_owned()
             }
             _ => e.to_string(),
-        };
-        Box::new(Refusal {
-            reason,
-            detail,
-            identity,
-            error,
-        })
+        }
+    }
+
+    /// Which CRLs had expired at `at`, in words.
+    fn expired_crls(&self, at: UnixTime) -> String {
+        let expired: Vec<String> = self
+            .crls
+            .iter()
+            .filter(|l| l.is_expired(at))
+            .map(|l| format!("{l}, {} ago", ago(l.next_update(), at)))
+            .collect();
+        format!(
+            "the CRL for this chain has expired, so its revocation status is unknown and the gate refuses it (fail closed); install a current CRL: {}",
+            expired.join("; ")
+        )
+    }
+
+    fn crl_files(&self) -> String {
+        self.crls
+            .iter()
+            .map(|l| l.path().display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// How long before `now` the moment `then` was, e.g. `3h 5m`.
+fn ago(then: UnixTime, now: UnixTime) -> String {
+    let secs = now.as_secs().saturating_sub(then.as_secs());
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes}m {}s", secs % 60),
+        (0, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
     }
 }
 
@@ -302,6 +383,8 @@ impl ClientCertVerifier for ClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         match self.check(end_entity, intermediates, now) {
             Ok(accepted) => {
+                let relaxed_by = accepted.relaxed.then(|| accepted.rule.to_string());
+                self.stats.record_accepted(relaxed_by.as_deref());
                 if accepted.relaxed {
                     tracing::warn!(
                         listener = %self.listener,
@@ -313,6 +396,7 @@ impl ClientCertVerifier for ClientVerifier {
                 Ok(ClientCertVerified::assertion())
             }
             Err(refusal) => {
+                self.stats.record_refused(refusal.reason);
                 match &refusal.identity {
                     Some(id) => tracing::warn!(
                         listener = %self.listener,
@@ -393,6 +477,15 @@ pub(crate) fn classify(e: &webpki::Error) -> (RefusalReason, CertificateError) {
             RefusalReason::RevocationUnknown,
             CertificateError::ExpiredRevocationList,
         ),
+        E::InvalidCrlSignatureForPublicKey
+        | E::IssuerNotCrlSigner
+        | E::UnsupportedCrlSignatureAlgorithm
+        | E::UnsupportedCrlSignatureAlgorithmContext(_)
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKey
+        | E::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => (
+            RefusalReason::RevocationUnknown,
+            CertificateError::UnknownRevocationStatus,
+        ),
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
             (RefusalReason::Purpose, CertificateError::InvalidPurpose)
         }
@@ -414,5 +507,50 @@ pub(crate) fn classify(e: &webpki::Error) -> (RefusalReason, CertificateError) {
             RefusalReason::Invalid,
             CertificateError::Other(OtherError(Arc::new(other.clone()))),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed_once_in_declaration_order() {
+        for (i, reason) in RefusalReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason}");
+        }
+        let labels: std::collections::HashSet<&str> = RefusalReason::ALL
+            .iter()
+            .map(RefusalReason::label)
+            .collect();
+        assert_eq!(labels.len(), RefusalReason::ALL.len());
+    }
+
+    #[test]
+    fn expired_crl_is_revocation_unknown_with_the_unknown_ca_alert() {
+        let e = webpki::Error::CrlExpired {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(10)),
+            next_update: UnixTime::since_unix_epoch(std::time::Duration::from_secs(5)),
+        };
+        let (reason, error) = classify(&e);
+        assert_eq!(reason, RefusalReason::RevocationUnknown);
+        assert_eq!(
+            rustls::AlertDescription::from(error),
+            rustls::AlertDescription::UnknownCA
+        );
+        let (reason, error) = classify(&webpki::Error::CertRevoked);
+        assert_eq!(reason, RefusalReason::Revoked);
+        assert_eq!(
+            rustls::AlertDescription::from(error),
+            rustls::AlertDescription::CertificateRevoked
+        );
+    }
+
+    #[test]
+    fn ago_reads_like_a_duration() {
+        let at = |s| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s));
+        assert_eq!(ago(at(0), at(59)), "0m 59s");
+        assert_eq!(ago(at(0), at(3_700)), "1h 1m");
+        assert_eq!(ago(at(0), at(90_000)), "1d 1h");
     }
 }

@@ -1,0 +1,8 @@
+//! farmgate-tls against certificates minted at test time and against the x509-limbo suite: what
+//! a gate's verifier and CRL loader accept, refuse, and say.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod gate;
+
+mod crl;
+mod limbo;
