@@ -1,9 +1,14 @@
-//! [`PkiError`]: what can go wrong minting keys, certificates and CRLs.
+//! [`PkiError`]: what can go wrong minting keys, certificates and CRLs, keeping a CA in a
+//! directory, or reading certificates to inspect.
 
+use std::path::PathBuf;
+
+use farmgate_identity::AllowRuleError;
 use time::OffsetDateTime;
 use x509_parser::error::X509Error;
 
-/// Why a key, certificate or CRL could not be created or loaded.
+/// Why a key, certificate or CRL could not be created, loaded, written or read. Messages about
+/// files name the file and say what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PkiError {
@@ -89,5 +94,142 @@ pub enum PkiError {
         /// Why rcgen failed.
         #[source]
         source: rcgen::Error,
+    },
+    /// `ca init` found a CA (or part of one) where it would write.
+    #[error(
+        "{} already exists: farmgate never overwrites a CA; choose another --dir, or move the \
+         old CA away yourself if you really mean to replace it",
+        path.display()
+    )]
+    CaExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// `ca issue` found no CA in the directory.
+    #[error(
+        "{} holds no CA ({} is missing); create one with `farmgate ca init --dir {}`",
+        dir.display(),
+        crate::store::CA_CERT,
+        dir.display()
+    )]
+    NoCa {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The CA in a directory cannot sign.
+    #[error("the CA in {} cannot be used", dir.display())]
+    CaFiles {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<PkiError>,
+    },
+    /// A certificate or key file would be overwritten.
+    #[error(
+        "{} already exists: farmgate never overwrites certificates or keys; choose another \
+         --out, or remove the old files first",
+        path.display()
+    )]
+    FileExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// A directory cannot be created.
+    #[error("cannot create directory {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file cannot be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A name for a certificate or a name constraint is not a DNS name (or IP address).
+    #[error("`{name}` is not a usable DNS name or IP address")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        source: AllowRuleError,
+    },
+    /// A wildcard where one exact name is needed (a client identity, a name constraint).
+    #[error("`{name}` is a wildcard; {what} names exactly one DNS name")]
+    Wildcard {
+        /// The name as given.
+        name: String,
+        /// What needs an exact name, e.g. "a client identity".
+        what: &'static str,
+    },
+    /// `--spiffe` was given something other than a SPIFFE ID.
+    #[error(
+        "`{uri}` is not a SPIFFE ID; write spiffe://TRUST-DOMAIN/PATH, e.g. \
+         spiffe://farm.example/edge"
+    )]
+    NotSpiffe {
+        /// The URI as given.
+        uri: String,
+    },
+    /// The name lies outside the CA's name constraints, so verifiers would refuse the
+    /// certificate.
+    #[error(
+        "`{name}` is outside this CA's name constraints (it may only certify names under {}): \
+         OpenSSL, Go and rustls would refuse the certificate",
+        permitted.join(", ")
+    )]
+    OutsideConstraints {
+        /// The name as given.
+        name: String,
+        /// The DNS subtrees the CA permits.
+        permitted: Vec<String>,
+    },
+    /// A lifetime of zero days.
+    #[error("--days 0: a certificate must be valid for at least one day")]
+    ZeroDays,
+    /// The certificate would expire after its CA.
+    #[error(
+        "a {days}-day certificate would outlive its CA, which expires {ca_not_after}; \
+         use a smaller --days, or create a new CA"
+    )]
+    OutlivesCa {
+        /// The requested lifetime.
+        days: u32,
+        /// When the CA expires.
+        ca_not_after: OffsetDateTime,
+    },
+    /// A file to inspect is not valid PEM.
+    #[error("not valid PEM")]
+    Pem(#[source] rustls_pki_types::pem::Error),
+    /// A file to inspect holds no certificate.
+    #[error(
+        "holds no certificate; expected PEM \"-----BEGIN CERTIFICATE-----\" blocks or one DER certificate"
+    )]
+    NoCertificate,
+    /// A certificate to inspect is not valid X.509.
+    #[error("certificate #{index} is not a valid X.509 certificate")]
+    Der {
+        /// 1-based position in the file.
+        index: usize,
+        /// Why.
+        #[source]
+        source: X509Error,
     },
 }

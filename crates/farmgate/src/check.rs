@@ -1,4 +1,6 @@
-//! `farmgate check`: build the configuration exactly as `run` would, then summarise it.
+//! `farmgate check`: build the configuration exactly as `run` would, then summarise it, then
+//! warn about what is valid today but will break (`farmgate_pki::advice`). Warnings never change
+//! the exit code: a valid configuration exits 0.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -6,12 +8,17 @@ use std::process::ExitCode;
 
 use farmgate_config::{Balance, EkuPolicy, Trust};
 use farmgate_identity::PeerIdentity;
+use farmgate_pki::advice;
 use farmgate_proxy::{Generation, LoadError};
+use time::OffsetDateTime;
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     match Generation::load(path) {
         Ok(generation) => {
             print!("{}", summary(path, &generation));
+            for warning in advice::warnings(generation.config(), OffsetDateTime::now_utc()) {
+                println!("warning: {warning}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

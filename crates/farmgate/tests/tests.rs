@@ -3,9 +3,17 @@
 
 mod cli;
 
+mod ca;
 mod check;
 mod demo;
+mod inspect;
+mod probe;
 mod run;
+mod warnings;
 
 #[cfg(feature = "interop")]
 mod interop;
+#[cfg(feature = "interop")]
+mod interop_ca;
+#[cfg(feature = "interop")]
+mod interop_compat;

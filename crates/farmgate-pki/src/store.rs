@@ -1,0 +1,658 @@
+//! [`CaStore`]: a private CA kept as two files in a directory, as `farmgate ca` uses it.
+//!
+//! `DIR/ca.pem` is the CA certificate (give it to whoever verifies: a gate's `trust`, an
+//! nginx `ssl_client_certificate`); `DIR/ca.key` is its private key, mode 0600. Nothing here
+//! ever overwrites a file: every certificate, chain and key is created anew, and an existing
+//! file is an error that names it.
+//!
+//! ```
+//! use farmgate_pki::CaSpec;
+//! use farmgate_pki::store::{CaStore, Role};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let ca = CaStore::init(&dir.path().join("farm-ca"), &CaSpec::new("farm CA").permit_dns("farm.example"))?;
+//! let edge = ca.issue(&Role::Client("edge.farm.example".into()), None, None)?;
+//! assert_eq!(edge.allow[0].to_string(), "dns:edge.farm.example");
+//! assert!(ca.issue(&Role::Client("edge.elsewhere.example".into()), None, None).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use farmgate_identity::AllowRule;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+use time::{Duration, OffsetDateTime};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer as _;
+
+use crate::{Authority, CaSpec, CertSpec, PkiError, Usage, pem};
+
+/// The CA certificate's file name in a CA directory.
+pub const CA_CERT: &str = "ca.pem";
+/// The CA private key's file name in a CA directory.
+pub const CA_KEY: &str = "ca.key";
+
+/// Mode of private key files.
+const KEY_MODE: u32 = 0o600;
+/// Mode of certificate files: public.
+const CERT_MODE: u32 = 0o644;
+/// Mode of a CA directory `init` creates.
+const DIR_MODE: u32 = 0o700;
+
+/// A CA loaded from (or just written to) a directory, ready to issue.
+#[derive(Debug)]
+pub struct CaStore {
+    dir: PathBuf,
+    authority: Authority,
+    /// PEM of the self-signed certificates in `ca.pem`: what completes a full chain.
+    roots_pem: String,
+    permitted_dns: Vec<String>,
+    not_after: OffsetDateTime,
+}
+
+/// Who a certificate from [`CaStore::issue`] is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// A TLS client (an edge towards its gates): clientAuth, DNS (or IP) SAN and CN.
+    Client(String),
+    /// A TLS server (a gate, a backend): serverAuth, DNS (or IP) SAN and CN.
+    Server(String),
+    /// A TLS client named by a SPIFFE ID: clientAuth, URI SAN, no CN.
+    Spiffe(String),
+}
+
+impl Role {
+    /// The name or URI as given.
+    pub fn name(&self) -> &str {
+        match self {
+            Role::Client(name) | Role::Server(name) | Role::Spiffe(name) => name,
+        }
+    }
+
+    /// `client`, `server` or `SPIFFE client`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Role::Client(_) => "client",
+            Role::Server(_) => "server",
+            Role::Spiffe(_) => "SPIFFE client",
+        }
+    }
+
+    /// The extended key usage the certificate carries.
+    pub fn usage(&self) -> Usage {
+        match self {
+            Role::Server(_) => Usage::ServerAuth,
+            Role::Client(_) | Role::Spiffe(_) => Usage::ClientAuth,
+        }
+    }
+}
+
+/// The files one [`CaStore::issue`] wrote, and how to allow the identity on a gate.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IssuedFiles {
+    /// Who it is for.
+    pub role: Role,
+    /// The leaf then any intermediates, without the root: what the client or server presents
+    /// (`certificate`, `client_certificate`, curl's `--cert`).
+    pub certificate: PathBuf,
+    /// The leaf, any intermediates and the root.
+    pub full_chain: PathBuf,
+    /// The private key, PKCS#8 PEM, mode 0600.
+    pub key: PathBuf,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// Lifetime in days.
+    pub days: u32,
+    /// Allow-list entries naming the identity (`dns:`, `uri:`); empty for an IP address,
+    /// which allow-lists cannot name.
+    pub allow: Vec<AllowRule>,
+    /// The `spki-sha256:` entry pinning the key, which survives renewals that keep it.
+    pub pin: AllowRule,
+}
+
+impl CaStore {
+    /// Creates a root CA as described by `spec` in `dir` (created with mode 0700 if missing):
+    /// `ca.key` (mode 0600) and `ca.pem`. Refuses if either file exists.
+    pub fn init(dir: &Path, spec: &CaSpec) -> Result<CaStore, PkiError> {
+        let cert_path = dir.join(CA_CERT);
+        let key_path = dir.join(CA_KEY);
+        for path in [&cert_path, &key_path] {
+            if path.exists() {
+                return Err(PkiError::CaExists { path: path.clone() });
+            }
+        }
+        let mut spec = spec.clone();
+        spec.permitted_dns = spec
+            .permitted_dns
+            .iter()
+            .map(|name| permitted_suffix(name))
+            .collect::<Result<_, _>>()?;
+        let authority = Authority::new_root(&spec)?;
+        create_dir(dir)?;
+        write_all_new(&[
+            (&key_path, &authority.key_pem(), KEY_MODE),
+            (&cert_path, authority.cert_pem(), CERT_MODE),
+        ])?;
+        Ok(CaStore {
+            dir: dir.to_path_buf(),
+            roots_pem: authority.cert_pem().to_owned(),
+            permitted_dns: spec.permitted_dns,
+            not_after: spec.not_after,
+            authority,
+        })
+    }
+
+    /// Loads the CA in `dir`.
+    pub fn open(dir: &Path) -> Result<CaStore, PkiError> {
+        let cert_path = dir.join(CA_CERT);
+        if !cert_path.exists() {
+            return Err(PkiError::NoCa {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let cert_pem = read(&cert_path)?;
+        let key_pem = read(&dir.join(CA_KEY))?;
+        let in_dir = |source| PkiError::CaFiles {
+            dir: dir.to_path_buf(),
+            source: Box::new(source),
+        };
+        let authority = Authority::from_pem(&cert_pem, &key_pem).map_err(in_dir)?;
+        let (roots_pem, permitted_dns, not_after) = describe_ca(&cert_pem).map_err(in_dir)?;
+        Ok(CaStore {
+            dir: dir.to_path_buf(),
+            authority,
+            roots_pem,
+            permitted_dns,
+            not_after,
+        })
+    }
+
+    /// Issues a certificate for `role`, valid `days` (default: 30 for clients, 90 for servers),
+    /// and writes `PREFIX.pem` (leaf and intermediates), `PREFIX.fullchain.pem` (with the root)
+    /// and `PREFIX.key` (mode 0600). `out` is the prefix; by default the name in the CA
+    /// directory. Refuses names the CA's constraints exclude and files that exist.
+    pub fn issue(
+        &self,
+        role: &Role,
+        days: Option<u32>,
+        out: Option<&Path>,
+    ) -> Result<IssuedFiles, PkiError> {
+        let mut spec = self.spec(role)?;
+        let days = match days {
+            Some(0) => return Err(PkiError::ZeroDays),
+            Some(days) => days,
+            // Default lifetimes are whole days (spec.rs).
+            None => u32::try_from((spec.not_after - spec.not_before).whole_days()).unwrap_or(1),
+        };
+        spec.not_after = spec.not_before + Duration::days(i64::from(days));
+        if spec.not_after > self.not_after {
+            return Err(PkiError::OutlivesCa {
+                days,
+                ca_not_after: self.not_after,
+            });
+        }
+
+        let prefix = match out {
+            Some(prefix) => prefix.to_path_buf(),
+            None => self.dir.join(file_stem(role.name())),
+        };
+        let certificate = with_suffix(&prefix, ".pem");
+        let full_chain = with_suffix(&prefix, ".fullchain.pem");
+        let key = with_suffix(&prefix, ".key");
+        for path in [&certificate, &full_chain, &key] {
+            if path.exists() {
+                return Err(PkiError::FileExists { path: path.clone() });
+            }
+        }
+
+        let issued = self.authority.issue(&spec)?;
+        let full = format!("{}{}", issued.chain_pem, self.roots_pem);
+        write_all_new(&[
+            (&key, &issued.key_pem, KEY_MODE),
+            (&certificate, &issued.chain_pem, CERT_MODE),
+            (&full_chain, &full, CERT_MODE),
+        ])?;
+
+        let allow = match role {
+            Role::Spiffe(uri) => vec![AllowRule::Uri(uri.clone())],
+            // Names checked (and lower-cased) by `checked_name`.
+            Role::Client(_) | Role::Server(_) => {
+                spec.dns_names.iter().cloned().map(AllowRule::Dns).collect()
+            }
+        };
+        Ok(IssuedFiles {
+            role: role.clone(),
+            certificate,
+            full_chain,
+            key,
+            not_after: spec.not_after,
+            days,
+            allow,
+            pin: AllowRule::SpkiSha256(spki_sha256(&issued.key.spki_der())),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `DIR/ca.pem`.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join(CA_CERT)
+    }
+
+    /// `DIR/ca.key`.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(CA_KEY)
+    }
+
+    /// The CA itself.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The DNS names (and their subdomains) the CA may certify; empty: any.
+    pub fn permitted_dns(&self) -> &[String] {
+        &self.permitted_dns
+    }
+
+    /// When the CA expires.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// What to mint for `role`, once its name is checked.
+    fn spec(&self, role: &Role) -> Result<CertSpec, PkiError> {
+        let spec = match role {
+            Role::Spiffe(uri) => {
+                check_spiffe(uri)?;
+                return Ok(CertSpec::spiffe(uri));
+            }
+            Role::Client(name) => CertSpec::client(&self.checked_name(name, role)?),
+            Role::Server(name) => CertSpec::server(&self.checked_name(name, role)?),
+        };
+        // An IP address is named by its IP SAN. OpenSSL would check an address-like CN
+        // against DNS name constraints as if it were a host name, so leave the CN out.
+        Ok(if spec.ip_addresses.is_empty() {
+            spec
+        } else {
+            spec.no_common_name()
+        })
+    }
+
+    /// `name` as it goes into the certificate: an IP address, or a lower-case DNS name inside
+    /// the CA's constraints.
+    fn checked_name(&self, name: &str, role: &Role) -> Result<String, PkiError> {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return Ok(ip.to_string());
+        }
+        let normalized = dns_name(name)?;
+        if normalized.starts_with("*.") && matches!(role, Role::Client(_)) {
+            return Err(PkiError::Wildcard {
+                name: name.to_owned(),
+                what: "a client identity",
+            });
+        }
+        let bare = normalized.strip_prefix("*.").unwrap_or(&normalized);
+        let inside = self.permitted_dns.is_empty()
+            || self.permitted_dns.iter().any(|suffix| within(bare, suffix));
+        if !inside {
+            return Err(PkiError::OutsideConstraints {
+                name: name.to_owned(),
+                permitted: self.permitted_dns.clone(),
+            });
+        }
+        Ok(normalized)
+    }
+}
+
+/// A `--permit-dns` suffix, lower-case and checked.
+fn permitted_suffix(name: &str) -> Result<String, PkiError> {
+    let normalized = dns_name(name)?;
+    if normalized.starts_with("*.") {
+        return Err(PkiError::Wildcard {
+            name: name.to_owned(),
+            what: "a name constraint (it permits the name and all names below it)",
+        });
+    }
+    Ok(normalized)
+}
+
+/// `name` checked as an allow-list `dns:` entry would be: lower-case, no trailing dot, `*.`
+/// only as the whole leftmost label.
+fn dns_name(name: &str) -> Result<String, PkiError> {
+    let rule = format!("dns:{name}")
+        .parse::<AllowRule>()
+        .map_err(|source| PkiError::InvalidName {
+            name: name.to_owned(),
+            source,
+        })?;
+    let text = rule.to_string();
+    Ok(text.strip_prefix("dns:").unwrap_or(&text).to_owned())
+}
+
+fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    // A SHA-256 digest is always 32 bytes long.
+    out.copy_from_slice(digest(&SHA256, spki_der).as_ref());
+    out
+}
+
+/// Whether DNS name `name` is `suffix` or below it (RFC 5280 name constraint semantics),
+/// case-insensitively.
+fn within(name: &str, suffix: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let suffix = suffix.trim_end_matches('.').to_ascii_lowercase();
+    name == suffix || name.ends_with(&format!(".{suffix}"))
+}
+
+fn check_spiffe(uri: &str) -> Result<(), PkiError> {
+    let not_spiffe = || PkiError::NotSpiffe {
+        uri: uri.to_owned(),
+    };
+    let rest = uri.strip_prefix("spiffe://").ok_or_else(not_spiffe)?;
+    let (domain, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let domain_ok = !domain.is_empty()
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+    if domain_ok && path_ok && !path.ends_with('/') {
+        Ok(())
+    } else {
+        Err(not_spiffe())
+    }
+}
+
+/// The self-signed certificates in a CA PEM, its permitted DNS subtrees and its expiry.
+fn describe_ca(cert_pem: &str) -> Result<(String, Vec<String>, OffsetDateTime), PkiError> {
+    let ders = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PkiError::CaPem)?;
+    let mut roots = String::new();
+    let mut permitted = Vec::new();
+    let mut not_after = None;
+    for der in &ders {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| match e {
+            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
+                PkiError::CaDer(e)
+            }
+            x509_parser::nom::Err::Incomplete(_) => {
+                PkiError::CaDer(x509_parser::error::X509Error::InvalidCertificate)
+            }
+        })?;
+        if cert.subject().as_raw() == cert.issuer().as_raw() {
+            roots.push_str(&pem::encode("CERTIFICATE", der));
+        }
+        let expires = cert.validity().not_after.to_datetime();
+        // The CA's usable life ends when the first certificate of its chain expires.
+        not_after = Some(not_after.map_or(expires, |t: OffsetDateTime| t.min(expires)));
+        if let Ok(Some(nc)) = cert.name_constraints() {
+            for subtree in nc.value.permitted_subtrees.iter().flatten() {
+                if let GeneralName::DNSName(name) = subtree.base {
+                    permitted.push(name.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    let not_after = not_after.ok_or(PkiError::NoCaCertificate)?;
+    Ok((roots, permitted, not_after))
+}
+
+/// A file name for `name`: letters, digits, `.`, `-` and `_` kept, anything else `_`; a
+/// SPIFFE ID loses its scheme (`spiffe://farm/edge` → `farm_edge`).
+fn file_stem(name: &str) -> String {
+    let name = name.strip_prefix("spiffe://").unwrap_or(name);
+    let stem: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    stem.trim_start_matches('.').to_owned()
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(prefix.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| PkiError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn create_dir(dir: &Path) -> Result<(), PkiError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder.create(dir).map_err(|source| PkiError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates every file, none of which may exist; if one fails, removes those already written,
+/// so a failed `init` or `issue` leaves nothing half done.
+fn write_all_new(files: &[(&PathBuf, &str, u32)]) -> Result<(), PkiError> {
+    for (done, (path, contents, mode)) in files.iter().enumerate() {
+        if let Err(e) = write_new(path, contents, *mode) {
+            for (written, _, _) in &files[..done] {
+                let _ = fs::remove_file(written);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).map_err(|source| match source.kind() {
+        ErrorKind::AlreadyExists => PkiError::FileExists {
+            path: path.to_path_buf(),
+        },
+        _ => PkiError::Write {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| {
+            let _ = fs::remove_file(path);
+            PkiError::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn ekus(path: &Path) -> (bool, bool) {
+        let der = CertificateDer::from_pem_file(path).unwrap();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value.clone();
+        (eku.server_auth, eku.client_auth)
+    }
+
+    #[test]
+    fn init_writes_a_private_key_only_the_owner_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = dir.path().join("new").join("farm-ca");
+        let ca = CaStore::init(&ca_dir, &CaSpec::new("farm CA")).unwrap();
+        assert_eq!(mode(&ca.key_path()), 0o600);
+        assert_eq!(mode(&ca_dir), 0o700);
+        assert!(ca.permitted_dns().is_empty());
+        let again = CaStore::open(&ca_dir).unwrap();
+        assert_eq!(again.authority().cert_der(), ca.authority().cert_der());
+        assert_eq!(
+            again.not_after().unix_timestamp(),
+            ca.not_after().unix_timestamp()
+        );
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_even_half_a_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CA_KEY), "precious").unwrap();
+        let e = CaStore::init(dir.path(), &CaSpec::new("farm CA")).unwrap_err();
+        assert!(
+            matches!(&e, PkiError::CaExists { path } if path.ends_with(CA_KEY)),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join(CA_KEY)).unwrap(),
+            "precious"
+        );
+        assert!(!dir.path().join(CA_CERT).exists());
+    }
+
+    #[test]
+    fn issue_writes_certificate_chain_and_key_with_the_right_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CaStore::init(dir.path(), &CaSpec::new("farm CA")).unwrap();
+        let edge = ca
+            .issue(&Role::Client("Edge.Farm.Test".into()), None, None)
+            .unwrap();
+        assert_eq!(edge.certificate, dir.path().join("Edge.Farm.Test.pem"));
+        assert_eq!(edge.days, 30);
+        assert_eq!(mode(&edge.key), 0o600);
+        assert_eq!(ekus(&edge.certificate), (false, true));
+        assert_eq!(edge.allow[0].to_string(), "dns:edge.farm.test");
+        let full = fs::read_to_string(&edge.full_chain).unwrap();
+        assert!(full.ends_with(ca.authority().cert_pem()));
+        assert_eq!(full.matches("BEGIN CERTIFICATE").count(), 2);
+        let presented = fs::read_to_string(&edge.certificate).unwrap();
+        assert_eq!(presented.matches("BEGIN CERTIFICATE").count(), 1);
+
+        let backend = ca
+            .issue(&Role::Server("10.0.0.11".into()), Some(7), None)
+            .unwrap();
+        assert_eq!(ekus(&backend.certificate), (true, false));
+        assert_eq!(backend.days, 7);
+        assert!(backend.allow.is_empty(), "an IP has no allow entry");
+        let spiffe = ca
+            .issue(&Role::Spiffe("spiffe://farm.test/edge".into()), None, None)
+            .unwrap();
+        assert_eq!(spiffe.certificate, dir.path().join("farm.test_edge.pem"));
+        assert_eq!(spiffe.allow[0].to_string(), "uri:spiffe://farm.test/edge");
+    }
+
+    #[test]
+    fn issue_refuses_to_overwrite_and_leaves_the_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CaStore::init(dir.path(), &CaSpec::new("farm CA")).unwrap();
+        let first = ca.issue(&Role::Client("edge".into()), None, None).unwrap();
+        let key = fs::read_to_string(&first.key).unwrap();
+        let e = ca
+            .issue(&Role::Client("edge".into()), None, None)
+            .unwrap_err();
+        assert!(matches!(e, PkiError::FileExists { .. }), "{e}");
+        assert_eq!(fs::read_to_string(&first.key).unwrap(), key);
+    }
+
+    #[test]
+    fn names_outside_the_constraints_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CaSpec::new("farm CA").permit_dns("Farm.Test");
+        let ca = CaStore::init(dir.path(), &spec).unwrap();
+        let ca = CaStore::open(ca.dir()).unwrap();
+        assert_eq!(ca.permitted_dns(), ["farm.test"]);
+        for inside in ["farm.test", "edge.farm.test", "a.b.farm.test"] {
+            ca.issue(&Role::Client(inside.into()), None, None).unwrap();
+        }
+        for outside in ["evilfarm.test", "farm.test.evil", "example.com"] {
+            let e = ca
+                .issue(&Role::Server(outside.into()), None, None)
+                .unwrap_err();
+            assert!(matches!(e, PkiError::OutsideConstraints { .. }), "{e}");
+            assert!(!dir.path().join(format!("{outside}.key")).exists());
+        }
+    }
+
+    #[test]
+    fn bad_names_and_lifetimes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CaStore::init(dir.path(), &CaSpec::new("farm CA")).unwrap();
+        let refuse = |role: Role, days| ca.issue(&role, days, None).unwrap_err();
+        assert!(matches!(
+            refuse(Role::Client("not a name".into()), None),
+            PkiError::InvalidName { .. }
+        ));
+        assert!(matches!(
+            refuse(Role::Client("*.farm.test".into()), None),
+            PkiError::Wildcard { .. }
+        ));
+        assert!(matches!(
+            refuse(Role::Spiffe("https://farm.test/edge".into()), None),
+            PkiError::NotSpiffe { .. }
+        ));
+        assert!(matches!(
+            refuse(Role::Client("edge".into()), Some(0)),
+            PkiError::ZeroDays
+        ));
+        assert!(matches!(
+            refuse(Role::Client("edge".into()), Some(3651)),
+            PkiError::OutlivesCa { .. }
+        ));
+        assert!(matches!(
+            CaStore::init(
+                &dir.path().join("x"),
+                &CaSpec::new("x").permit_dns("*.farm.test")
+            ),
+            Err(PkiError::Wildcard { .. })
+        ));
+    }
+
+    #[test]
+    fn open_without_a_ca_says_how_to_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = CaStore::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("farmgate ca init --dir"), "{e}");
+    }
+
+    #[test]
+    fn file_stems_are_safe() {
+        assert_eq!(file_stem("edge.farm.test"), "edge.farm.test");
+        assert_eq!(file_stem("spiffe://farm.test/ns/edge"), "farm.test_ns_edge");
+        assert_eq!(file_stem("::1"), "__1");
+        assert_eq!(file_stem("../x"), "_x");
+    }
+}
