@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::LoadError;
 use crate::generation::Generation;
@@ -79,42 +79,80 @@ impl Server {
 }
 
 /// Watch the configuration at `path` and every file it names; reload when their content
-/// changes. Runs until the server shuts down.
-pub async fn watch(server: Arc<Server>, path: PathBuf) {
-    let mut stopping = server.stopping();
-    let mut last = fingerprint(&watched_files(&server, &path));
-    loop {
-        if *stopping.borrow_and_update() {
-            return;
-        }
-        let files = watched_files(&server, &path);
-        let (tx, mut events) = mpsc::unbounded_channel();
-        let watcher = start_watcher(&files, tx);
+/// changes. The returned future runs until the server shuts down.
+///
+/// The files are fingerprinted and watched when this is called, not when the future first
+/// runs, so a change made in between is not missed.
+pub fn watch(server: Arc<Server>, path: PathBuf) -> impl Future<Output = ()> + Send {
+    let files = watched_files(&server, &path);
+    let (tx, events) = mpsc::unbounded_channel();
+    let watcher = start_watcher(&files, tx.clone());
+    let last = fingerprint(&files);
+    let stopping = server.stopping();
+    let state = Watch {
+        server,
+        path,
+        files,
+        tx,
+        events,
+        watcher,
+        last,
+    };
+    state.run(stopping)
+}
+
+/// What the watch loop keeps between changes.
+struct Watch {
+    server: Arc<Server>,
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    /// One channel for the loop's whole life: events a replaced watcher sent are not lost.
+    tx: mpsc::UnboundedSender<()>,
+    events: mpsc::UnboundedReceiver<()>,
+    /// Kept alive while its events matter; `None` if the platform watcher failed.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The fingerprint of `files` as last loaded (or last found broken).
+    last: u64,
+}
+
+impl Watch {
+    async fn run(mut self, mut stopping: watch::Receiver<bool>) {
         let mut reread = tokio::time::interval(REREAD);
         reread.reset();
-        let changed = loop {
+        loop {
+            if *stopping.borrow_and_update() {
+                return;
+            }
             tokio::select! {
-                event = events.recv(), if watcher.is_some() => {
+                event = self.events.recv(), if self.watcher.is_some() => {
                     if event.is_none() {
-                        break false;
+                        self.watcher = None;
+                        continue;
                     }
-                    settle(&mut events).await;
+                    settle(&mut self.events).await;
                 }
                 _ = reread.tick() => {}
                 _ = stopping.changed() => return,
             }
-            let now = fingerprint(&files);
-            if now != last {
-                last = now;
-                break true;
+            // Taken before the reload reads the files: a change made while it runs differs
+            // from this and is picked up by the next event or re-read.
+            let now = fingerprint(&self.files);
+            if now == self.last {
+                continue;
             }
-        };
-        drop(watcher);
-        if changed {
             // A failed reload is logged and counted; the fingerprint is kept, so the same broken
             // content is not retried until it changes again.
-            let _ = server.reload_from(&path).await;
-            last = fingerprint(&watched_files(&server, &path));
+            let _ = self.server.reload_from(&self.path).await;
+            let files = watched_files(&self.server, &self.path);
+            if files == self.files {
+                self.last = now;
+            } else {
+                // The new generation names other files: watch them too (the old watcher stops
+                // only after the new one has started).
+                self.watcher = start_watcher(&files, self.tx.clone());
+                self.last = fingerprint(&files);
+                self.files = files;
+            }
         }
     }
 }

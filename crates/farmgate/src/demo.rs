@@ -48,6 +48,9 @@ pub fn demo(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn farm(args: &Args) -> anyhow::Result<ExitCode> {
+    // Listen for the signals before telling anyone to send one.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let dir = tempfile::Builder::new()
         .prefix("farmgate-demo-")
         .tempdir()
@@ -77,9 +80,8 @@ async fn farm(args: &Args) -> anyhow::Result<ExitCode> {
         banner(dir.path(), &files, port, &gate_addrs, &origins)
     );
 
-    let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
     println!("stopping the demo farm");
