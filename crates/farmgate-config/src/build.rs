@@ -129,34 +129,6 @@ impl Builder<'_> {
         if let Some(acme) = &raw.acme {
             self.problem(acme.span(), "acme", Problem::Unsupported("ACME ([acme])"));
         }
-        if let Some(admin) = &raw.admin {
-            self.problem(
-                admin.span(),
-                "admin",
-                Problem::Unsupported("the admin endpoint ([admin])"),
-            );
-        }
-        if let Some(log) = &raw.log {
-            if let Some(access) = &log.get_ref().access {
-                self.problem(
-                    access.span(),
-                    "log.access",
-                    Problem::Unsupported("the access log (log.access)"),
-                );
-            }
-            if let Some(format) = log
-                .get_ref()
-                .format
-                .as_ref()
-                .filter(|f| f.get_ref() == "json")
-            {
-                self.problem(
-                    format.span(),
-                    "log.format",
-                    Problem::Unsupported("JSON logs (log.format = \"json\")"),
-                );
-            }
-        }
         for l in &raw.listener {
             let Some(tls) = &l.get_ref().tls else {
                 continue;

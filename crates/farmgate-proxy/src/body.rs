@@ -1,6 +1,8 @@
 //! The one body type that flows through the proxy: a streamed hyper body, or a small body we made.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,6 +19,41 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streaming from a client or a backend.
     Stream(Incoming),
+    /// A request body streaming from a client, counted for the access log.
+    Counted(Incoming, Arc<AtomicU64>),
+    /// A response body whose end writes the access log line.
+    Logged(Box<Logged>),
+}
+
+/// A response body on its way to the client, with the access log record written when it ends
+/// (or when it is dropped unfinished).
+#[derive(Debug)]
+pub struct Logged {
+    inner: Body,
+    bytes: u64,
+    record: Option<crate::access::Record>,
+}
+
+impl Logged {
+    pub(crate) fn new(inner: Body, record: crate::access::Record) -> Logged {
+        Logged {
+            inner,
+            bytes: 0,
+            record: Some(record),
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(record) = self.record.take() {
+            record.write(self.bytes, complete);
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
 }
 
 impl Body {
@@ -44,6 +81,29 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Counted(incoming, count) => {
+                let polled = Pin::new(incoming).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    count.fetch_add(n, Ordering::Relaxed);
+                }
+                polled
+            }
+            Body::Logged(logged) => {
+                let polled = Pin::new(&mut logged.inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        logged.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        if logged.inner.is_end_stream() {
+                            logged.finish(true);
+                        }
+                    }
+                    Poll::Ready(None) => logged.finish(true),
+                    Poll::Ready(Some(Err(_))) => logged.finish(false),
+                    Poll::Pending => {}
+                }
+                polled
+            }
         }
     }
 
@@ -51,7 +111,8 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => true,
             Body::Full(data) => data.is_none(),
-            Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Stream(incoming) | Body::Counted(incoming, _) => incoming.is_end_stream(),
+            Body::Logged(logged) => logged.inner.is_end_stream(),
         }
     }
 
@@ -59,7 +120,8 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Body::Stream(incoming) => incoming.size_hint(),
+            Body::Stream(incoming) | Body::Counted(incoming, _) => incoming.size_hint(),
+            Body::Logged(logged) => logged.inner.size_hint(),
         }
     }
 }

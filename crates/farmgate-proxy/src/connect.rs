@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ struct Inner {
     connect_timeout: Duration,
     /// Connections opened so far (each is a TCP connect and, with TLS, a full handshake).
     opened: AtomicU64,
+    /// Connections open now.
+    open: Arc<AtomicI64>,
 }
 
 impl Connector {
@@ -92,6 +94,7 @@ impl Connector {
                 server_name,
                 connect_timeout,
                 opened: AtomicU64::new(0),
+                open: Arc::new(AtomicI64::new(0)),
             }),
         }
     }
@@ -101,6 +104,11 @@ impl Connector {
     /// How many connections this connector has opened.
     pub(crate) fn opened(&self) -> u64 {
         self.inner.opened.load(Ordering::Relaxed)
+    }
+
+    /// How many of them are open now.
+    pub(crate) fn open(&self) -> i64 {
+        self.inner.open.load(Ordering::Relaxed)
     }
 }
 
@@ -130,10 +138,13 @@ impl tower_service::Service<Uri> for Connector {
             let timeout = inner.connect_timeout;
             match tokio::time::timeout(timeout, inner.connect(&host, port, &addr)).await {
                 Ok(result) => {
-                    if result.is_ok() {
-                        inner.opened.fetch_add(1, Ordering::Relaxed);
-                    }
-                    result
+                    let io = result?;
+                    inner.opened.fetch_add(1, Ordering::Relaxed);
+                    inner.open.fetch_add(1, Ordering::Relaxed);
+                    Ok(Conn {
+                        io,
+                        open: OpenGuard(inner.open.clone()),
+                    })
                 }
                 Err(_) => Err(ConnectError::Timeout {
                     addr,
@@ -145,7 +156,7 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Inner {
-    async fn connect(&self, host: &str, port: u16, addr: &str) -> Result<Conn, ConnectError> {
+    async fn connect(&self, host: &str, port: u16, addr: &str) -> Result<Io, ConnectError> {
         let tcp = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
             Err(_) => {
@@ -169,7 +180,7 @@ impl Inner {
         // Requests and responses are written whole; waiting for more data only adds latency.
         let _ = tcp.set_nodelay(true);
         let Some(tls) = &self.tls else {
-            return Ok(Conn::Plain(TokioIo::new(tcp)));
+            return Ok(Io::Plain(TokioIo::new(tcp)));
         };
         let server_name = match &self.server_name {
             Some(name) => name.clone(),
@@ -188,22 +199,40 @@ impl Inner {
                 server_name: shown,
                 source,
             })?;
-        Ok(Conn::Tls(Box::new(TokioIo::new(stream))))
+        Ok(Io::Tls(Box::new(TokioIo::new(stream))))
     }
 }
 
-/// A connection to a backend, plain or TLS.
+/// A connection to a backend, counted as open until dropped.
 #[derive(Debug)]
-pub(crate) enum Conn {
+pub(crate) struct Conn {
+    io: Io,
+    open: OpenGuard,
+}
+
+/// Decrements the open-connection count when the connection goes.
+#[derive(Debug)]
+struct OpenGuard(Arc<AtomicI64>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The stream of a connection to a backend, plain or TLS.
+#[derive(Debug)]
+pub(crate) enum Io {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
 }
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
-        match self {
-            Conn::Plain(_) => Connected::new(),
-            Conn::Tls(tls) => {
+        let _ = &self.open;
+        match &self.io {
+            Io::Plain(_) => Connected::new(),
+            Io::Tls(tls) => {
                 let (_, session) = tls.inner().get_ref();
                 if session.alpn_protocol() == Some(b"h2") {
                     Connected::new().negotiated_h2()
@@ -221,9 +250,9 @@ impl Read for Conn {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_read(cx, buf),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -234,30 +263,30 @@ impl Write for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_write(cx, buf),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_flush(cx),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(io) => Pin::new(io).poll_flush(cx),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_shutdown(cx),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(io) => io.is_write_vectored(),
-            Conn::Tls(io) => io.is_write_vectored(),
+        match &self.io {
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Tls(io) => io.is_write_vectored(),
         }
     }
 
@@ -266,9 +295,9 @@ impl Write for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
-            Conn::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Io::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 }

@@ -79,15 +79,24 @@ pub(crate) struct Failure {
     /// Failed before any response byte arrived: replaying the request is safe if it is
     /// idempotent and has no body.
     pub(crate) before_response: bool,
+    /// Short reason for the metric label, e.g. `connect_refused`.
+    pub(crate) reason: &'static str,
 }
 
 impl Failure {
+    /// The same failure with metric reason `reason`.
+    pub(crate) fn because(mut self, reason: &'static str) -> Failure {
+        self.reason = reason;
+        self
+    }
+
     pub(crate) fn bad_gateway(cause: String) -> Failure {
         Failure {
             status: StatusCode::BAD_GATEWAY,
             fault: Fault::Upstream,
             cause,
             before_response: true,
+            reason: "upstream",
         }
     }
 
@@ -97,6 +106,7 @@ impl Failure {
             fault: Fault::Upstream,
             cause,
             before_response: false,
+            reason: "other",
         }
     }
 
@@ -106,6 +116,7 @@ impl Failure {
             fault: Fault::Upstream,
             cause,
             before_response: false,
+            reason: "other",
         }
     }
 
@@ -115,6 +126,7 @@ impl Failure {
             fault: Fault::Downstream,
             cause,
             before_response: false,
+            reason: "other",
         }
     }
 
@@ -124,6 +136,7 @@ impl Failure {
             fault: Fault::Downstream,
             cause,
             before_response: false,
+            reason: "other",
         }
     }
 
@@ -133,6 +146,7 @@ impl Failure {
             fault: Fault::Internal,
             cause,
             before_response: false,
+            reason: "other",
         }
     }
 }

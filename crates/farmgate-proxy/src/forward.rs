@@ -4,12 +4,17 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use farmgate_admin::Metrics;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::body::Body;
+use crate::access::{self, TlsInfo};
+use crate::body::{Body, Logged};
 use crate::error::{Failure, Fault};
 use crate::generation::Generation;
 use crate::listener::ListenerRt;
@@ -53,10 +58,26 @@ pub(crate) struct ClientHeaders {
 pub(crate) struct ConnInfo {
     pub(crate) generation: Arc<Generation>,
     pub(crate) listener: Arc<ListenerRt>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) peer: SocketAddr,
     pub(crate) peer_ip: HeaderValue,
     /// The verified client certificate's identity, on a gate.
     pub(crate) client: Option<ClientHeaders>,
+    /// TLS parameters, for the access log.
+    pub(crate) tls: Option<Arc<TlsInfo>>,
+}
+
+/// What forwarding one request learned along the way, for logs and metrics.
+#[derive(Debug, Default)]
+struct Exchange {
+    /// Index of the route taken.
+    route: Option<usize>,
+    host: Option<String>,
+    upstream: Option<Arc<str>>,
+    server: Option<Arc<str>>,
+    upstream_time: Option<Duration>,
+    /// Request body bytes, counted when the access log is on.
+    bytes_in: Option<Arc<AtomicU64>>,
 }
 
 /// hyper's service function: never fails, failures become responses.
@@ -64,15 +85,22 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let access = conn.generation.config().log.access;
+    // Cheap clones (an enum and a reference-counted URI), kept for the log lines.
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let mut upstream_name = None;
-    let result = forward(req, &conn, &mut upstream_name).await;
-    Ok(match result {
+    let target = req.uri().clone();
+    let mut exchange = Exchange {
+        bytes_in: access.then(|| Arc::new(AtomicU64::new(0))),
+        ..Exchange::default()
+    };
+    let result = forward(req, &conn, &mut exchange).await;
+    let response = match result {
         Ok(response) => response,
         Err(failure) => {
-            let upstream = upstream_name.as_deref().unwrap_or("-");
+            let upstream = exchange.upstream.as_deref().unwrap_or("-");
             let identity = conn.client.as_ref().map_or("-", |c| c.name.as_str());
+            let path = target.path();
             match failure.fault {
                 Fault::Downstream => tracing::debug!(
                     listener = %conn.listener.name, client = %conn.peer, %method, %path, status = failure.status.as_u16(),
@@ -85,46 +113,84 @@ pub(crate) async fn handle(
             }
             error_response(&failure)
         }
-    })
+    };
+    let status = response.status().as_u16();
+    conn.listener
+        .route_metrics(exchange.route, &conn.metrics, &conn.generation)
+        .record(status, started.elapsed());
+    if !access {
+        return Ok(response);
+    }
+    let record = access::Record {
+        listener: conn.listener.name.clone(),
+        client: conn.peer,
+        identity: conn.client.as_ref().map(|c| c.name.clone()),
+        method,
+        host: exchange.host.unwrap_or_default(),
+        target,
+        status,
+        upstream: exchange.upstream,
+        server: exchange.server,
+        upstream_time: exchange.upstream_time,
+        started,
+        bytes_in: exchange.bytes_in.unwrap_or_default(),
+        tls: conn.tls.clone(),
+    };
+    let (parts, body) = response.into_parts();
+    let logged = Body::Logged(Box::new(Logged::new(body, record)));
+    Ok(Response::from_parts(parts, logged))
 }
 
 async fn forward(
     mut req: Request<Incoming>,
     conn: &ConnInfo,
-    upstream_name: &mut Option<Arc<str>>,
+    exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     crate::strict::check(&req)
         .map_err(|why| Failure::bad_request(format!("refused request: {why}")))?;
     let authority =
         authority(&req).ok_or_else(|| Failure::bad_request("request has no host".into()))?;
     let host = host_of(&authority);
+    if exchange.bytes_in.is_some() {
+        exchange.host = Some(authority.clone());
+    }
     if conn.listener.config.redirect_https {
         return Ok(redirect(&host, &req));
     }
-    let route = conn
+    let (index, route) = conn
         .listener
         .config
         .routes
         .iter()
-        .find(|r| r.matches(&host, req.uri().path()))
+        .enumerate()
+        .find(|(_, r)| r.matches(&host, req.uri().path()))
         .ok_or_else(|| {
             Failure::not_found(format!(
                 "no route for host {host:?} path {:?}",
                 req.uri().path()
             ))
         })?;
+    exchange.route = Some(index);
     let upstream = conn.generation.upstream(route.upstream);
-    *upstream_name = Some(upstream.name.clone());
+    exchange.upstream = Some(upstream.name.clone());
 
     rewrite_request(&mut req, conn, &authority);
     let (parts, body) = req.into_parts();
-    let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
+    let body = (!http_body::Body::is_end_stream(&body)).then(|| match &exchange.bytes_in {
+        Some(count) => Body::Counted(body, count.clone()),
+        None => Body::Stream(body),
+    });
     let client_ip = conn.peer.ip().to_string();
     let key = upstream
         .hash_key(&parts, client_ip.as_bytes())
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
-    let (response, _server) = upstream.dispatch(outgoing, key.as_deref()).await?;
+    let sent = Instant::now();
+    let (response, server) = upstream
+        .dispatch(outgoing, key.as_deref(), &conn.metrics)
+        .await?;
+    exchange.upstream_time = Some(sent.elapsed());
+    exchange.server = Some(server.address.clone());
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::from(body)))

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access;
 mod body;
 mod connect;
 mod error;
@@ -14,6 +15,7 @@ mod forward;
 mod generation;
 mod health;
 mod listener;
+mod metrics;
 pub mod reload;
 mod server;
 mod strict;

@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use farmgate_admin::{Gauge, Metrics, RouteMetrics};
 use farmgate_config::Listener;
 use farmgate_identity::{PeerIdentity, client_cert_header};
 use farmgate_tls::ServerTls;
@@ -21,8 +22,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use crate::access::{self, TlsInfo};
 use crate::error::BuildError;
 use crate::forward::{self, ClientHeaders, ConnInfo};
+use crate::generation::Generation;
 use crate::server::{Shared, TaskGuard};
 
 /// What a connection listens for besides its client.
@@ -43,6 +46,11 @@ pub(crate) struct ListenerRt {
     pub(crate) config: Listener,
     pub(crate) tls: Option<ServerTls>,
     http: auto::Builder<TokioExecutor>,
+    /// Metric handles, resolved on first use (the registry belongs to the server, and a
+    /// generation is built before it knows which server will run it).
+    route_metrics: Vec<OnceLock<RouteMetrics>>,
+    unrouted_metrics: OnceLock<RouteMetrics>,
+    open_gauge: OnceLock<Gauge>,
 }
 
 impl ListenerRt {
@@ -61,8 +69,37 @@ impl ListenerRt {
             name: Arc::from(config.name.as_str()),
             tls,
             http,
+            route_metrics: config.routes.iter().map(|_| OnceLock::new()).collect(),
+            unrouted_metrics: OnceLock::new(),
+            open_gauge: OnceLock::new(),
             config: config.clone(),
         })
+    }
+
+    /// The request counters of route `route` (`None`: requests answered before routing).
+    pub(crate) fn route_metrics(
+        &self,
+        route: Option<usize>,
+        metrics: &Metrics,
+        generation: &Generation,
+    ) -> &RouteMetrics {
+        match route.and_then(|i| Some((i, self.route_metrics.get(i)?, self.config.routes.get(i)?)))
+        {
+            Some((_, slot, route)) => slot.get_or_init(|| {
+                let upstream = &generation.config().upstream(route.upstream).name;
+                metrics.route(&self.name, &crate::metrics::route_label(route), upstream)
+            }),
+            None => self
+                .unrouted_metrics
+                .get_or_init(|| metrics.route(&self.name, "-", "-")),
+        }
+    }
+
+    /// The open-connections gauge of this listener.
+    pub(crate) fn open_gauge(&self, metrics: &Metrics) -> Gauge {
+        self.open_gauge
+            .get_or_init(|| metrics.open_connections(&self.name))
+            .clone()
     }
 }
 
@@ -121,7 +158,7 @@ pub(crate) async fn accept_loop(
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
-    generation: Arc<crate::Generation>,
+    generation: Arc<Generation>,
     listener: Arc<ListenerRt>,
     shared: &Arc<Shared>,
     signals: Signals,
@@ -138,9 +175,11 @@ async fn serve(
         let info = ConnInfo {
             generation,
             listener: listener.clone(),
+            metrics: shared.metrics.clone(),
             peer,
             peer_ip,
             client: None,
+            tls: None,
         };
         serve_http(tcp, info, shared, Vec::new(), signals).await;
         return;
@@ -150,7 +189,7 @@ async fn serve(
     let stream = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err((e, tcp))) => {
-            handshake_failed(&listener, &e);
+            handshake_failed(&listener, &e, shared);
             linger(tcp).await;
             return;
         }
@@ -166,12 +205,20 @@ async fn serve(
         .map(<[_]>::to_vec)
         .unwrap_or_default();
     let client = chain.first().and_then(|leaf| client_headers(leaf.as_ref()));
+    let session = stream.get_ref().1;
+    let tls_info = Arc::new(TlsInfo {
+        version: access::version_name(session.protocol_version()),
+        alpn: access::alpn_name(session.alpn_protocol()),
+        sni: session.server_name().map(Box::from),
+    });
     let info = ConnInfo {
         generation,
         listener: listener.clone(),
+        metrics: shared.metrics.clone(),
         peer,
         peer_ip,
         client,
+        tls: Some(tls_info),
     };
     serve_http(stream, info, shared, chain, signals).await;
 }
@@ -187,7 +234,7 @@ fn client_headers(leaf: &[u8]) -> Option<ClientHeaders> {
     })
 }
 
-fn handshake_failed(listener: &ListenerRt, e: &std::io::Error) {
+fn handshake_failed(listener: &ListenerRt, e: &std::io::Error, shared: &Shared) {
     let tls = farmgate_tls::explain::find_tls_error(e);
     match tls {
         // Refusals of a presented certificate were logged by the verifier, with its details.
@@ -197,6 +244,7 @@ fn handshake_failed(listener: &ListenerRt, e: &std::io::Error) {
                 reason = "no_certificate",
                 "client refused: it presented no client certificate"
             );
+            crate::metrics::count_no_certificate(shared, &listener.name);
         }
         Some(other) => tracing::debug!("TLS handshake failed: {other}"),
         None => tracing::debug!("TLS handshake failed: {e}"),
@@ -226,6 +274,8 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let name = info.listener.name.clone();
+    let open = info.listener.open_gauge(&shared.metrics);
+    open.inc();
     let idle_limit = info.listener.config.timeouts.idle;
     let listener = info.listener.clone();
     let info = Arc::new(info);
@@ -273,6 +323,7 @@ async fn serve_http<S>(
             }
         }
     };
+    open.dec();
     if let Err(e) = result {
         tracing::debug!("connection ended with an error: {e}");
     }

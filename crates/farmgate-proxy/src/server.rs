@@ -1,5 +1,6 @@
 //! The running proxy: bound listeners, the current generation, reloads and graceful shutdown.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+
+use farmgate_admin::Metrics;
 
 use crate::error::ProxyError;
 use crate::generation::Generation;
@@ -26,6 +29,20 @@ pub(crate) struct Shared {
     pub(crate) reloads: watch::Sender<crate::reload::ReloadCounts>,
     /// Bumped whenever an active health check moves a server up or down.
     pub(crate) health_changed: watch::Sender<u64>,
+    /// The metrics registry; it outlives generations.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Gate counters that outlive generations: clients that sent no certificate (refused by
+    /// rustls before our verifier runs), and the verifier counts of replaced generations.
+    pub(crate) gate_history: Mutex<BTreeMap<String, GateHistory>>,
+}
+
+/// A gate's counts from before the current generation, plus refusals without a certificate.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct GateHistory {
+    pub(crate) no_certificate: u64,
+    pub(crate) accepted: u64,
+    pub(crate) refused: BTreeMap<&'static str, u64>,
+    pub(crate) relaxed: BTreeMap<String, u64>,
 }
 
 /// Counts running tasks and wakes a waiter when none is left.
@@ -74,12 +91,12 @@ impl Drop for TaskGuard {
 
 /// A listening socket and the accept loop serving it.
 #[derive(Debug)]
-struct Bound {
-    name: String,
+pub(crate) struct Bound {
+    pub(crate) name: String,
     /// The address as configured (port 0 stays 0).
     configured: SocketAddr,
     /// The address actually bound.
-    local: SocketAddr,
+    pub(crate) local: SocketAddr,
     stop: watch::Sender<bool>,
 }
 
@@ -120,7 +137,12 @@ impl Server {
             tasks: Tracker::default(),
             reloads: watch::channel(crate::reload::ReloadCounts::default()).0,
             health_changed: watch::channel(0).0,
+            metrics: Arc::new(Metrics::new()),
+            gate_history: Mutex::new(BTreeMap::new()),
         });
+        shared
+            .metrics
+            .set_source(Arc::new(crate::metrics::Scrape(Arc::downgrade(&shared))));
         let server = Server {
             shared,
             bound: Mutex::new(Vec::new()),
@@ -175,6 +197,7 @@ impl Server {
         };
         let sockets = bind_new(&generation, &keep).await?;
         crate::health::inherit(&generation, &self.shared.generation.load());
+        crate::metrics::retire(&self.shared, &self.shared.generation.load());
         let generation = Arc::new(generation);
         self.shared.generation.store(generation.clone());
         crate::health::spawn_checks(&self.shared, &generation);
@@ -200,7 +223,18 @@ impl Server {
         self.shared.reloads.subscribe()
     }
 
+    /// The metrics registry (for the admin endpoint).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// The `/status` document: listeners, certificates, upstreams and servers, reloads.
+    pub fn status(&self) -> serde_json::Value {
+        crate::metrics::status(&self.shared, &self.bound())
+    }
+
     pub(crate) fn count_reload(&self, succeeded: bool) {
+        self.shared.metrics.reload(succeeded);
         self.shared.reloads.send_modify(|c| {
             if succeeded {
                 c.succeeded += 1;
@@ -213,6 +247,11 @@ impl Server {
     /// Changes whenever an active health check moves a server up or down.
     pub fn health_changes(&self) -> watch::Receiver<u64> {
         self.shared.health_changed.subscribe()
+    }
+
+    /// Turns true when the server begins to shut down.
+    pub fn stopping_signal(&self) -> watch::Receiver<bool> {
+        self.shared.stopping.subscribe()
     }
 
     pub(crate) fn stopping(&self) -> watch::Receiver<bool> {

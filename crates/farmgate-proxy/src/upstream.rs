@@ -1,10 +1,11 @@
 //! An upstream at run time: its servers, balancer and pooled client.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use farmgate_admin::{Histogram, Metrics};
 use farmgate_balance::{Balancer, Policy};
 use farmgate_config::{Balance, HashKey, Upstream};
 use http::uri::{Authority, Scheme};
@@ -54,13 +55,17 @@ pub(crate) struct UpstreamRt {
     scheme: Scheme,
     pub(crate) config: Upstream,
     retry_budget: AtomicI64,
+    /// Resolved on first use: the registry lives in the server, not in the generation.
+    response_seconds: OnceLock<Histogram>,
+    /// The client certificate presented to the servers (leaf, DER), for expiry reports.
+    pub(crate) client_leaf: Option<Vec<u8>>,
 }
 
 /// A request ready to go upstream: its head, and its body unless it can be replayed.
 pub(crate) struct Outgoing {
     pub(crate) parts: http::request::Parts,
     /// `None` when the request has no body, so that it can be sent again to another server.
-    pub(crate) body: Option<Incoming>,
+    pub(crate) body: Option<Body>,
 }
 
 impl UpstreamRt {
@@ -111,6 +116,13 @@ impl UpstreamRt {
                 })
             })
             .collect::<Result<Vec<_>, BuildError>>()?;
+        let client_leaf = match config.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+            Some(pair) => farmgate_tls::load::certificates(&pair.certificate)?
+                .into_iter()
+                .next()
+                .map(|c| c.as_ref().to_vec()),
+            None => None,
+        };
         let (policy, hash_key) = match &config.balance {
             Balance::LeastRequests => (Policy::LeastRequests, None),
             Balance::P2cEwma => (Policy::P2cEwma, None),
@@ -134,12 +146,24 @@ impl UpstreamRt {
             scheme,
             config: config.clone(),
             retry_budget: AtomicI64::new(BUDGET_RESERVE),
+            response_seconds: OnceLock::new(),
+            client_leaf,
         })
     }
 
     /// Connections opened to this upstream's servers so far.
     pub(crate) fn connections_opened(&self) -> u64 {
         self.connector.opened()
+    }
+
+    /// Connections to this upstream's servers open now (in use or idle in the pool).
+    pub(crate) fn connections_open(&self) -> i64 {
+        self.connector.open()
+    }
+
+    /// The balancer, for in-flight counts.
+    pub(crate) fn in_flight(&self, server: usize) -> usize {
+        self.balancer.in_flight(server)
     }
 
     /// The bytes `balance = "hash"` hashes for this request, if any.
@@ -165,6 +189,7 @@ impl UpstreamRt {
         &self,
         request: Outgoing,
         key: Option<&[u8]>,
+        metrics: &Metrics,
     ) -> Result<(Response<Incoming>, &ServerRt), Failure> {
         let replayable = request.body.is_none() && is_idempotent(&request.parts.method);
         let budget = self.retry_budget.fetch_add(DEPOSIT, Ordering::Relaxed);
@@ -188,7 +213,7 @@ impl UpstreamRt {
             let req = if replayable {
                 replay(&parts)
             } else {
-                let mut req = Request::new(body.take().map_or(Body::Empty, Body::from));
+                let mut req = Request::new(body.take().unwrap_or(Body::Empty));
                 *req.method_mut() = parts.method.clone();
                 *req.uri_mut() = parts.uri.clone();
                 *req.version_mut() = parts.version;
@@ -198,14 +223,19 @@ impl UpstreamRt {
             let started = Instant::now();
             match self.send(server, req).await {
                 Ok(response) => {
+                    let elapsed = started.elapsed();
                     let failed = response.status().is_server_error();
                     self.observe(server, failed);
-                    ticket.finish(started.elapsed(), failed);
+                    ticket.finish(elapsed, failed);
+                    self.response_seconds
+                        .get_or_init(|| metrics.upstream_seconds(&self.name))
+                        .observe(elapsed);
                     return Ok((response, server));
                 }
                 Err(failure) => {
                     self.observe(server, true);
                     ticket.finish(started.elapsed(), true);
+                    metrics.upstream_error(&self.name, failure.reason);
                     attempt += 1;
                     let retry = replayable
                         && failure.before_response
@@ -214,6 +244,7 @@ impl UpstreamRt {
                     if !retry {
                         return Err(failure);
                     }
+                    metrics.retry(&self.name);
                     tracing::info!(upstream = %self.name, server = %server.address, "retrying on another server: {}", failure.cause);
                 }
             }
@@ -277,7 +308,8 @@ impl UpstreamRt {
                 "backend {} sent no response header within {}",
                 server.address,
                 show(wait)
-            ))),
+            ))
+            .because("response_timeout")),
         }
     }
 }
@@ -330,15 +362,25 @@ fn classify(e: &hyper_util::client::legacy::Error, server: &str) -> Failure {
     // TLS 1.3: a gate refuses our certificate after we consider the handshake done, so the alert
     // arrives when we read the response.
     if let Some(tls) = farmgate_tls::explain::find_tls_error(e) {
+        let reason = match tls {
+            rustls::Error::AlertReceived(a)
+                if farmgate_tls::explain::client_cert_alert(*a).is_some() =>
+            {
+                "client_cert_refused"
+            }
+            _ => "tls",
+        };
         return Failure::bad_gateway(format!(
             "{} (backend {server})",
             farmgate_tls::explain::upstream_failure(tls, server)
-        ));
+        ))
+        .because(reason);
     }
     Failure::bad_gateway(format!(
         "backend {server} failed before responding: {}",
         chain(e)
     ))
+    .because("reset")
 }
 
 fn connect_failure(e: &ConnectError) -> Failure {
@@ -348,20 +390,34 @@ fn connect_failure(e: &ConnectError) -> Failure {
             server_name,
             source,
         } => {
-            let why = match farmgate_tls::explain::find_tls_error(source) {
+            let tls = farmgate_tls::explain::find_tls_error(source);
+            let reason = match tls {
+                Some(rustls::Error::AlertReceived(a))
+                    if farmgate_tls::explain::client_cert_alert(*a).is_some() =>
+                {
+                    "client_cert_refused"
+                }
+                Some(rustls::Error::InvalidCertificate(_)) => "server_cert",
+                _ => "tls",
+            };
+            let why = match tls {
                 Some(tls) => farmgate_tls::explain::upstream_failure(tls, server_name),
                 None => format!("TLS handshake failed: {source}"),
             };
-            Failure::bad_gateway(format!("{why} (backend {addr})"))
+            Failure::bad_gateway(format!("{why} (backend {addr})")).because(reason)
         }
         ConnectError::Tcp { addr, source } => {
-            let why = match source.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-                _ => source.to_string(),
+            let (why, reason) = match source.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    ("connection refused".to_owned(), "connect_refused")
+                }
+                _ => (source.to_string(), "connect_error"),
             };
-            Failure::bad_gateway(format!("cannot connect to backend {addr}: {why}"))
+            Failure::bad_gateway(format!("cannot connect to backend {addr}: {why}")).because(reason)
         }
-        other => Failure::bad_gateway(chain(other)),
+        ConnectError::Timeout { .. } => Failure::bad_gateway(chain(e)).because("connect_timeout"),
+        ConnectError::Resolve { .. } => Failure::bad_gateway(chain(e)).because("resolve"),
+        other => Failure::bad_gateway(chain(other)).because("connect_error"),
     }
 }
 

@@ -13,7 +13,7 @@ use rustls::AlertDescription;
 use tokio::sync::watch as channel;
 
 use crate::farm::{BACKEND, EDGE, Farm, SITE, gate};
-use crate::load::{Load, assert_no_failures};
+use farmgate_testkit::load::{Load, assert_no_failures};
 
 /// Replace `path` the way deployment tools do: write a temporary file, rename it over.
 fn write_atomically(path: &Path, contents: impl AsRef<[u8]>) {

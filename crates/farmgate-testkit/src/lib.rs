@@ -6,5 +6,6 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod load;
 pub mod origin;
 pub mod pki;

@@ -1,4 +1,7 @@
 //! Log output: text or JSON lines on stdout, level from `RUST_LOG` (default `info`).
+//!
+//! Access log lines (`log.access = true`) have the target `access`; in JSON every line carries
+//! its `target`, so they are easy to route.
 
 use farmgate_config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -6,11 +9,13 @@ use tracing_subscriber::EnvFilter;
 /// Install the global subscriber. Later calls are ignored.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     };
 }

@@ -22,7 +22,11 @@ async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> 
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let admin = generation.config().admin.clone();
     let server = Arc::new(Server::start(generation).await?);
+    if let Some(admin) = admin {
+        start_admin(&server, &admin).await?;
+    }
     tokio::spawn(farmgate_proxy::reload::watch(
         server.clone(),
         path.to_path_buf(),
@@ -53,4 +57,40 @@ async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> 
         _ = terminate.recv() => Ok(ExitCode::from(1)),
         _ = interrupt.recv() => Ok(ExitCode::from(1)),
     }
+}
+
+/// Serve `/metrics`, `/status`, `/healthz` and the dashboard on the admin address. Moving it
+/// needs a restart; everything it shows follows reloads.
+async fn start_admin(server: &Arc<Server>, admin: &farmgate_config::Admin) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(admin.listen)
+        .await
+        .with_context(|| format!("{}: cannot listen on {}", admin.at, admin.listen))?;
+    let local = listener.local_addr().unwrap_or(admin.listen);
+    tracing::info!(listener = %"admin", "listening on {local}");
+    let status_server = server.clone();
+    let endpoint = farmgate_admin::Admin {
+        metrics: server.metrics(),
+        status: Box::new(move || status(&status_server)),
+    };
+    tokio::spawn(farmgate_admin::serve(
+        listener,
+        Arc::new(endpoint),
+        server.stopping_signal(),
+    ));
+    Ok(())
+}
+
+/// The proxy's status with the configuration warnings `farmgate check` prints.
+fn status(server: &Server) -> serde_json::Value {
+    let mut status = server.status();
+    let generation = server.generation();
+    let warnings =
+        farmgate_pki::advice::warnings(generation.config(), time::OffsetDateTime::now_utc());
+    if let Some(object) = status.as_object_mut() {
+        object.insert(
+            "warnings".to_owned(),
+            serde_json::to_value(&warnings).unwrap_or_default(),
+        );
+    }
+    status
 }

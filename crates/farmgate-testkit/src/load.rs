@@ -1,21 +1,25 @@
 //! A bounded load inside a test: a few concurrent keep-alive clients and one that opens a new
 //! connection per request, until told to stop; every failure is recorded.
+#![allow(clippy::expect_used)] // test support: a panicking load task is a test failure
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use farmgate_testkit::client::TlsClient;
+use crate::client::TlsClient;
 use tokio::task::JoinHandle;
 
 /// What the load saw.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Requests answered 200.
     pub ok: u64,
+    /// What went wrong with the others.
     pub failed: Vec<String>,
 }
 
 /// A running load.
+#[derive(Debug)]
 pub struct Load {
     stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<Report>>,
@@ -71,7 +75,7 @@ impl Load {
         self.stop.store(true, Ordering::Relaxed);
         let mut total = Report::default();
         for task in self.tasks {
-            let r = task.await.unwrap();
+            let r = task.await.expect("load task");
             total.ok += r.ok;
             total.failed.extend(r.failed);
         }
