@@ -194,7 +194,9 @@ async fn serve(
             return;
         }
         Err(_) => {
-            tracing::info!("TLS handshake timed out after {limit:?}");
+            tracing::info!(
+                "closed: TLS handshake not completed within {limit:?} (listener timeouts.handshake)"
+            );
             return;
         }
     };
@@ -277,6 +279,7 @@ async fn serve_http<S>(
     let open = info.listener.open_gauge(&shared.metrics);
     open.inc();
     let idle_limit = info.listener.config.timeouts.idle;
+    let header_limit = info.listener.config.timeouts.request_header;
     let listener = info.listener.clone();
     let info = Arc::new(info);
     let activity = Arc::new(AtomicU64::new(0));
@@ -315,7 +318,7 @@ async fn serve_http<S>(
             _ = idle.tick(), if !closing => {
                 let now = activity.load(Ordering::Relaxed);
                 if now == last_seen {
-                    tracing::debug!("closing: idle for {idle_limit:?}");
+                    tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -325,7 +328,17 @@ async fn serve_http<S>(
     };
     open.dec();
     if let Err(e) = result {
-        tracing::debug!("connection ended with an error: {e}");
+        let timed_out = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout);
+        if timed_out {
+            tracing::info!(
+                "closed: no complete request header within {:?} (listener timeouts.request_header)",
+                header_limit
+            );
+        } else {
+            tracing::debug!("connection ended with an error: {e}");
+        }
     }
 }
 

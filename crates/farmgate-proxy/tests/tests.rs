@@ -13,3 +13,4 @@ mod health;
 mod reload;
 mod revocation;
 mod streaming;
+mod timeouts;
