@@ -166,3 +166,13 @@ async fn hop_by_hop_headers_are_not_forwarded() {
     assert!(header_values(&headers, "keep-alive").is_empty());
     assert_eq!(header_values(&headers, "x-kept"), ["yes"]);
 }
+
+#[tokio::test]
+async fn edge_resumes_browser_sessions() {
+    let farm = Farm::start(&[1]).await;
+    assert!(
+        farm.browser()
+            .second_handshake_resumes(farm.edge_addr)
+            .await
+    );
+}

@@ -241,3 +241,15 @@ async fn server_auth_only_cert_refused_by_default() {
     );
     assert_refusal_logged(&cert, "purpose");
 }
+
+#[tokio::test]
+async fn gate_never_resumes_sessions_so_every_connection_is_verified() {
+    let g = Gate::start(&["dns:edge.farm.test"]).await;
+    let edge = g.pki.client(EDGE);
+    assert!(
+        !g.client()
+            .with_client_cert(&edge)
+            .second_handshake_resumes(g.addr)
+            .await
+    );
+}

@@ -179,6 +179,30 @@ impl TlsClient {
         serial_of(leaf.as_ref())
     }
 
+    /// Connect twice with one client configuration (so a session from the first connection can
+    /// be offered on the second): whether the second handshake was a resumption.
+    pub async fn second_handshake_resumes(&self, addr: SocketAddr) -> bool {
+        let connector = TlsConnector::from(self.config());
+        for attempt in 0..2 {
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let mut stream = connector
+                .connect(self.server_name.clone(), tcp)
+                .await
+                .expect("TLS handshake");
+            // Read the server's answer to a request, so that TLS 1.3 tickets (sent after the
+            // handshake) have arrived before the next connection.
+            let host = self.server_name.to_str();
+            let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.expect("write");
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink).await;
+            if attempt == 1 {
+                return stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            }
+        }
+        false
+    }
+
     /// Complete a TLS handshake with `addr`.
     pub async fn handshake(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;

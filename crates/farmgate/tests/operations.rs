@@ -323,3 +323,26 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     edge.wait_for("stopped");
     assert_eq!(edge.wait().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once() {
+    let pki = TestPki::new();
+    let origin = Origin::start("slow").await;
+    let backend = pki.server("backend.farm.test");
+    let (_gate, gate) = gate_process(&pki, "gate", &backend, origin.addr);
+    let (mut edge, public, _, _) = edge_process(&pki, &[gate], "");
+    let browser = browser(&pki);
+    let slow = tokio::spawn(async move {
+        let mut conn = browser.connect(public).await;
+        conn.try_get("/delay/60000").await
+    });
+    origin.wait_for_requests(1).await;
+    edge.signal("TERM");
+    edge.wait_for("stopping");
+    edge.signal("TERM");
+    assert_eq!(edge.wait().code(), Some(1), "forced stop");
+    assert!(
+        slow.await.unwrap().is_err(),
+        "the slow request was cut off, not completed"
+    );
+}
