@@ -249,7 +249,7 @@ impl Builder<'_> {
 
     fn unique_listeners(&mut self, listeners: &[Listener]) {
         let mut names = HashSet::new();
-        let mut addrs: HashMap<SocketAddr, &str> = HashMap::new();
+        let mut addrs: Vec<(SocketAddr, &str)> = Vec::new();
         for l in listeners {
             if !names.insert(l.name.as_str()) {
                 self.errors.push(ConfigError {
@@ -260,18 +260,25 @@ impl Builder<'_> {
                     )),
                 });
             }
-            let taken = (l.listen.port() != 0)
-                .then(|| addrs.insert(l.listen, &l.name))
-                .flatten();
-            if let Some(other) = taken {
+            // Same port on the same address, or on a wildcard address that covers the other
+            // one (0.0.0.0 and [::] take every address): the second bind would fail.
+            let clash = addrs.iter().find(|(a, _)| {
+                l.listen.port() != 0
+                    && a.port() == l.listen.port()
+                    && (a.ip() == l.listen.ip()
+                        || a.ip().is_unspecified()
+                        || l.listen.ip().is_unspecified())
+            });
+            if let Some((addr, other)) = clash {
                 self.errors.push(ConfigError {
                     at: l.at.clone(),
                     problem: Problem::Invalid(format!(
-                        "listener {:?} listens on {}, as listener {other:?} does already",
+                        "listener {:?} listens on {}, which listener {other:?} on {addr} takes already",
                         l.name, l.listen
                     )),
                 });
             }
+            addrs.push((l.listen, &l.name));
         }
     }
 
@@ -464,6 +471,13 @@ impl Builder<'_> {
 
     fn sources(&mut self, list: Option<&S<Vec<S<String>>>>) -> Vec<IpRange> {
         let Some(list) = list else { return Vec::new() };
+        if list.get_ref().is_empty() {
+            self.invalid(
+                list.span(),
+                "listener.tls.client_auth.sources",
+                "sources is empty, which would refuse nobody; list the ranges to admit, or remove the key to admit every address".into(),
+            );
+        }
         list.get_ref()
             .iter()
             .filter_map(|r| {

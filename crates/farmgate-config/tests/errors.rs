@@ -126,7 +126,26 @@ servers = ["127.0.0.1:3"]
         &error(text),
         6,
         "listener",
-        "as listener \"a\" does already",
+        "which listener \"a\" on 127.0.0.1:1 takes already",
+    );
+    // A wildcard address takes the port on every address.
+    let wildcard = text.replacen("127.0.0.1:1", "0.0.0.0:1", 1);
+    assert_at(
+        &error(&wildcard),
+        6,
+        "listener",
+        "which listener \"a\" on 0.0.0.0:1 takes already",
+    );
+}
+
+#[test]
+fn empty_sources_is_an_error() {
+    let e = error(&with_client_auth("allow = [\"dns:edge\"]\nsources = []"));
+    assert_at(
+        &e,
+        10,
+        "listener.tls.client_auth.sources",
+        "remove the key to admit every address",
     );
 }
 

@@ -455,6 +455,15 @@ fn create_dir(dir: &Path) -> Result<(), PkiError> {
 /// Creates every file, none of which may exist; if one fails, removes those already written,
 /// so a failed `init` or `issue` leaves nothing half done.
 fn write_all_new(files: &[(&PathBuf, &str, u32)]) -> Result<(), PkiError> {
+    // `--out certs/edge` may name a directory that does not exist yet.
+    for (path, _, _) in files {
+        if let Some(parent) = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+        {
+            create_dir(parent)?;
+        }
+    }
     for (done, (path, contents, mode)) in files.iter().enumerate() {
         if let Err(e) = write_new(path, contents, *mode) {
             for (written, _, _) in &files[..done] {

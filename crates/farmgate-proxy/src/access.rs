@@ -47,7 +47,7 @@ impl Record {
             identity = self.identity.as_deref().unwrap_or("-"),
             method = %self.method,
             host = %self.host,
-            path = %self.target,
+            path = self.target.path_and_query().map_or("/", |p| p.as_str()),
             status = self.status,
             upstream = self.upstream.as_deref().unwrap_or("-"),
             server = self.server.as_deref().unwrap_or("-"),

@@ -52,7 +52,9 @@ impl Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
-        self.finish(false);
+        // An empty body (a redirect, a HEAD) is never polled: it is complete nonetheless.
+        let complete = http_body::Body::is_end_stream(&self.inner);
+        self.finish(complete);
     }
 }
 

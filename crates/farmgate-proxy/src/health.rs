@@ -5,7 +5,8 @@
 //! always up without `health`) and it is not ejected. Passive ejection: after
 //! [`EJECT_AFTER`] consecutive connect/TLS failures or 5xx responses a server is ejected for
 //! [`FIRST_EJECTION`], doubling with each ejection in a row up to [`MAX_EJECTION`]; a success
-//! resets both.
+//! resets both. Passive ejection never takes out more than half of an upstream's servers (so
+//! never the only one): one broken URL answering 500 must not empty the farm.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -94,10 +95,11 @@ impl Health {
         }
     }
 
-    /// A request to this server failed (connect, TLS, 5xx).
-    pub(crate) fn failure(&self, now: u64) -> Passive {
+    /// A request to this server failed (connect, TLS, 5xx). `may_eject` is false when ejecting
+    /// it would take out too much of its upstream.
+    pub(crate) fn failure(&self, now: u64, may_eject: bool) -> Passive {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures < EJECT_AFTER || self.is_ejected(now) {
+        if failures < EJECT_AFTER || self.is_ejected(now) || !may_eject {
             return Passive::Unchanged;
         }
         self.failures.store(0, Ordering::Relaxed);
@@ -260,21 +262,21 @@ mod tests {
     fn ejected_after_consecutive_failures_with_growing_backoff() {
         let h = Health::default();
         assert!(h.available(0));
-        assert_eq!(h.failure(0), Passive::Unchanged);
-        assert_eq!(h.failure(0), Passive::Unchanged);
-        assert_eq!(h.failure(0), Passive::Ejected(FIRST_EJECTION));
+        assert_eq!(h.failure(0, true), Passive::Unchanged);
+        assert_eq!(h.failure(0, true), Passive::Unchanged);
+        assert_eq!(h.failure(0, true), Passive::Ejected(FIRST_EJECTION));
         assert!(!h.available(1));
         assert!(h.available(5_000));
         for _ in 0..2 {
-            h.failure(5_000);
+            h.failure(5_000, true);
         }
-        assert_eq!(h.failure(5_000), Passive::Ejected(FIRST_EJECTION * 2));
+        assert_eq!(h.failure(5_000, true), Passive::Ejected(FIRST_EJECTION * 2));
         h.success();
         for _ in 0..2 {
-            h.failure(20_000);
+            h.failure(20_000, true);
         }
         assert_eq!(
-            h.failure(20_000),
+            h.failure(20_000, true),
             Passive::Ejected(FIRST_EJECTION),
             "a success resets the backoff"
         );

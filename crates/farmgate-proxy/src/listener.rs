@@ -332,7 +332,8 @@ async fn serve_http<S>(
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_timeout);
         if timed_out {
-            tracing::info!(
+            // Debug, not info: every idle HTTP/1.1 keep-alive connection ends this way.
+            tracing::debug!(
                 "closed: no complete request header within {:?} (listener timeouts.request_header)",
                 header_limit
             );

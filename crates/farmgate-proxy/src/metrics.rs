@@ -93,7 +93,7 @@ fn gate_samples(shared: &Shared, generation: &Generation, out: &mut Vec<Sample>)
     const REFUSALS: &str = "farmgate_client_cert_refusals_total";
     const REFUSALS_HELP: &str = "Client certificates a gate refused, by listener and reason";
     const RELAXED: &str = "farmgate_compat_acceptances_total";
-    const RELAXED_HELP: &str = "Client certificates accepted only in WebPKI compatibility mode, by listener and the allow entry that admitted them";
+    const RELAXED_HELP: &str = "Client certificates accepted only in WebPKI compatibility mode, by listener and identity (the exact dns: or spki-sha256: allow entry that admitted them)";
     const ACCEPTED: &str = "farmgate_client_cert_accepted_total";
     const ACCEPTED_HELP: &str = "Client certificates a gate accepted, by listener";
     let history = shared
@@ -143,7 +143,7 @@ fn gate_samples(shared: &Shared, generation: &Generation, out: &mut Vec<Sample>)
                 RELAXED,
                 RELAXED_HELP,
                 Kind::Counter,
-                labels(("allow", entry)),
+                labels(("identity", entry)),
                 n as f64,
             ));
         }

@@ -196,6 +196,16 @@ impl Server {
                 .collect()
         };
         let sockets = bind_new(&generation, &keep).await?;
+        {
+            let current = self.shared.generation.load();
+            let (old, new) = (current.config(), generation.config());
+            if old.log.format != new.log.format {
+                tracing::warn!("log.format changed: the new format takes effect after a restart");
+            }
+            if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
+                tracing::warn!("[admin] listen changed: the admin endpoint moves after a restart");
+            }
+        }
         crate::health::inherit(&generation, &self.shared.generation.load());
         crate::metrics::retire(&self.shared, &self.shared.generation.load());
         let generation = Arc::new(generation);

@@ -200,13 +200,15 @@ impl UpstreamRt {
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let now = health::now_ms();
         let mut attempt = 0;
+        let mut last_failure = None;
         loop {
-            let ticket = self
-                .balancer
-                .pick(key, |i| {
-                    self.servers[i].health.available(now) && !tried.contains(&i)
-                })
-                .ok_or_else(|| self.none_available(attempt))?;
+            let picked = self.balancer.pick(key, |i| {
+                self.servers[i].health.available(now) && !tried.contains(&i)
+            });
+            let Some(ticket) = picked else {
+                // With nothing left to retry on, the client hears about the real failure.
+                return Err(last_failure.unwrap_or_else(|| self.none_available()));
+            };
             let index = ticket.server();
             tried[attempt] = index;
             let server = &self.servers[index];
@@ -246,23 +248,18 @@ impl UpstreamRt {
                     }
                     metrics.retry(&self.name);
                     tracing::info!(upstream = %self.name, server = %server.address, "retrying on another server: {}", failure.cause);
+                    last_failure = Some(failure);
                 }
             }
         }
     }
 
-    fn none_available(&self, attempt: usize) -> Failure {
-        if attempt == 0 {
-            Failure::unavailable(format!(
-                "upstream {}: no healthy server (all are down or ejected)",
-                self.name
-            ))
-        } else {
-            Failure::unavailable(format!(
-                "upstream {}: no other healthy server to retry on",
-                self.name
-            ))
-        }
+    fn none_available(&self) -> Failure {
+        Failure::unavailable(format!(
+            "upstream {}: no healthy server (all are down or ejected)",
+            self.name
+        ))
+        .because("no_healthy_server")
     }
 
     fn withdraw_retry(&self) -> bool {
@@ -281,7 +278,14 @@ impl UpstreamRt {
             server.health.success();
             return;
         }
-        if let Passive::Ejected(length) = server.health.failure(health::now_ms()) {
+        let now = health::now_ms();
+        let out = self
+            .servers
+            .iter()
+            .filter(|s| !s.health.available(now))
+            .count();
+        let may_eject = (out + 1) * 2 <= self.servers.len();
+        if let Passive::Ejected(length) = server.health.failure(now, may_eject) {
             tracing::warn!(upstream = %self.name, server = %server.address, "server ejected for {}: {} failures in a row", show(length), health::EJECT_AFTER);
         }
     }

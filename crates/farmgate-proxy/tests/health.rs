@@ -189,3 +189,21 @@ async fn every_balancing_policy_serves_through_the_farm() {
         assert_eq!(total, 20, "{policy}");
     }
 }
+
+#[tokio::test]
+async fn a_single_server_answering_500_is_never_ejected() {
+    let farm = Farm::start(&[1]).await;
+    let mut conn = farm.browser().connect(farm.edge_addr).await;
+    for _ in 0..6 {
+        let status = conn.get("/status/500").await.status;
+        assert_eq!(status, 500, "the application's answer passes through");
+    }
+    assert_eq!(
+        conn.get("/").await.status,
+        200,
+        "one broken URL does not take the farm out"
+    );
+    let addr = farm.gates[0].1.to_string();
+    let state = farm.edge.generation().server_state("farm", &addr).unwrap();
+    assert!(!state.ejected);
+}

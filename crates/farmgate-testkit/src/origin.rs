@@ -5,7 +5,8 @@
 //! header, one `name: value` per line. Two paths do more:
 //! - `/bytes/N` streams N bytes (generated chunk by chunk, never held whole);
 //! - `POST /count` reads the request body as a stream and answers with its length in bytes;
-//! - `/delay/MS` answers after MS milliseconds (the origin is slow on purpose).
+//! - `/delay/MS` answers after MS milliseconds (the origin is slow on purpose);
+//! - `/status/NNN` answers with status NNN.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
 
 use std::convert::Infallible;
@@ -139,6 +140,13 @@ async fn answer(
         full(text)
     };
     let mut response = Response::new(body);
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| http::StatusCode::from_u16(c).ok())
+    {
+        *response.status_mut() = code;
+    }
     response.headers_mut().insert(
         "x-origin",
         name.parse().expect("origin name is a header value"),

@@ -315,16 +315,24 @@ impl ClientVerifier {
 
     fn path_detail(&self, e: &webpki::Error, reason: RefusalReason, eku: EkuPolicy) -> String {
         match (reason, eku) {
-            (RefusalReason::Purpose, EkuPolicy::ClientAuth) => format!(
-                "the chain does not permit TLS client authentication (clientAuth EKU); public CAs stopped issuing it in 2026, see docs/migration.md ({e})"
-            ),
+            (RefusalReason::Purpose, EkuPolicy::ClientAuth) => "the chain does not permit TLS client authentication (no clientAuth EKU on the certificate or a CA above it); public CAs stopped issuing it in 2026, see docs/migration.md".to_string(),
             (RefusalReason::Purpose, EkuPolicy::ClientOrServerAuth) => {
-                format!("the chain permits neither clientAuth nor serverAuth ({e})")
+                "the chain permits neither clientAuth nor serverAuth".to_owned()
             }
             (RefusalReason::UnknownCa, _) => {
                 "the chain does not lead to a CA in this gate's trust".to_owned()
             }
-            _ => e.to_string(),
+            _ => match e {
+                webpki::Error::CertExpired { time, not_after } => format!(
+                    "the certificate, or one in its chain, expired {} ago",
+                    ago(*not_after, *time)
+                ),
+                webpki::Error::CertNotValidYet { time, not_before } => format!(
+                    "the certificate, or one in its chain, becomes valid only in {} (check the clocks)",
+                    ago(*time, *not_before)
+                ),
+                other => other.to_string(),
+            },
         }
     }
 

@@ -81,24 +81,24 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         spec = spec.permit_dns(suffix);
     }
     let ca = CaStore::init(&args.dir, &spec).context("farmgate ca init")?;
-    println!("created a private CA in {}", ca.dir().display());
-    println!(
+    outln!("created a private CA in {}", ca.dir().display());
+    outln!(
         "  {}  CA certificate: trust it on gates (trust = [{:?}]) and backends",
         ca.cert_path().display(),
         ca.cert_path().display().to_string()
     );
-    println!(
+    outln!(
         "  {}  CA private key (mode 0600): keep it secret, keep it off the farm",
         ca.key_path().display()
     );
-    println!(
+    outln!(
         "  subject {}, ECDSA P-256, valid until {}",
         ca.authority().subject(),
         ca.not_after().date()
     );
     match ca.permitted_dns() {
-        [] => println!("  may certify any name"),
-        names => println!(
+        [] => outln!("  may certify any name"),
+        names => outln!(
             "  may certify only {} and the names below them",
             names.join(", ")
         ),
@@ -107,7 +107,7 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         Some(suffix) => format!("edge.{suffix}"),
         None => "edge.example.com".to_owned(),
     };
-    println!(
+    outln!(
         "next: farmgate ca issue --dir {} --client {example}",
         ca.dir().display()
     );
@@ -126,7 +126,7 @@ fn issue(args: &IssueArgs) -> anyhow::Result<ExitCode> {
     let issued = ca
         .issue(&role, args.days, args.out.as_deref())
         .with_context(|| format!("farmgate ca issue: {} {}", role.describe(), role.name()))?;
-    print!("{}", describe(&issued));
+    out!("{}", describe(&issued));
     Ok(ExitCode::SUCCESS)
 }
 

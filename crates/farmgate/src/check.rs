@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     match Generation::load(path) {
         Ok(generation) => {
-            print!("{}", summary(path, &generation));
+            out!("{}", summary(path, &generation));
             for warning in advice::warnings(generation.config(), OffsetDateTime::now_utc()) {
-                println!("warning: {warning}");
+                outln!("warning: {warning}");
             }
             Ok(ExitCode::SUCCESS)
         }

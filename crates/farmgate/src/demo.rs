@@ -75,7 +75,7 @@ async fn farm(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("is port {} taken? choose another with --port", args.port))?;
 
     let port = edge.local_addr("public").map_or(args.port, |a| a.port());
-    println!(
+    outln!(
         "{}",
         banner(dir.path(), &files, port, &gate_addrs, &origins)
     );
@@ -84,7 +84,7 @@ async fn farm(args: &Args) -> anyhow::Result<ExitCode> {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    println!("stopping the demo farm");
+    outln!("stopping the demo farm");
     edge.shutdown(Duration::from_secs(5)).await;
     gates.shutdown(Duration::from_secs(5)).await;
     Ok(ExitCode::SUCCESS)

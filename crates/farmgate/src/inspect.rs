@@ -42,9 +42,9 @@ pub fn inspect(args: &Args) -> anyhow::Result<ExitCode> {
         .inspect(&file, &contents, OffsetDateTime::now_utc())
         .with_context(|| file.clone())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report));
+        out!("{}", render(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,8 @@
 //! Access log lines (`log.access = true`) have the target `access`; in JSON every line carries
 //! its `target`, so they are easy to route.
 
+use std::io::IsTerminal;
+
 use farmgate_config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
@@ -11,7 +13,11 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
-        LogFormat::Text => builder.with_target(false).try_init(),
+        // Colours only for a person at a terminal, never into files or the journal.
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

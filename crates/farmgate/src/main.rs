@@ -2,6 +2,23 @@
 //! work. Exit codes: 0 ok, 1 a user error (bad configuration, refused certificate), 2 bad usage.
 #![forbid(unsafe_code)]
 
+/// `println!` that stops quietly when stdout is gone (`farmgate check | head`) instead of
+/// panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that stops quietly when stdout is gone.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod ca;
 mod check;
 mod demo;

@@ -80,7 +80,7 @@ pub fn probe(args: &Args) -> anyhow::Result<ExitCode> {
         identity,
         timeout: TIMEOUT,
     })?;
-    print!("{}", render(args, &report));
+    out!("{}", render(args, &report));
     Ok(if report.outcome.is_accepted() {
         ExitCode::SUCCESS
     } else {

@@ -11,6 +11,12 @@ use tokio::signal::unix::{SignalKind, signal};
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let generation = Generation::load(config)?;
     crate::logging::init(generation.config().log.format);
+    // What `farmgate check` would warn about, said once at start-up too.
+    for warning in
+        farmgate_pki::advice::warnings(generation.config(), time::OffsetDateTime::now_utc())
+    {
+        tracing::warn!("{}: {}", warning.at, warning.message);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
