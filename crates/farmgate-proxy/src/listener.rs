@@ -111,14 +111,14 @@ pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     mut stopping: watch::Receiver<bool>,
-    _running: TaskGuard,
+    running: TaskGuard,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,
-            _ = stop.changed() => return,
-            _ = stopping.changed() => return,
+            _ = stop.changed() => break,
+            _ = stopping.changed() => break,
         };
         let (tcp, peer) = match accepted {
             Ok(pair) => {
@@ -153,6 +153,10 @@ pub(crate) async fn accept_loop(
             .instrument(span),
         );
     }
+    // Close the socket before the task counts as finished: once shutdown returns, nothing
+    // listens any more.
+    drop(socket);
+    drop(running);
 }
 
 async fn serve(
