@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use farmgate_config::{Balance, EkuPolicy, Trust};
+use farmgate_config::{Balance, EkuPolicy, ListenerCerts, Trust};
 use farmgate_identity::PeerIdentity;
 use farmgate_pki::advice;
 use farmgate_proxy::{Generation, LoadError};
@@ -69,8 +69,19 @@ fn summary(path: &Path, generation: &Generation) -> String {
                     .and_then(|leaf| PeerIdentity::from_der(leaf.as_ref()).ok())
                     .map_or_else(|| "?".to_owned(), |id| id.name());
                 let _ = write!(out, "TLS as {subject}");
-                if !tls.sni.is_empty() {
-                    let _ = write!(out, " (+{} SNI certificates)", tls.sni.len());
+                match &tls.certs {
+                    ListenerCerts::Files { sni, .. } if !sni.is_empty() => {
+                        let _ = write!(out, " (+{} SNI certificates)", sni.len());
+                    }
+                    ListenerCerts::Acme(acme) => {
+                        let _ = write!(
+                            out,
+                            " (ACME for {}, {})",
+                            acme.domains.join(", "),
+                            acme.challenge
+                        );
+                    }
+                    _ => {}
                 }
                 if let Some(ca) = &tls.client_auth {
                     let allow: Vec<String> =
