@@ -127,7 +127,9 @@ impl Server {
             reloading: tokio::sync::Mutex::new(()),
         };
         server.spawn_loops(sockets);
-        crate::health::spawn_checks(&server.shared, &server.shared.generation.load_full());
+        let generation = server.shared.generation.load_full();
+        crate::health::spawn_checks(&server.shared, &generation);
+        generation.start_acme();
         Ok(server)
     }
 
@@ -152,6 +154,12 @@ impl Server {
         self.shared.generation.load_full()
     }
 
+    /// The ACME state: every ACME certificate's status (`acme().status()`), a watch for changes,
+    /// renewal on request. It is the same across reloads.
+    pub fn acme(&self) -> farmgate_acme::Acme {
+        self.generation().acme().clone()
+    }
+
     /// Open client connections right now.
     pub fn open_connections(&self) -> usize {
         // Accept loops are tasks too.
@@ -160,6 +168,8 @@ impl Server {
 
     /// Serve new connections with `generation` from now on. Listeners it adds or moves are
     /// bound first (a failure leaves everything as it was); listeners it drops stop accepting.
+    /// ACME certificates are kept only if `generation` was built with this server's
+    /// [`Server::acme`] (`Generation::build_with`), as [`Server::reload_from`] does.
     /// Connections already open finish on the generation they started with, except that a
     /// gate connection whose client the new generation no longer allows is closed after its
     /// current request.
@@ -178,6 +188,7 @@ impl Server {
         let generation = Arc::new(generation);
         self.shared.generation.store(generation.clone());
         crate::health::spawn_checks(&self.shared, &generation);
+        generation.start_acme();
         {
             let mut bound = self.bound();
             let generation = self.shared.generation.load();
@@ -224,6 +235,7 @@ impl Server {
     pub async fn shutdown(&self, grace: Duration) -> Drained {
         // `send_replace` updates the value even when no task listens yet.
         self.shared.stopping.send_replace(true);
+        self.generation().acme().stop();
         match tokio::time::timeout(grace, self.shared.tasks.wait_idle()).await {
             Ok(()) => Drained::Clean,
             Err(_) => Drained::Forced,
