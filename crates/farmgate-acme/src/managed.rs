@@ -213,6 +213,7 @@ impl Managed {
             challenge: state.challenge,
             file: self.file.clone(),
             state: lifecycle,
+            ordering: state.ordering,
             not_before: state.current.as_ref().map(|c| c.issued.not_before),
             not_after: state.current.as_ref().map(|c| c.issued.not_after),
             next_renewal: state.next.map(|(at, _)| at),

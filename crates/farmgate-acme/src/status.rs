@@ -26,6 +26,9 @@ pub struct CertificateStatus {
     pub file: PathBuf,
     /// The state.
     pub state: CertificateState,
+    /// An order is under way now (or waiting for the lock another edge sharing the storage
+    /// holds).
+    pub ordering: bool,
     /// Start of the served certificate's validity (`None` while the temporary one is served).
     pub not_before: Option<SystemTime>,
     /// End of the served certificate's validity (`None` while the temporary one is served).
@@ -118,6 +121,7 @@ mod tests {
             challenge: Challenge::TlsAlpn01,
             file: PathBuf::new(),
             state: CertificateState::Issuing,
+            ordering: false,
             not_before: None,
             not_after: None,
             next_renewal: None,

@@ -162,3 +162,50 @@ fn unwritable_storage_is_an_error_naming_the_key() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_edge_waiting_for_the_lock_adopts_what_the_holder_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("acme");
+    // An unreachable ACME server: if this edge ordered, it would fail.
+    let config = config(&storage, &["www.example.com"]);
+    let acme = Acme::new();
+    let cert = certificate(&acme, &config);
+    let file = cert.status().file;
+
+    // Another edge sharing the storage is ordering this certificate: it holds the lock.
+    let other_edge = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(file.with_extension("lock"))
+        .unwrap();
+    other_edge.lock().unwrap();
+    acme.sync([("public", &cert)]);
+    let mut changes = acme.changes();
+    while !cert.status().ordering {
+        changes.changed().await.unwrap();
+    }
+    // This edge is now waiting for the lock. The other stores what the CA issued, then lets go.
+    let (pem, der) = stored_form(&["www.example.com"], 60);
+    std::fs::write(&file, pem).unwrap();
+    drop(other_edge);
+
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            changes.borrow_and_update();
+            let status = cert.status();
+            if status.counters.adopted == 1 {
+                return status;
+            }
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not adopted: {:?}", cert.status()));
+    assert_eq!(status.state, CertificateState::Valid);
+    assert_eq!(status.counters.orders, 0, "no second order");
+    assert_eq!(status.counters.issue_failures, 0);
+    assert_eq!(served(&cert), der);
+    acme.stop();
+}

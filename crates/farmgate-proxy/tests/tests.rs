@@ -6,6 +6,7 @@ mod farm;
 mod load;
 mod logs;
 
+mod acme;
 mod chain;
 mod compat;
 mod failures;
