@@ -19,7 +19,8 @@
 //!   lifetime (with jitter), retrying with backoff after failures (see `schedule`).
 //! - Challenges are answered by the listeners: tls-alpn-01 by the TLS listener itself (its
 //!   store answers handshakes offering `acme-tls/1`), http-01 by the plain-HTTP listeners, which
-//!   look tokens up with [`Acme::http01`].
+//!   look tokens up with [`Acme::http01`]. Answers are also posted in the storage directory, so
+//!   that any edge sharing it answers a validation, whichever edge the CA reaches.
 //! - The storage directory holds the account key, each certificate with its key (mode 0600,
 //!   replaced atomically) and lock files that keep edges sharing the directory from ordering
 //!   the same certificate twice (see `lock`).
@@ -60,9 +61,26 @@ use storage::Storage;
 
 /// The ACME state of a process: certificates, accounts and challenge answers. Cheap to clone;
 /// clones share everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Acme {
     shared: Arc<Shared>,
+}
+
+impl Default for Acme {
+    fn default() -> Acme {
+        let shared = Arc::new(Shared::default());
+        // tls-alpn-01 validations of answers another edge posted in a shared storage. Weak: the
+        // answers belong to `shared`, which must not keep itself alive.
+        let weak = Arc::downgrade(&shared);
+        shared.answers.alpn.set_fallback(move |name| {
+            let shared = weak.upgrade()?;
+            let storages = shared.storages();
+            storages
+                .iter()
+                .find_map(|storage| challenge::posted_alpn(storage, name))
+        });
+        Acme { shared }
+    }
 }
 
 /// A listener's ACME certificate, as a configuration build obtained it from [`Acme`].
@@ -187,9 +205,23 @@ impl Acme {
     }
 
     /// The answer to the http-01 challenge `token` (the part of the path after
-    /// [`HTTP01_PREFIX`]), while a validation is pending.
-    pub fn http01(&self, token: &str) -> Option<Arc<str>> {
-        self.shared.answers.http01(token)
+    /// [`HTTP01_PREFIX`]) while a validation is pending: posted by this process, or by another
+    /// edge sharing the storage of a configured certificate.
+    pub async fn http01(&self, token: &str) -> Option<Arc<str>> {
+        if let Some(answer) = self.shared.answers.http01(token) {
+            return Some(answer);
+        }
+        let storages = self.shared.storages();
+        let token = token.to_owned();
+        // Files, possibly on a network filesystem: off the runtime's workers.
+        tokio::task::spawn_blocking(move || {
+            storages
+                .iter()
+                .find_map(|storage| challenge::posted_http01(storage, &token))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 
@@ -216,6 +248,20 @@ impl Shared {
     fn certs(&self) -> MutexGuard<'_, HashMap<String, Arc<Managed>>> {
         // A panic while holding the lock cannot leave the map half-changed: keep going.
         self.certs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The storage directories of the configured certificates, each once.
+    fn storages(&self) -> Vec<Storage> {
+        let mut storages: Vec<Storage> = Vec::new();
+        for managed in self.certs().values() {
+            if !storages
+                .iter()
+                .any(|s| s.root() == managed.storage().root())
+            {
+                storages.push(managed.storage().clone());
+            }
+        }
+        storages
     }
 
     pub(crate) fn changed(&self) {

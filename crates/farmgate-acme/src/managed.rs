@@ -224,6 +224,11 @@ impl Managed {
         }
     }
 
+    /// The storage directory.
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     fn names(&self) -> String {
         self.domains.join(", ")
     }
@@ -445,7 +450,7 @@ impl Managed {
             challenge,
             replaces,
         };
-        let issued = order::order(&account, request, &shared.answers).await?;
+        let issued = order::order(&account, request, &shared.answers, &self.storage).await?;
         // Stored before it is served: a restart, or another edge, finds what we serve.
         storage::write(&self.file, issued.pem.as_bytes())?;
         Ok((issued, Arrival::Ordered))

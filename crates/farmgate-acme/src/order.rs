@@ -13,6 +13,7 @@ use instant_acme::{
 use crate::AcmeError;
 use crate::cert::{self, Issued};
 use crate::challenge::{Answers, Posted};
+use crate::storage::Storage;
 
 /// Longest wait for the CA to validate our answers.
 const VALIDATION: Duration = Duration::from_secs(120);
@@ -31,11 +32,13 @@ pub(crate) struct Request<'a> {
     pub(crate) replaces: Option<CertificateIdentifier<'static>>,
 }
 
-/// Order a certificate for `request` and return it with its new key.
+/// Order a certificate for `request` and return it with its new key; challenge answers are
+/// posted in `answers` and in `storage`.
 pub(crate) async fn order(
     account: &Account,
     request: Request<'_>,
     answers: &Answers,
+    storage: &Storage,
 ) -> Result<Issued, AcmeError> {
     let server = |doing: &str, source| AcmeError::Server {
         doing: format!("{doing} ({})", request.directory),
@@ -70,7 +73,7 @@ pub(crate) async fn order(
     };
     let mut order = placed.map_err(|e| server("cannot place an order", e))?;
 
-    let mut posted = Posted::new(answers);
+    let mut posted = Posted::new(answers, storage);
     let kind = match request.challenge {
         Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
         Challenge::Http01 => ChallengeType::Http01,
@@ -98,11 +101,12 @@ pub(crate) async fn order(
                 })?;
         let key_authorization = challenge.key_authorization();
         match request.challenge {
-            Challenge::Http01 => posted.http01(&challenge.token, key_authorization.as_str()),
+            Challenge::Http01 => posted.http01(&challenge.token, key_authorization.as_str())?,
             Challenge::TlsAlpn01 => posted.alpn(
                 &domain,
+                key_authorization.as_str(),
                 cert::alpn_challenge(&domain, key_authorization.digest().as_ref())?,
-            ),
+            )?,
         }
         tracing::debug!("answering {} for {domain}", request.challenge);
         challenge

@@ -8,6 +8,8 @@
 //!   accounts/<host>-<hash>.lock
 //!   certificates/<domain>-<hash>.pem   private key, then the full chain
 //!   certificates/<domain>-<hash>.lock
+//!   challenges/http-01/<token>         key authorizations of pending validations, so that
+//!   challenges/tls-alpn-01/<domain>    every edge sharing the storage can answer them
 //! ```
 //!
 //! The hash is over what makes the file different (directory URL; profile and domains), so a
@@ -42,11 +44,14 @@ impl Storage {
             path: path.to_path_buf(),
             source,
         };
-        for dir in [
+        let dirs = [
             storage.root.clone(),
             storage.accounts(),
             storage.certificates(),
-        ] {
+            storage.challenges(HTTP01),
+            storage.challenges(TLS_ALPN01),
+        ];
+        for dir in dirs {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -73,6 +78,33 @@ impl Storage {
         self.root.join("certificates")
     }
 
+    fn challenges(&self, kind: &str) -> PathBuf {
+        self.root.join("challenges").join(kind)
+    }
+
+    /// Where the key authorization for http-01 `token` is posted; `None` for a token that is
+    /// not base64url (RFC 8555 §8.3), which no CA sends and which must not become a path.
+    pub(crate) fn http01(&self, token: &str) -> Option<PathBuf> {
+        let valid = !token.is_empty()
+            && token.len() <= 256
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| self.challenges(HTTP01).join(token))
+    }
+
+    /// Where the key authorization for a tls-alpn-01 validation of `name` is posted; `None` for
+    /// a name that cannot be a file name (names come from the TLS SNI).
+    pub(crate) fn tls_alpn01(&self, name: &str) -> Option<PathBuf> {
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        valid.then(|| self.challenges(TLS_ALPN01).join(name))
+    }
+
     /// The account file named `stem` (see [`account_stem`]).
     pub(crate) fn account(&self, stem: &str) -> PathBuf {
         self.accounts().join(format!("{stem}.json"))
@@ -88,6 +120,9 @@ impl Storage {
         file.with_extension("lock")
     }
 }
+
+const HTTP01: &str = "http-01";
+const TLS_ALPN01: &str = "tls-alpn-01";
 
 /// The account file's name for `directory`: `acme-v02.api.letsencrypt.org-1a2b3c4d5e6f`.
 pub(crate) fn account_stem(directory: &str) -> String {
@@ -272,6 +307,24 @@ mod tests {
         assert_ne!(a, certificate_stem(le, None, &names(&["www.example.com"])));
         assert!(account_stem(le).starts_with("acme-v02.api.letsencrypt.org-"));
         assert!(account_stem("https://[::1]:14000/dir").starts_with("_-"));
+    }
+
+    #[test]
+    fn challenge_files_come_only_from_plain_tokens_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&file_ref(dir.path().join("acme"))).unwrap();
+        assert!(
+            storage
+                .http01("LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0")
+                .is_some()
+        );
+        for bad in ["", "../accounts/x", "a/b", "a.b", &"x".repeat(300)] {
+            assert!(storage.http01(bad).is_none(), "{bad:?}");
+        }
+        assert!(storage.tls_alpn01("www.example.com").is_some());
+        for bad in ["", "..", "../x", "a/b", ".hidden"] {
+            assert!(storage.tls_alpn01(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ async fn forward(
     // ACME http-01 validations arrive on plain-HTTP listeners, before any redirect or route.
     if conn.listener.tls.is_none()
         && let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX)
-        && let Some(answer) = conn.generation.acme().http01(token)
+        && let Some(answer) = conn.generation.acme().http01(token).await
     {
         tracing::debug!(listener = %conn.listener.name, client = %conn.peer, "answered an http-01 validation");
         return Ok(challenge_answer(&answer));

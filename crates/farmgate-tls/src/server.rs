@@ -27,13 +27,35 @@ pub struct CertStore {
 
 /// tls-alpn-01 challenge certificates by server name, put here by the ACME client while a
 /// validation is pending and served only to handshakes that offer [`ACME_TLS_ALPN`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AlpnChallenges {
     // Read only by validation handshakes, which are rare: a plain lock is enough.
     certs: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// Asked when no certificate is posted here for a name (another edge's validation).
+    fallback: Mutex<Option<Arc<AlpnFallback>>>,
+}
+
+/// Finds the challenge certificate for a name that this process did not post.
+type AlpnFallback = dyn Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync;
+
+impl std::fmt::Debug for AlpnChallenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlpnChallenges")
+            .field("names", &self.locked().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AlpnChallenges {
+    /// Ask `fallback` for names with no certificate posted here: the ACME client reads the
+    /// answers other edges sharing its storage posted, so any edge answers any validation.
+    pub fn set_fallback(
+        &self,
+        fallback: impl Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync + 'static,
+    ) {
+        *self.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fallback));
+    }
+
     /// Answer validations for `server_name` (lower-case) with `key` until [`Self::remove`].
     pub fn insert(&self, server_name: &str, key: Arc<CertifiedKey>) {
         self.locked().insert(server_name.to_owned(), key);
@@ -46,7 +68,15 @@ impl AlpnChallenges {
 
     /// The challenge certificate for `server_name`, if a validation is pending.
     pub fn get(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        self.locked().get(server_name).cloned()
+        if let Some(posted) = self.locked().get(server_name).cloned() {
+            return Some(posted);
+        }
+        let fallback = self
+            .fallback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        fallback(server_name)
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {

@@ -3,72 +3,22 @@
 //! certificate for its name, a browser gets the site's certificate.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use farmgate_config::{CertKey, Config};
+use farmgate_testkit::acme::AnyServerCert;
 use farmgate_testkit::pki::{CertFiles, TestPki};
 use farmgate_tls::{ACME_TLS_ALPN, AlpnChallenges, CertStore, ServerTls, SniCerts, load};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, ServerConnection};
-
-/// Accepts any server certificate, and remembers the one it saw.
-#[derive(Debug, Default)]
-struct Seen(Mutex<Option<CertificateDer<'static>>>);
-
-impl ServerCertVerifier for Seen {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.0.lock().unwrap() = Some(end_entity.clone().into_owned());
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = farmgate_tls::provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = farmgate_tls::provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        farmgate_tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConnection, ServerConnection};
 
 /// What a handshake ended with: the certificate shown and the protocol agreed, or an error.
 type Outcome = Result<(CertificateDer<'static>, Option<Vec<u8>>), rustls::Error>;
 
 /// One handshake, in memory, offering `alpn` for `name`.
 fn handshake(server: &ServerTls, name: &str, alpn: &[&[u8]]) -> Outcome {
-    let seen = Arc::new(Seen::default());
-    let mut config = ClientConfig::builder_with_provider(farmgate_tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(seen.clone())
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let seen = Arc::new(AnyServerCert::default());
+    let config = seen.client_config(alpn);
     let mut client = ClientConnection::new(
         Arc::new(config),
         ServerName::try_from(name.to_owned()).unwrap(),
@@ -90,7 +40,7 @@ fn handshake(server: &ServerTls, name: &str, alpn: &[&[u8]]) -> Outcome {
         client.read_tls(&mut buf.as_slice()).unwrap();
         client.process_new_packets()?;
         if !client.is_handshaking() && !srv.is_handshaking() {
-            let shown = seen.0.lock().unwrap().clone().unwrap();
+            let shown = seen.seen().unwrap();
             return Ok((shown, srv.alpn_protocol().map(<[u8]>::to_vec)));
         }
     }
