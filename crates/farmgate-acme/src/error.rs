@@ -54,6 +54,15 @@ pub enum AcmeError {
         #[source]
         source: instant_acme::Error,
     },
+    /// The ACME server sent something farmgate cannot use (e.g. a challenge token that is not
+    /// base64url).
+    #[error("the ACME server sent {what} {value:?}, which farmgate cannot use")]
+    Unusable {
+        /// What it was.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
     /// The configured profile is not one the ACME server offers.
     #[error(
         "the ACME server offers no profile {profile:?} (it offers {offered}); change listener.tls.acme.profile"
@@ -120,6 +129,7 @@ impl AcmeError {
         match self {
             AcmeError::Server { source, .. } => matches!(source, instant_acme::Error::Api(_)),
             AcmeError::UnknownProfile { .. }
+            | AcmeError::Unusable { .. }
             | AcmeError::NoChallenge { .. }
             | AcmeError::Authorization { .. }
             | AcmeError::Validation { .. }

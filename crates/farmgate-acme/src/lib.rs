@@ -169,6 +169,11 @@ impl Acme {
         self.shared.changed();
     }
 
+    /// Whether `other` is this same state (a clone of it).
+    pub fn is_same(&self, other: &Acme) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Stop every certificate's task (at shutdown). Certificates keep being served.
     pub fn stop(&self) {
         for managed in self.shared.certs().values() {

@@ -346,16 +346,7 @@ impl Managed {
             return;
         };
         let ari = match shared.account(&self.settings, &self.storage).await {
-            Err(e) => {
-                tracing::debug!(
-                    "ACME certificate for {}: no renewal information ({}); asking again in {ARI_UNAVAILABLE:?}",
-                    self.names(),
-                    chain(&e)
-                );
-                Ari::Unavailable {
-                    recheck: now + ARI_UNAVAILABLE,
-                }
-            }
+            Err(e) => self.no_renewal_info(&e, now),
             Ok(account) => match CertificateIdentifier::try_from(&leaf) {
                 // Without an authority key identifier there is nothing to ask about.
                 Err(_) => Ari::Unsupported,
@@ -388,20 +379,23 @@ impl Managed {
                         );
                         Ari::Unsupported
                     }
-                    Err(e) => {
-                        tracing::debug!(
-                            "ACME certificate for {}: no renewal information ({}); asking again in {ARI_UNAVAILABLE:?}",
-                            self.names(),
-                            chain(&e)
-                        );
-                        Ari::Unavailable {
-                            recheck: now + ARI_UNAVAILABLE,
-                        }
-                    }
+                    Err(e) => self.no_renewal_info(&e, now),
                 },
             },
         };
         self.state().ari = ari;
+    }
+
+    /// Renewal information could not be had this time: renew by lifetime, ask again later.
+    fn no_renewal_info(&self, e: &dyn std::error::Error, now: SystemTime) -> Ari {
+        tracing::debug!(
+            "ACME certificate for {}: no renewal information ({}); asking again in {ARI_UNAVAILABLE:?}",
+            self.names(),
+            chain(e)
+        );
+        Ari::Unavailable {
+            recheck: now + ARI_UNAVAILABLE,
+        }
     }
 
     /// Order a certificate (or adopt one another edge stored), and serve it; or count the failure
@@ -493,10 +487,11 @@ impl Managed {
             self.names(),
             when(issued.not_after)
         );
-        state.current = Some(Current {
-            issued,
-            jitter: schedule::jitter(),
-        });
+        let jitter = schedule::jitter();
+        // Until renewal information (if any) says otherwise.
+        let renew = schedule::lifetime_renewal(issued.not_before, issued.not_after, jitter);
+        state.next = Some((renew, RenewalBasis::Lifetime));
+        state.current = Some(Current { issued, jitter });
         state.ari = match state.ari {
             Ari::Unsupported => Ari::Unsupported,
             _ => Ari::Unknown,
@@ -514,6 +509,7 @@ impl Managed {
         state.failures += 1;
         let delay = schedule::retry_delay(state.failures, e.refused_by_ca(), schedule::jitter());
         state.retry_at = Some(now + delay);
+        state.next = Some((now + delay, RenewalBasis::Retry));
         state.last_error = Some(chain(e));
         state.requested = false;
         state.ordering = false;

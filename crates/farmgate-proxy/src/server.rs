@@ -186,9 +186,14 @@ impl Server {
         let sockets = bind_new(&generation, &keep).await?;
         crate::health::inherit(&generation, &self.shared.generation.load());
         let generation = Arc::new(generation);
-        self.shared.generation.store(generation.clone());
+        let previous = self.shared.generation.swap(generation.clone());
         crate::health::spawn_checks(&self.shared, &generation);
         generation.start_acme();
+        if !previous.acme().is_same(generation.acme()) {
+            // Built with other ACME state (not by `reload_from`): the old one has nothing to
+            // renew for any more.
+            previous.acme().stop();
+        }
         {
             let mut bound = self.bound();
             let generation = self.shared.generation.load();

@@ -11,7 +11,7 @@ fn examples() -> PathBuf {
 }
 
 /// Run `farmgate check -c path`: (exit code, stdout, stderr).
-fn check(path: &Path) -> (i32, String, String) {
+pub fn check(path: &Path) -> (i32, String, String) {
     let out = farmgate(&["check", "-c", path.to_str().unwrap()])
         .output()
         .unwrap();

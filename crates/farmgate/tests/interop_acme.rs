@@ -15,7 +15,8 @@ use farmgate_proxy::{Generation, Server};
 use farmgate_testkit::client::TlsClient;
 use farmgate_testkit::origin::Origin;
 
-use crate::cli::{Running, farmgate};
+use crate::check::check;
+use crate::cli::Running;
 use crate::pebble::{Pebble, free_port};
 
 /// The site's public name; pebble's DNS server resolves every name to 127.0.0.1.
@@ -88,6 +89,38 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Pebble validating on the ports of an edge in front of an origin, and the edge's configuration
+/// (written, not started) answering `challenge`, with its storage beside it.
+struct Setup {
+    ports: Ports,
+    pebble: Pebble,
+    origin: Origin,
+    config: PathBuf,
+}
+
+impl Setup {
+    async fn new(challenge: &str) -> Setup {
+        let ports = Ports::free();
+        let pebble = Pebble::start(ports.http, ports.tls);
+        let origin = Origin::start("app").await;
+        let text = edge_toml(
+            &pebble.directory,
+            &pebble.https_ca,
+            &pebble.dir().join("acme"),
+            &ports,
+            challenge,
+            origin.addr,
+        );
+        let config = write_config(pebble.dir(), "edge", &text);
+        Setup {
+            ports,
+            pebble,
+            origin,
+            config,
+        }
+    }
+}
+
 /// Start an edge in this process from the configuration at `path`.
 async fn start(path: &Path) -> Server {
     let text = std::fs::read_to_string(path).unwrap();
@@ -126,19 +159,13 @@ async fn get_through_edge(pebble: &Pebble, ports: &Ports) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_certificate_over_tls_alpn_01_is_validated_by_pebble_and_served() {
-    let ports = Ports::free();
-    let pebble = Pebble::start(ports.http, ports.tls);
-    let origin = Origin::start("app").await;
-    let storage = pebble.dir().join("acme");
-    let text = edge_toml(
-        &pebble.directory,
-        &pebble.https_ca,
-        &storage,
-        &ports,
-        "tls-alpn-01",
-        origin.addr,
-    );
-    let edge = start(&write_config(pebble.dir(), "edge", &text)).await;
+    let Setup {
+        ports,
+        pebble,
+        origin: _origin,
+        config,
+    } = Setup::new("tls-alpn-01").await;
+    let edge = start(&config).await;
 
     let status = wait_until(&edge.acme(), "first issuance", |s| s.counters.issued == 1).await;
     assert_eq!(status.state, CertificateState::Valid);
@@ -159,19 +186,13 @@ async fn first_certificate_over_tls_alpn_01_is_validated_by_pebble_and_served() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_certificate_over_http_01_is_validated_by_pebble_and_served() {
-    let ports = Ports::free();
-    let pebble = Pebble::start(ports.http, ports.tls);
-    let origin = Origin::start("app").await;
-    let storage = pebble.dir().join("acme");
-    let text = edge_toml(
-        &pebble.directory,
-        &pebble.https_ca,
-        &storage,
-        &ports,
-        "http-01",
-        origin.addr,
-    );
-    let edge = start(&write_config(pebble.dir(), "edge", &text)).await;
+    let Setup {
+        ports,
+        pebble,
+        origin: _origin,
+        config,
+    } = Setup::new("http-01").await;
+    let edge = start(&config).await;
 
     let status = wait_until(&edge.acme(), "first issuance", |s| s.counters.issued == 1).await;
     assert_eq!(status.state, CertificateState::Valid);
@@ -202,20 +223,14 @@ async fn first_certificate_over_http_01_is_validated_by_pebble_and_served() {
 
 #[test]
 fn curl_with_pebbles_root_gets_the_issued_certificate_through_the_edge() {
-    let ports = Ports::free();
-    let pebble = Pebble::start(ports.http, ports.tls);
+    // The origin runs in this runtime while curl blocks the test's thread.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let origin = runtime.block_on(Origin::start("app"));
-    let storage = pebble.dir().join("acme");
-    let text = edge_toml(
-        &pebble.directory,
-        &pebble.https_ca,
-        &storage,
-        &ports,
-        "tls-alpn-01",
-        origin.addr,
-    );
-    let config = write_config(pebble.dir(), "edge", &text);
+    let Setup {
+        ports,
+        pebble,
+        origin: _origin,
+        config,
+    } = runtime.block_on(Setup::new("tls-alpn-01"));
     let mut edge = Running::spawn(&["run", "-c", config.to_str().unwrap()]);
     edge.wait_for("serving a temporary self-signed certificate");
     edge.wait_for("issued, valid until");
@@ -247,19 +262,12 @@ fn curl_with_pebbles_root_gets_the_issued_certificate_through_the_edge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_reuses_the_stored_certificate_without_a_new_order() {
-    let ports = Ports::free();
-    let pebble = Pebble::start(ports.http, ports.tls);
-    let origin = Origin::start("app").await;
-    let storage = pebble.dir().join("acme");
-    let text = edge_toml(
-        &pebble.directory,
-        &pebble.https_ca,
-        &storage,
-        &ports,
-        "tls-alpn-01",
-        origin.addr,
-    );
-    let config = write_config(pebble.dir(), "edge", &text);
+    let Setup {
+        ports,
+        pebble,
+        origin: _origin,
+        config,
+    } = Setup::new("tls-alpn-01").await;
     let client = TlsClient::new(&pebble.root(), SITE);
 
     let first = start(&config).await;
@@ -269,8 +277,8 @@ async fn restart_reuses_the_stored_certificate_without_a_new_order() {
     drop(first);
 
     let again = start(&config).await;
-    // Once it has decided when to renew (pebble offers no renewal information: by lifetime),
-    // the restarted edge has done all it will do for years.
+    // Pebble offers no renewal information: the stored certificate (five years) renews by its
+    // lifetime, years from now. Nothing to order meanwhile.
     let status = wait_until(&again.acme(), "renewal planned", |s| {
         s.renewal_basis == Some(RenewalBasis::Lifetime)
     })
@@ -286,19 +294,13 @@ async fn restart_reuses_the_stored_certificate_without_a_new_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_renewal_swaps_the_certificate_without_a_failed_request() {
-    let ports = Ports::free();
-    let pebble = Pebble::start(ports.http, ports.tls);
-    let origin = Origin::start("app").await;
-    let storage = pebble.dir().join("acme");
-    let text = edge_toml(
-        &pebble.directory,
-        &pebble.https_ca,
-        &storage,
-        &ports,
-        "tls-alpn-01",
-        origin.addr,
-    );
-    let edge = start(&write_config(pebble.dir(), "edge", &text)).await;
+    let Setup {
+        ports,
+        pebble,
+        origin: _origin,
+        config,
+    } = Setup::new("tls-alpn-01").await;
+    let edge = start(&config).await;
     let acme = edge.acme();
     wait_until(&acme, "first issuance", |s| s.counters.issued == 1).await;
     let client = TlsClient::new(&pebble.root(), SITE);
@@ -406,7 +408,7 @@ async fn acme_server_down_at_start_up_edge_serves_temporary_certificate_and_retr
     assert_eq!(status.state, CertificateState::Issuing);
     assert_eq!(status.renewal_basis, Some(RenewalBasis::Retry));
     assert!(status.last_error.is_some());
-    assert_eq!(status.counters.issue_failures, 1);
+    assert!(status.counters.issue_failures >= 1);
     // The edge serves, with its temporary certificate.
     let out = Command::new("openssl")
         .args([
@@ -434,33 +436,12 @@ async fn acme_server_down_at_start_up_edge_serves_temporary_certificate_and_retr
     get_through_edge(&pebble, &ports).await;
 }
 
-/// `farmgate check -c path`: (exit code, stdout, stderr).
-fn check(path: &Path) -> (i32, String, String) {
-    let out = farmgate(&["check", "-c", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn check_reads_the_acme_directory_and_refuses_a_url_that_is_not_one() {
-    let ports = Ports::free();
-    let pebble = Pebble::start(ports.http, ports.tls);
-    let storage = pebble.dir().join("acme");
-    let origin: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let good = edge_toml(
-        &pebble.directory,
-        &pebble.https_ca,
-        &storage,
-        &ports,
-        "tls-alpn-01",
-        origin,
-    );
-    let (code, stdout, stderr) = check(&write_config(pebble.dir(), "good", &good));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Setup { pebble, config, .. } = runtime.block_on(Setup::new("tls-alpn-01"));
+    let good = std::fs::read_to_string(&config).unwrap();
+    let (code, stdout, stderr) = check(&config);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains(&format!("ACME directory {}: answers", pebble.directory)),

@@ -3,86 +3,13 @@
 //! free ports and are stopped (by their PIDs) when the [`Pebble`] is dropped. A missing program
 //! fails the test.
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use farmgate_testkit::pki::{CertFiles, TestPki};
 
-/// How long to wait for an expected line before declaring the test failed (the wait ends as soon
-/// as the line arrives).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// An outside program we started, with its output lines as they come.
-pub struct Process {
-    name: &'static str,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Process {
-    pub fn spawn(name: &'static str, command: &mut Command) -> Process {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{name} is required for the ACME interop tests ({e}); .ci/run installs it (Debian package `pebble`)")
-            });
-        let (tx, lines) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Process {
-            name,
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Wait for a line containing `needle`.
-    pub fn wait_for(&mut self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(PATIENCE) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "{}: no line with {needle:?} ({e}); output so far:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // Only our own child, by its PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::cli::Running;
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -115,8 +42,8 @@ pub struct Pebble {
     pub https_ca: PathBuf,
     pki: TestPki,
     _https: CertFiles,
-    _dns: Process,
-    _pebble: Process,
+    _dns: Running,
+    _pebble: Running,
 }
 
 impl Pebble {
@@ -130,25 +57,24 @@ impl Pebble {
         let pki = TestPki::new();
         let https = pki.server("localhost");
         let dns_port = free_dns_port();
-        let mut dns = Process::spawn(
-            "pebble-challtestsrv",
-            Command::new("pebble-challtestsrv").args([
-                "-dns01",
-                &format!("127.0.0.1:{dns_port}"),
-                "-defaultIPv4",
-                "127.0.0.1",
-                "-defaultIPv6",
-                "",
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-                "-management",
-                &format!("127.0.0.1:{}", free_port()),
-            ]),
-        );
+        let mut dns_command = Command::new("pebble-challtestsrv");
+        dns_command.args([
+            "-dns01",
+            &format!("127.0.0.1:{dns_port}"),
+            "-defaultIPv4",
+            "127.0.0.1",
+            "-defaultIPv6",
+            "",
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-management",
+            &format!("127.0.0.1:{}", free_port()),
+        ]);
+        let mut dns = Running::start("pebble-challtestsrv", dns_command);
         dns.wait_for("Starting challenge servers");
         let management = free_port();
         let config = pki.dir().join("pebble.json");
@@ -165,22 +91,21 @@ impl Pebble {
             }
         });
         std::fs::write(&config, text.to_string()).unwrap();
-        let mut pebble = Process::spawn(
-            "pebble",
-            Command::new("pebble")
-                .args([
-                    "-config",
-                    config.to_str().unwrap(),
-                    "-dnsserver",
-                    &format!("127.0.0.1:{dns_port}"),
-                ])
-                // Validate at full speed, every order for real (no authorization reuse), and
-                // no deliberately rejected nonces: the tests are about farmgate, not retries.
-                .env("PEBBLE_VA_NOSLEEP", "1")
-                .env("PEBBLE_AUTHZREUSE", "0")
-                .env("PEBBLE_WFE_NONCEREJECT", "0")
-                .env_remove("PEBBLE_VA_ALWAYS_VALID"),
-        );
+        let mut pebble_command = Command::new("pebble");
+        pebble_command
+            .args([
+                "-config",
+                config.to_str().unwrap(),
+                "-dnsserver",
+                &format!("127.0.0.1:{dns_port}"),
+            ])
+            // Validate at full speed, every order for real (no authorization reuse), and no
+            // deliberately rejected nonces: the tests are about farmgate, not retries.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env_remove("PEBBLE_VA_ALWAYS_VALID");
+        let mut pebble = Running::start("pebble", pebble_command);
         pebble.wait_for("ACME directory available at");
         Pebble {
             directory: format!("https://127.0.0.1:{port}/dir"),
