@@ -11,15 +11,19 @@ use farmgate_identity::{AllowList, AllowRule, RuleKind};
 
 use crate::location::Source;
 use crate::raw::{
-    RawClientAuth, RawConfig, RawHealth, RawListener, RawListenerTls, RawRoute, RawTimeouts,
-    RawUpstream, RawUpstreamTls, S,
+    RawAcme, RawClientAuth, RawConfig, RawHealth, RawListener, RawListenerAcme, RawListenerTls,
+    RawRoute, RawTimeouts, RawUpstream, RawUpstreamTls, S,
 };
 use crate::{
-    Address, Admin, Backend, Balance, CertKey, ClientAuth, Config, ConfigError, ConfigErrors,
-    EkuPolicy, FileRef, HashKey, Health, HostPattern, IpRange, Listener, ListenerTimeouts,
-    ListenerTls, Location, Log, LogFormat, Problem, Route, Server, SniCert, Timeouts, Trust,
-    Upstream, UpstreamId, UpstreamTls, parse_duration,
+    Acme, AcmeCert, Address, Admin, Backend, Balance, CertKey, Challenge, ClientAuth, Config,
+    ConfigError, ConfigErrors, DEFAULT_STORAGE, DirectoryUrl, EkuPolicy, FileRef, HashKey, Health,
+    HostPattern, IpRange, LETS_ENCRYPT, Listener, ListenerCerts, ListenerTimeouts, ListenerTls,
+    Location, Log, LogFormat, Problem, Route, Server, SniCert, Timeouts, Trust, Upstream,
+    UpstreamId, UpstreamTls, parse_duration,
 };
+
+/// The most names a public CA puts on one certificate (Let's Encrypt's limit).
+const MAX_ACME_DOMAINS: usize = 100;
 
 pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut b = Builder {
@@ -112,34 +116,15 @@ impl Builder<'_> {
                     .and_then(|d| self.duration(d, "server.shutdown_grace"))
                     .unwrap_or(Server::default().shutdown_grace),
             });
-        self.unsupported(&raw);
+        let acme = self.acme(raw.acme.as_ref(), &listeners);
         Config {
             file: self.src.path.clone(),
             admin,
             log,
             server,
+            acme,
             listeners,
             upstreams,
-        }
-    }
-
-    /// Keys that later versions implement. They parse, so a config written for a later version
-    /// fails here with a clear message rather than being half-understood.
-    fn unsupported(&mut self, raw: &RawConfig) {
-        if let Some(acme) = &raw.acme {
-            self.problem(acme.span(), "acme", Problem::Unsupported("ACME ([acme])"));
-        }
-        for l in &raw.listener {
-            let Some(tls) = &l.get_ref().tls else {
-                continue;
-            };
-            if let Some(acme) = &tls.get_ref().acme {
-                self.problem(
-                    acme.span(),
-                    "listener.tls.acme",
-                    Problem::Unsupported("ACME certificates (tls.acme)"),
-                );
-            }
         }
     }
 
@@ -284,6 +269,38 @@ impl Builder<'_> {
 
     fn listener_tls(&mut self, raw: &S<RawListenerTls>) -> Option<ListenerTls> {
         let t = raw.get_ref();
+        let certs = match &t.acme {
+            Some(acme)
+                if t.certificate.is_some() || t.private_key.is_some() || !t.sni.is_empty() =>
+            {
+                self.invalid(acme.span(), "listener.tls.acme", "a listener's certificate comes from files (certificate, private_key, sni) or from ACME (acme), never both; remove one of them".into());
+                None
+            }
+            Some(acme) => self.listener_acme(acme).map(ListenerCerts::Acme),
+            None => self.cert_files(raw),
+        };
+        let client_auth = match &t.client_auth {
+            Some(ca) => Some(self.client_auth(ca)?),
+            None => None,
+        };
+        let alpn = |c: &ListenerCerts| matches!(c, ListenerCerts::Acme(a) if a.challenge == Challenge::TlsAlpn01);
+        if let Some(acme) = &t.acme
+            && client_auth.is_some()
+            && certs.as_ref().is_some_and(alpn)
+        {
+            self.invalid(acme.span(), "listener.tls.acme", "tls-alpn-01 cannot be answered by a listener with client_auth: the CA's validation presents no client certificate; use challenge = \"http-01\"".into());
+            return None;
+        }
+        Some(ListenerTls {
+            certs: certs?,
+            client_auth,
+            at: self.at(raw.span(), "listener.tls"),
+        })
+    }
+
+    /// `certificate`, `private_key` and `[[listener.tls.sni]]`.
+    fn cert_files(&mut self, raw: &S<RawListenerTls>) -> Option<ListenerCerts> {
+        let t = raw.get_ref();
         let default = self.cert_key(
             raw.span(),
             t.certificate.as_ref(),
@@ -333,15 +350,179 @@ impl Builder<'_> {
                 })
             })
             .collect();
-        let client_auth = match &t.client_auth {
-            Some(ca) => Some(self.client_auth(ca)?),
-            None => None,
-        };
-        Some(ListenerTls {
+        Some(ListenerCerts::Files {
             default: default?,
             sni,
-            client_auth,
         })
+    }
+
+    /// `listener.tls.acme = { domains, profile, challenge }`.
+    fn listener_acme(&mut self, raw: &S<RawListenerAcme>) -> Option<AcmeCert> {
+        const KEY: &str = "listener.tls.acme";
+        let a = raw.get_ref();
+        let before = self.errors.len();
+        let list = a.domains.get_ref();
+        if list.is_empty() {
+            self.invalid(
+                a.domains.span(),
+                &format!("{KEY}.domains"),
+                "domains is empty; list the names the certificate carries, e.g. domains = [\"www.example.com\"]".into(),
+            );
+        }
+        if list.len() > MAX_ACME_DOMAINS {
+            self.invalid(
+                a.domains.span(),
+                &format!("{KEY}.domains"),
+                format!("{} names are more than the {MAX_ACME_DOMAINS} a public CA puts on one certificate; split them over listeners", list.len()),
+            );
+        }
+        let mut domains: Vec<String> = Vec::new();
+        for d in list {
+            let text = d.get_ref();
+            let name = text.trim_end_matches('.').to_ascii_lowercase();
+            let problem = if name.parse::<std::net::IpAddr>().is_ok() {
+                Some(format!(
+                    "{text:?} is an IP address; farmgate orders certificates for DNS names only"
+                ))
+            } else {
+                match HostPattern::parse(&name) {
+                    Some(HostPattern::Exact(_)) if domains.contains(&name) => {
+                        Some(format!("{text:?} appears twice"))
+                    }
+                    Some(HostPattern::Exact(_)) => None,
+                    Some(HostPattern::Wildcard(_)) => Some(format!(
+                        "{text:?}: wildcard names need the dns-01 challenge, which farmgate does not answer; list each name instead"
+                    )),
+                    None => Some(format!("{text:?} is not a DNS name")),
+                }
+            };
+            match problem {
+                Some(message) => self.invalid(d.span(), &format!("{KEY}.domains"), message),
+                None => domains.push(name),
+            }
+        }
+        let profile = match &a.profile {
+            Some(p)
+                if p.get_ref().is_empty() || !p.get_ref().bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                self.invalid(p.span(), &format!("{KEY}.profile"), format!("{:?} is not a profile name; write the name the CA lists, e.g. \"tlsserver\", or remove the key for the CA's default", p.get_ref()));
+                None
+            }
+            Some(p) => Some(p.get_ref().clone()),
+            None => None,
+        };
+        let challenge = match a.challenge.as_ref().map(|c| (c, c.get_ref().as_str())) {
+            None | Some((_, "tls-alpn-01")) => Challenge::TlsAlpn01,
+            Some((_, "http-01")) => Challenge::Http01,
+            Some((c, "dns-01")) => {
+                self.invalid(c.span(), &format!("{KEY}.challenge"), "dns-01 is not supported: farmgate answers \"tls-alpn-01\" (on this listener) or \"http-01\" (on a plain-HTTP listener)".into());
+                Challenge::TlsAlpn01
+            }
+            Some((c, other)) => {
+                self.invalid(c.span(), &format!("{KEY}.challenge"), format!("unknown challenge {other:?}; expected \"tls-alpn-01\" (default) or \"http-01\""));
+                Challenge::TlsAlpn01
+            }
+        };
+        (self.errors.len() == before).then(|| AcmeCert {
+            domains,
+            profile,
+            challenge,
+            at: self.at(raw.span(), KEY),
+        })
+    }
+
+    /// The `[acme]` table, with its defaults when only listeners ask for ACME; and the rules
+    /// that span listeners.
+    fn acme(&mut self, raw: Option<&S<RawAcme>>, listeners: &[Listener]) -> Option<Acme> {
+        let certs: Vec<&AcmeCert> = listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref()?.acme())
+            .collect();
+        self.acme_listeners(&certs, listeners);
+        let at = match (raw, certs.first()) {
+            (Some(r), _) => self.at(r.span(), "acme"),
+            (None, Some(first)) => first.at.clone(),
+            (None, None) => return None,
+        };
+        let table = raw.map(S::get_ref);
+        let directory = match table.and_then(|t| t.directory.as_ref()) {
+            Some(d) => match DirectoryUrl::parse(d.get_ref()) {
+                Some(url) => Some(url),
+                None => {
+                    self.invalid(d.span(), "acme.directory", format!("{:?} is not an ACME directory URL; write the https:// URL of the CA's directory, e.g. \"{LETS_ENCRYPT}\"", d.get_ref()));
+                    None
+                }
+            },
+            None => DirectoryUrl::parse(LETS_ENCRYPT),
+        };
+        let contact = table
+            .and_then(|t| t.contact.as_ref())
+            .map_or_else(Vec::new, |list| {
+                list.get_ref()
+                    .iter()
+                    .filter_map(|c| {
+                        let text = c.get_ref();
+                        let valid = text.strip_prefix("mailto:").is_some_and(|address| {
+                            address.split_once('@').is_some_and(|(user, host)| {
+                                !user.is_empty() && !host.is_empty()
+                            }) && address.bytes().all(|b| b.is_ascii_graphic())
+                        });
+                        if !valid {
+                            self.invalid(c.span(), "acme.contact", format!("{text:?} is not a contact URL; write e.g. \"mailto:ops@example.com\""));
+                        }
+                        valid.then(|| text.clone())
+                    })
+                    .collect()
+            });
+        let storage = match table.and_then(|t| t.storage.as_ref()) {
+            Some(s) => self.file(s, "acme.storage"),
+            None => FileRef {
+                path: DEFAULT_STORAGE.into(),
+                at: Location::new(self.src.path.clone(), at.line(), "acme.storage"),
+            },
+        };
+        let trust = match table.and_then(|t| t.trust.as_ref()) {
+            Some(list) if list.get_ref().is_empty() => {
+                self.invalid(
+                    list.span(),
+                    "acme.trust",
+                    "trust is empty; name the CA files of the ACME server's certificate, or remove the key".into(),
+                );
+                Vec::new()
+            }
+            Some(list) => self.trust(list, "acme.trust"),
+            None => Vec::new(),
+        };
+        Some(Acme {
+            directory: directory?,
+            contact,
+            storage,
+            trust,
+            at,
+        })
+    }
+
+    /// http-01 needs a plain-HTTP listener to answer it; one certificate has one challenge.
+    fn acme_listeners(&mut self, certs: &[&AcmeCert], listeners: &[Listener]) {
+        let plain = listeners.iter().any(|l| l.tls.is_none());
+        let mut problems = Vec::new();
+        for (i, cert) in certs.iter().enumerate() {
+            if cert.challenge == Challenge::Http01 && !plain {
+                problems.push((cert.at.clone(), "challenge = \"http-01\" is answered by a plain-HTTP listener (port 80), and this configuration has none; add a [[listener]] without tls (e.g. listen = \"0.0.0.0:80\" with redirect_https = true), or use challenge = \"tls-alpn-01\"".to_owned()));
+            }
+            let same = certs[..i]
+                .iter()
+                .find(|other| other.domains == cert.domains && other.profile == cert.profile);
+            if let Some(other) = same.filter(|other| other.challenge != cert.challenge) {
+                problems.push((cert.at.clone(), format!("this certificate is also ordered at line {} with challenge = \"{}\"; one certificate is validated one way, so use the same challenge", other.at.line(), other.challenge)));
+            }
+        }
+        for (at, message) in problems {
+            self.errors.push(ConfigError {
+                at,
+                problem: Problem::Invalid(message),
+            });
+        }
     }
 
     fn cert_key(

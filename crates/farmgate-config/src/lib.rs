@@ -20,11 +20,14 @@
 //! "#;
 //! let config = farmgate_config::Config::parse(text, "/etc/farmgate/gate.toml".as_ref()).unwrap();
 //! assert_eq!(config.listeners[0].name, "gate");
-//! assert!(config.listeners[0].tls.as_ref().unwrap().default.certificate.path.ends_with("backend.pem"));
+//! let tls = config.listeners[0].tls.as_ref().unwrap();
+//! let farmgate_config::ListenerCerts::Files { default, .. } = &tls.certs else { panic!() };
+//! assert!(default.certificate.path.ends_with("backend.pem"));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acme;
 mod build;
 mod duration;
 mod error;
@@ -39,11 +42,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use acme::{Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, LETS_ENCRYPT};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, Problem};
 pub use listener::{
-    CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerTimeouts, ListenerTls, Route,
-    SniCert,
+    CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerCerts, ListenerTimeouts,
+    ListenerTls, Route, SniCert,
 };
 pub use location::Location;
 pub use net::{Address, IpRange};
@@ -63,6 +67,8 @@ pub struct Config {
     pub log: Log,
     /// Process-wide settings.
     pub server: Server,
+    /// The ACME server and storage; present when a listener uses ACME or `[acme]` is written.
+    pub acme: Option<Acme>,
     /// Listeners, at least one.
     pub listeners: Vec<Listener>,
     /// Upstreams, referred to by [`UpstreamId`].
@@ -76,8 +82,8 @@ impl Config {
         build::build(text, path)
     }
 
-    /// Every file this configuration names (certificates, keys, trust bundles, CRLs), in file
-    /// order: what a reload must watch.
+    /// Every file this configuration names (certificates, keys, trust bundles, CRLs): what a
+    /// reload must watch. Not the ACME storage, whose files farmgate writes itself.
     pub fn files(&self) -> Vec<&FileRef> {
         fn trust_files(trust: &[Trust]) -> impl Iterator<Item = &FileRef> {
             trust.iter().filter_map(|t| match t {
@@ -88,16 +94,21 @@ impl Config {
         let mut files = Vec::new();
         for l in &self.listeners {
             let Some(tls) = &l.tls else { continue };
-            files.push(&tls.default.certificate);
-            files.push(&tls.default.private_key);
-            for sni in &tls.sni {
-                files.push(&sni.cert.certificate);
-                files.push(&sni.cert.private_key);
+            if let ListenerCerts::Files { default, sni } = &tls.certs {
+                files.push(&default.certificate);
+                files.push(&default.private_key);
+                for entry in sni {
+                    files.push(&entry.cert.certificate);
+                    files.push(&entry.cert.private_key);
+                }
             }
             if let Some(ca) = &tls.client_auth {
                 files.extend(trust_files(&ca.trust));
                 files.extend(ca.crl.iter());
             }
+        }
+        if let Some(acme) = &self.acme {
+            files.extend(trust_files(&acme.trust));
         }
         for u in &self.upstreams {
             let Some(tls) = &u.tls else { continue };

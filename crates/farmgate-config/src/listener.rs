@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use farmgate_identity::AllowList;
 
-use crate::{FileRef, IpRange, Location, Trust, UpstreamId};
+use crate::{AcmeCert, FileRef, IpRange, Location, Trust, UpstreamId};
 
 /// A listening socket with its TLS policy and routes.
 #[derive(Debug, Clone)]
@@ -77,12 +77,38 @@ pub struct CertKey {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ListenerTls {
-    /// The certificate served when no SNI entry matches.
-    pub default: CertKey,
-    /// More certificates chosen by SNI.
-    pub sni: Vec<SniCert>,
+    /// Where the certificates come from: files, or an ACME server.
+    pub certs: ListenerCerts,
     /// Present: clients must present a certificate that passes this policy (a gate).
     pub client_auth: Option<ClientAuth>,
+    /// Where the `tls` table is defined.
+    pub at: Location,
+}
+
+impl ListenerTls {
+    /// The ACME certificate this listener serves, if its certificate comes from ACME.
+    pub fn acme(&self) -> Option<&AcmeCert> {
+        match &self.certs {
+            ListenerCerts::Acme(cert) => Some(cert),
+            ListenerCerts::Files { .. } => None,
+        }
+    }
+}
+
+/// A listener's certificates: from files or from ACME, never both.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ListenerCerts {
+    /// `certificate`, `private_key` and `[[listener.tls.sni]]`.
+    Files {
+        /// The certificate served when no SNI entry matches.
+        default: CertKey,
+        /// More certificates chosen by SNI.
+        sni: Vec<SniCert>,
+    },
+    /// `acme = { domains = [...] }`: one certificate for every domain, obtained and renewed by
+    /// farmgate.
+    Acme(AcmeCert),
 }
 
 /// A certificate served for one SNI name.

@@ -42,10 +42,8 @@ pub(crate) struct RawServer {
     pub shutdown_grace: Option<S<String>>,
 }
 
-/// Parsed so that a configuration written for ACME is refused as unsupported, not as unknown.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub(crate) struct RawAcme {
     pub directory: Option<S<String>>,
     pub contact: Option<S<Vec<S<String>>>>,
@@ -102,10 +100,8 @@ pub(crate) struct RawClientAuth {
     pub sources: Option<S<Vec<S<String>>>>,
 }
 
-/// Parsed so that a configuration written for ACME is refused as unsupported, not as unknown.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub(crate) struct RawListenerAcme {
     pub domains: S<Vec<S<String>>>,
     pub profile: Option<S<String>>,

@@ -231,15 +231,6 @@ fn unknown_eku_is_an_error() {
 }
 
 #[test]
-fn keys_of_later_versions_are_refused_not_ignored() {
-    let text = "[server]\nshutdown_grace = \"5s\"\n".to_owned()
-        + "[[listener]]\nname = \"p\"\nlisten = \"127.0.0.1:1\"\n[[listener.route]]\nupstream = \"a\"\n[upstream.a]\nservers = [\"127.0.0.1:2\"]\n[acme]\ncontact = [\"mailto:ops@example.com\"]\n";
-    let e = error(&text);
-    assert!(e.contains("not yet supported"), "{e}");
-    assert!(e.contains(":10: acme:"), "{e}");
-}
-
-#[test]
 fn every_problem_is_reported_at_once() {
     let text = "[[listener]]\nname = \"p\"\nlisten = \"nowhere\"\n[[listener.route]]\nupstream = \"missing\"\npath_prefix = \"api\"\n";
     let e = error(text);

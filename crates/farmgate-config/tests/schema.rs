@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use farmgate_config::{Address, Balance, Config, EkuPolicy, HostPattern, Trust};
+use farmgate_config::{
+    Address, Balance, Config, EkuPolicy, HostPattern, ListenerCerts, ListenerTls, Trust,
+};
 
 const GATE: &str = r#"
 [[listener]]
@@ -57,6 +59,14 @@ client_key         = "certs/edge-client.key"
 shutdown_grace = "10s"
 "#;
 
+/// The files a listener's certificates come from.
+fn files(tls: &ListenerTls) -> (&farmgate_config::CertKey, &[farmgate_config::SniCert]) {
+    match &tls.certs {
+        ListenerCerts::Files { default, sni } => (default, sni),
+        other => panic!("expected certificate files, got {other:?}"),
+    }
+}
+
 fn parse(text: &str) -> Config {
     Config::parse(text, Path::new("/etc/farmgate/farmgate.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -69,7 +79,7 @@ fn gate_example_parses_into_typed_values() {
     assert!(l.is_gate());
     let tls = l.tls.as_ref().unwrap();
     assert_eq!(
-        tls.default.certificate.path,
+        files(tls).0.certificate.path,
         Path::new("/etc/farmgate/certs/backend.pem")
     );
     let ca = tls.client_auth.as_ref().unwrap();
@@ -91,8 +101,9 @@ fn edge_example_parses_into_typed_values() {
     let c = parse(EDGE);
     let l = &c.listeners[0];
     let tls = l.tls.as_ref().unwrap();
-    assert_eq!(tls.default.private_key.path, Path::new("/abs/site.key"));
-    assert_eq!(tls.sni[0].server_name, "static.example.com");
+    let (default, sni) = files(tls);
+    assert_eq!(default.private_key.path, Path::new("/abs/site.key"));
+    assert_eq!(sni[0].server_name, "static.example.com");
     assert!(!l.is_gate());
     assert_eq!(
         l.routes[0].host,

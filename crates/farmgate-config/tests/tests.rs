@@ -1,5 +1,6 @@
 //! Configuration scenarios: what an operator writes, and what farmgate says back.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod acme;
 mod errors;
 mod schema;

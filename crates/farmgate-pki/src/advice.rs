@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use farmgate_config::{Config, EkuPolicy, FileRef, Trust};
+use farmgate_config::{Config, EkuPolicy, FileRef, ListenerCerts, Trust};
 use farmgate_identity::RuleKind;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -82,14 +82,17 @@ pub fn warnings(config: &Config, now: OffsetDateTime) -> Vec<Warning> {
     let mut out = Vec::new();
     for listener in &config.listeners {
         let Some(tls) = &listener.tls else { continue };
-        let what = format!("listener {:?} certificate", listener.name);
-        certificate(&inspector, &tls.default.certificate, &what, now, &mut out);
-        for sni in &tls.sni {
-            let what = format!(
-                "listener {:?} certificate for {}",
-                listener.name, sni.server_name
-            );
-            certificate(&inspector, &sni.cert.certificate, &what, now, &mut out);
+        // ACME certificates are renewed by farmgate itself; only files can go stale unnoticed.
+        if let ListenerCerts::Files { default, sni } = &tls.certs {
+            let what = format!("listener {:?} certificate", listener.name);
+            certificate(&inspector, &default.certificate, &what, now, &mut out);
+            for entry in sni {
+                let what = format!(
+                    "listener {:?} certificate for {}",
+                    listener.name, entry.server_name
+                );
+                certificate(&inspector, &entry.cert.certificate, &what, now, &mut out);
+            }
         }
         if let Some(policy) = &tls.client_auth {
             gate(&listener.name, policy, &mut out);

@@ -10,6 +10,9 @@ pub enum BuildError {
     /// A certificate, key, trust bundle or CRL is unusable.
     #[error(transparent)]
     Tls(#[from] farmgate_tls::TlsError),
+    /// An ACME listener's certificate cannot be set up (e.g. its storage is unwritable).
+    #[error(transparent)]
+    Acme(#[from] farmgate_acme::AcmeError),
     /// A name is not usable as a TLS server name or URI authority.
     #[error("{at}: {name:?} cannot be used as a server name")]
     ServerName {

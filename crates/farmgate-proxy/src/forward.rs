@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use farmgate_admin::Metrics;
 
+use farmgate_acme::HTTP01_PREFIX;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -148,6 +149,14 @@ async fn forward(
 ) -> Result<Response<Body>, Failure> {
     crate::strict::check(&req)
         .map_err(|why| Failure::bad_request(format!("refused request: {why}")))?;
+    // ACME http-01 validations arrive on plain-HTTP listeners, before any redirect or route.
+    if conn.listener.tls.is_none()
+        && let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX)
+        && let Some(answer) = conn.generation.acme().http01(token).await
+    {
+        tracing::debug!(listener = %conn.listener.name, client = %conn.peer, "answered an http-01 validation");
+        return Ok(challenge_answer(&answer));
+    }
     let authority =
         authority(&req).ok_or_else(|| Failure::bad_request("request has no host".into()))?;
     let host = host_of(&authority);
@@ -297,6 +306,16 @@ fn redirect<B>(host: &str, req: &Request<B>) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
+    response
+}
+
+/// The key authorization an ACME server expects for an http-01 token (RFC 8555 §8.3).
+fn challenge_answer(key_authorization: &str) -> Response<Body> {
+    let mut response = Response::new(Body::text(key_authorization.to_owned()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     response
 }
 

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use farmgate_acme::{Acme, AcmeCertificate};
 use farmgate_config::{Config, UpstreamId};
 
 use crate::error::{BuildError, LoadError};
@@ -21,32 +22,56 @@ pub struct ServerState {
 /// A configuration put to work: TLS configurations loaded, verifiers and pools built. Building
 /// one reads every file the configuration names, so a generation that exists is one that can
 /// serve; `farmgate check` builds one and throws it away.
+///
+/// ACME certificates are not part of a generation but of the [`Acme`] state it was built with,
+/// which outlives it: a reload builds the next generation with the same `Acme`
+/// ([`Generation::load_with`]), so its listeners serve the same certificate stores and nothing is
+/// ordered again.
 #[derive(Debug)]
 pub struct Generation {
     config: Config,
     pub(crate) listeners: Vec<Arc<ListenerRt>>,
     pub(crate) upstreams: Vec<UpstreamRt>,
+    acme: Acme,
+    /// Each ACME listener's name and certificate.
+    acme_certificates: Vec<(String, AcmeCertificate)>,
 }
 
 impl Generation {
     /// Read the configuration file at `path`, validate it and build it: what `farmgate run`,
-    /// `farmgate check` and every reload do, so they can never disagree.
+    /// `farmgate check` and every reload do, so they can never disagree. ACME listeners get a
+    /// fresh [`Acme`] state.
     pub fn load(path: &Path) -> Result<Generation, LoadError> {
+        Generation::load_with(path, &Acme::new())
+    }
+
+    /// [`Generation::load`], with the ACME state of the running server (a reload).
+    pub fn load_with(path: &Path, acme: &Acme) -> Result<Generation, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let config = Config::parse(&text, path)?;
-        Ok(Generation::build(config)?)
+        Ok(Generation::build_with(config, acme)?)
     }
 
-    /// Build everything `config` describes, or say what is wrong.
+    /// Build everything `config` describes, or say what is wrong. ACME listeners get a fresh
+    /// [`Acme`] state.
     pub fn build(config: Config) -> Result<Generation, BuildError> {
-        let listeners = config
-            .listeners
-            .iter()
-            .map(|l| ListenerRt::build(l).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+        Generation::build_with(config, &Acme::new())
+    }
+
+    /// [`Generation::build`], with the ACME state of the running server.
+    pub fn build_with(config: Config, acme: &Acme) -> Result<Generation, BuildError> {
+        let mut acme_certificates = Vec::new();
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let (listener, certificate) = ListenerRt::build(l, config.acme.as_ref(), acme)?;
+            if let Some(certificate) = certificate {
+                acme_certificates.push((l.name.clone(), certificate));
+            }
+            listeners.push(Arc::new(listener));
+        }
         let upstreams = config
             .upstreams
             .iter()
@@ -56,7 +81,25 @@ impl Generation {
             config,
             listeners,
             upstreams,
+            acme: acme.clone(),
+            acme_certificates,
         })
+    }
+
+    /// The ACME state this generation serves its ACME certificates from: statuses
+    /// ([`Acme::status`]), changes, renewals on request.
+    pub fn acme(&self) -> &Acme {
+        &self.acme
+    }
+
+    /// Put this generation's ACME certificates into service (their renewal tasks run; those of
+    /// certificates it no longer has stop).
+    pub(crate) fn start_acme(&self) {
+        self.acme.sync(
+            self.acme_certificates
+                .iter()
+                .map(|(name, cert)| (name.as_str(), cert)),
+        );
     }
 
     /// The configuration this generation was built from.

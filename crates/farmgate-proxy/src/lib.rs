@@ -4,6 +4,11 @@
 //! routes, upstream pools); a [`Server`] binds the listeners and serves each new connection
 //! with the current generation. Both roles, edge and gate, are this one engine: a gate is a
 //! listener with client authentication in front of the local application.
+//!
+//! Listeners whose certificate comes from ACME serve it from the long-lived
+//! [`farmgate_acme::Acme`] state, which every generation of a server shares
+//! ([`Server::acme`]): TLS listeners answer tls-alpn-01 validations, plain-HTTP listeners answer
+//! http-01 ones (under `/.well-known/acme-challenge/`, before redirecting or routing).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

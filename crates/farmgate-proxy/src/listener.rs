@@ -7,10 +7,11 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use farmgate_acme::{Acme, AcmeCertificate};
 use farmgate_admin::{Gauge, Metrics, RouteMetrics};
 use farmgate_config::Listener;
 use farmgate_identity::{PeerIdentity, client_cert_header};
-use farmgate_tls::ServerTls;
+use farmgate_tls::{ACME_TLS_ALPN, ServerTls};
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -54,10 +55,23 @@ pub(crate) struct ListenerRt {
 }
 
 impl ListenerRt {
-    pub(crate) fn build(config: &Listener) -> Result<ListenerRt, BuildError> {
-        let tls = match &config.tls {
-            Some(tls) => Some(ServerTls::new(&config.name, tls)?),
-            None => None,
+    /// Build the listener `config`; an ACME listener gets its certificate from `acme` (with the
+    /// configuration's `acme_settings`), and returns it too.
+    pub(crate) fn build(
+        config: &Listener,
+        acme_settings: Option<&farmgate_config::Acme>,
+        acme: &Acme,
+    ) -> Result<(ListenerRt, Option<AcmeCertificate>), BuildError> {
+        let (tls, certificate) = match &config.tls {
+            Some(tls) => match (tls.acme(), acme_settings) {
+                (Some(cert), Some(settings)) => {
+                    let certificate = acme.certificate(settings, cert)?;
+                    let server = ServerTls::with_store(&config.name, tls, certificate.store())?;
+                    (Some(server), Some(certificate))
+                }
+                _ => (Some(ServerTls::new(&config.name, tls)?), None),
+            },
+            None => (None, None),
         };
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
@@ -65,7 +79,7 @@ impl ListenerRt {
             .header_read_timeout(config.timeouts.request_header)
             .max_headers(100);
         http.http2().timer(TokioTimer::new());
-        Ok(ListenerRt {
+        let listener = ListenerRt {
             name: Arc::from(config.name.as_str()),
             tls,
             http,
@@ -73,7 +87,8 @@ impl ListenerRt {
             unrouted_metrics: OnceLock::new(),
             open_gauge: OnceLock::new(),
             config: config.clone(),
-        })
+        };
+        Ok((listener, certificate))
     }
 
     /// The request counters of route `route` (`None`: requests answered before routing).
@@ -204,6 +219,14 @@ async fn serve(
             return;
         }
     };
+    if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+        // An ACME server validating tls-alpn-01: it has seen the challenge certificate, and
+        // sends nothing more (RFC 8737 §3).
+        tracing::debug!("answered a tls-alpn-01 validation");
+        let mut stream = stream;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        return;
+    }
     let chain: Vec<CertificateDer<'static>> = stream
         .get_ref()
         .1

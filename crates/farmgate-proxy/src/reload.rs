@@ -52,8 +52,10 @@ impl Server {
     /// generation. Either way the outcome is logged and counted.
     pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadFailure> {
         let owned = path.to_path_buf();
+        // The ACME state carries over: same certificates, orders in flight go on.
+        let acme = self.acme();
         // Reading files and building TLS configurations blocks: keep it off the runtime's workers.
-        let built = tokio::task::spawn_blocking(move || Generation::load(&owned))
+        let built = tokio::task::spawn_blocking(move || Generation::load_with(&owned, &acme))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         let result = match built {

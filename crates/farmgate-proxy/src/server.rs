@@ -149,7 +149,9 @@ impl Server {
             reloading: tokio::sync::Mutex::new(()),
         };
         server.spawn_loops(sockets);
-        crate::health::spawn_checks(&server.shared, &server.shared.generation.load_full());
+        let generation = server.shared.generation.load_full();
+        crate::health::spawn_checks(&server.shared, &generation);
+        generation.start_acme();
         Ok(server)
     }
 
@@ -174,6 +176,12 @@ impl Server {
         self.shared.generation.load_full()
     }
 
+    /// The ACME state: every ACME certificate's status (`acme().status()`), a watch for changes,
+    /// renewal on request. It is the same across reloads.
+    pub fn acme(&self) -> farmgate_acme::Acme {
+        self.generation().acme().clone()
+    }
+
     /// Open client connections right now.
     pub fn open_connections(&self) -> usize {
         // Accept loops are tasks too.
@@ -182,6 +190,8 @@ impl Server {
 
     /// Serve new connections with `generation` from now on. Listeners it adds or moves are
     /// bound first (a failure leaves everything as it was); listeners it drops stop accepting.
+    /// ACME certificates are kept only if `generation` was built with this server's
+    /// [`Server::acme`] (`Generation::build_with`), as [`Server::reload_from`] does.
     /// Connections already open finish on the generation they started with, except that a
     /// gate connection whose client the new generation no longer allows is closed after its
     /// current request.
@@ -209,8 +219,14 @@ impl Server {
         crate::health::inherit(&generation, &self.shared.generation.load());
         crate::metrics::retire(&self.shared, &self.shared.generation.load());
         let generation = Arc::new(generation);
-        self.shared.generation.store(generation.clone());
+        let previous = self.shared.generation.swap(generation.clone());
         crate::health::spawn_checks(&self.shared, &generation);
+        generation.start_acme();
+        if !previous.acme().is_same(generation.acme()) {
+            // Built with other ACME state (not by `reload_from`): the old one has nothing to
+            // renew for any more.
+            previous.acme().stop();
+        }
         {
             let mut bound = self.bound();
             let generation = self.shared.generation.load();
@@ -273,6 +289,7 @@ impl Server {
     pub async fn shutdown(&self, grace: Duration) -> Drained {
         // `send_replace` updates the value even when no task listens yet.
         self.shared.stopping.send_replace(true);
+        self.generation().acme().stop();
         match tokio::time::timeout(grace, self.shared.tasks.wait_idle()).await {
             Ok(()) => Drained::Clean,
             Err(_) => Drained::Forced,

@@ -5,6 +5,7 @@
 mod farm;
 mod logs;
 
+mod acme;
 mod chain;
 mod compat;
 mod failures;

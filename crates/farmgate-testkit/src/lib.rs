@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod client;
 pub mod load;
 pub mod origin;

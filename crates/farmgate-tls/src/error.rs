@@ -242,6 +242,12 @@ pub enum TlsErrorKind {
         /// What rustls-native-certs reported.
         detail: String,
     },
+    /// A listener whose certificate comes from ACME was built without its certificate store.
+    #[error("{at}: this listener takes its certificate from ACME, not from files")]
+    NotFiles {
+        /// The listener's `tls` table.
+        at: Location,
+    },
     /// rustls refused the assembled configuration.
     #[error("{at}: cannot build the TLS configuration")]
     Build {

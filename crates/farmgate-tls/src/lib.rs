@@ -9,7 +9,9 @@
 //!   extended-key-usage policy and revocation as parameters, then the allow-list. It counts what
 //!   it decides in [`GateStats`]; [`crl`] loads and checks its revocation lists.
 //! - [`ServerTls`] is a listener's rustls `ServerConfig` with an SNI certificate store that can be
-//!   swapped while running; [`upstream_client_config`] is the client side towards backends.
+//!   swapped while running ([`CertStore`]; the ACME client swaps its certificates there, and
+//!   answers tls-alpn-01 validations through [`AlpnChallenges`]); [`upstream_client_config`] is
+//!   the client side towards backends.
 //! - [`explain`] turns a TLS failure into words an operator can act on; [`probe`] performs one
 //!   handshake with a server and records what it showed (`farmgate probe`).
 //!
@@ -34,7 +36,7 @@ use rustls::crypto::CryptoProvider;
 
 pub use client::{server_verifier, upstream_client_config};
 pub use error::{TlsError, TlsErrorKind};
-pub use server::{CertStore, ServerTls};
+pub use server::{ACME_TLS_ALPN, AlpnChallenges, CertStore, ServerTls, SniCerts};
 pub use stats::{GateStats, GateStatsSnapshot};
 pub use trust::TrustStore;
 pub use verifier::{Accepted, ClientVerifier, Refusal, RefusalReason};

@@ -1,21 +1,88 @@
-//! A listener's TLS: rustls `ServerConfig`, SNI certificate selection, session policy.
+//! A listener's TLS: rustls `ServerConfig`, SNI certificate selection, session policy, and the
+//! answers to ACME tls-alpn-01 validations.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use farmgate_config::ListenerTls;
+use farmgate_config::{Challenge, ListenerCerts, ListenerTls};
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
 use crate::{ClientVerifier, TlsError, TlsErrorKind, load};
 
+/// The ALPN protocol an ACME server offers, alone, when it validates a tls-alpn-01 challenge
+/// (RFC 8737). A connection that negotiates it carries no HTTP and is closed after the handshake.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// The certificates a listener serves, chosen by SNI; swappable while running (certificate
 /// rotation, ACME) without touching connections already established.
 #[derive(Debug)]
 pub struct CertStore {
     certs: ArcSwap<SniCerts>,
+    /// Where tls-alpn-01 validations find their certificate (ACME listeners only).
+    challenges: Option<Arc<AlpnChallenges>>,
+}
+
+/// tls-alpn-01 challenge certificates by server name, put here by the ACME client while a
+/// validation is pending and served only to handshakes that offer [`ACME_TLS_ALPN`].
+#[derive(Default)]
+pub struct AlpnChallenges {
+    // Read only by validation handshakes, which are rare: a plain lock is enough.
+    certs: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// Asked when no certificate is posted here for a name (another edge's validation).
+    fallback: Mutex<Option<Arc<AlpnFallback>>>,
+}
+
+/// Finds the challenge certificate for a name that this process did not post.
+type AlpnFallback = dyn Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync;
+
+impl std::fmt::Debug for AlpnChallenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlpnChallenges")
+            .field("names", &self.locked().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlpnChallenges {
+    /// Ask `fallback` for names with no certificate posted here: the ACME client reads the
+    /// answers other edges sharing its storage posted, so any edge answers any validation.
+    pub fn set_fallback(
+        &self,
+        fallback: impl Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync + 'static,
+    ) {
+        *self.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fallback));
+    }
+
+    /// Answer validations for `server_name` (lower-case) with `key` until [`Self::remove`].
+    pub fn insert(&self, server_name: &str, key: Arc<CertifiedKey>) {
+        self.locked().insert(server_name.to_owned(), key);
+    }
+
+    /// Stop answering validations for `server_name`.
+    pub fn remove(&self, server_name: &str) {
+        self.locked().remove(server_name);
+    }
+
+    /// The challenge certificate for `server_name`, if a validation is pending.
+    pub fn get(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        if let Some(posted) = self.locked().get(server_name).cloned() {
+            return Some(posted);
+        }
+        let fallback = self
+            .fallback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        fallback(server_name)
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {
+        // A panic while holding the lock cannot leave the map half-changed: keep going.
+        self.certs.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// One snapshot of a listener's certificates.
@@ -28,12 +95,15 @@ pub struct SniCerts {
 }
 
 impl SniCerts {
-    /// Load the default certificate and every SNI entry of `tls`.
+    /// Load the default certificate and every SNI entry of `tls` from their files.
     pub fn load(tls: &ListenerTls) -> Result<SniCerts, TlsError> {
-        let default = load::certified_key(&tls.default)?;
+        let ListenerCerts::Files { default, sni } = &tls.certs else {
+            return Err(TlsErrorKind::NotFiles { at: tls.at.clone() }.into());
+        };
+        let default = load::certified_key(default)?;
         let mut exact = HashMap::new();
         let mut wildcard = Vec::new();
-        for entry in &tls.sni {
+        for entry in sni {
             let key = load::certified_key(&entry.cert)?;
             match entry.server_name.strip_prefix('*') {
                 Some(suffix) => wildcard.push((suffix.to_owned(), key)),
@@ -47,6 +117,15 @@ impl SniCerts {
             exact,
             wildcard,
         })
+    }
+
+    /// One certificate for every name (an ACME certificate, or a temporary one).
+    pub fn single(key: Arc<CertifiedKey>) -> SniCerts {
+        SniCerts {
+            default: key,
+            exact: HashMap::new(),
+            wildcard: Vec::new(),
+        }
     }
 
     /// The certificate for `server_name` (lower-case), or the default.
@@ -79,6 +158,15 @@ impl CertStore {
     pub fn new(certs: SniCerts) -> CertStore {
         CertStore {
             certs: ArcSwap::from_pointee(certs),
+            challenges: None,
+        }
+    }
+
+    /// A store serving `certs`, and answering tls-alpn-01 validations from `challenges`.
+    pub fn with_challenges(certs: SniCerts, challenges: Arc<AlpnChallenges>) -> CertStore {
+        CertStore {
+            certs: ArcSwap::from_pointee(certs),
+            challenges: Some(challenges),
         }
     }
 
@@ -97,6 +185,14 @@ impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         // rustls hands us the SNI already validated as a DNS name; it is ASCII but may be mixed case.
         let name = hello.server_name().map(str::to_ascii_lowercase);
+        if let Some(challenges) = &self.challenges
+            && hello
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN))
+        {
+            // A validation: its challenge certificate or nothing, never the site's certificate.
+            return challenges.get(name.as_deref()?);
+        }
         Some(self.certs.load().select(name.as_deref()).clone())
     }
 }
@@ -110,10 +206,21 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    /// Build the listener `name`'s TLS from its configuration: load certificates and keys, and for
-    /// a gate its trust, CRLs and allow-list.
+    /// Build the listener `name`'s TLS from its configuration: load certificates and keys from
+    /// their files, and for a gate its trust, CRLs and allow-list.
     pub fn new(name: &str, tls: &ListenerTls) -> Result<ServerTls, TlsError> {
         let store = Arc::new(CertStore::new(SniCerts::load(tls)?));
+        ServerTls::with_store(name, tls, store)
+    }
+
+    /// Build the listener `name`'s TLS serving the certificates of `store`, which outlives this
+    /// configuration (an ACME certificate kept across reloads). A listener that answers
+    /// tls-alpn-01 also accepts [`ACME_TLS_ALPN`].
+    pub fn with_store(
+        name: &str,
+        tls: &ListenerTls,
+        store: Arc<CertStore>,
+    ) -> Result<ServerTls, TlsError> {
         let verifier = match &tls.client_auth {
             Some(policy) => Some(Arc::new(ClientVerifier::new(name, policy)?)),
             None => None,
@@ -121,7 +228,7 @@ impl ServerTls {
         let builder = ServerConfig::builder_with_provider(crate::provider())
             .with_protocol_versions(&[&version::TLS13, &version::TLS12])
             .map_err(|source| TlsErrorKind::Build {
-                at: tls.default.certificate.at.clone(),
+                at: tls.at.clone(),
                 source,
             })?;
         let mut config = match &verifier {
@@ -130,6 +237,13 @@ impl ServerTls {
         }
         .with_cert_resolver(store.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if tls
+            .acme()
+            .is_some_and(|acme| acme.challenge == Challenge::TlsAlpn01)
+        {
+            // Last: a browser offers h2 or http/1.1 and never gets this; a validator offers only it.
+            config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         if verifier.is_some() {
             // Resumption would skip certificate verification, so a gate never resumes: every
             // connection is checked against the current trust and allow-list (DESIGN.md).
@@ -138,7 +252,7 @@ impl ServerTls {
         } else {
             config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| {
                 TlsErrorKind::Build {
-                    at: tls.default.certificate.at.clone(),
+                    at: tls.at.clone(),
                     source,
                 }
             })?;

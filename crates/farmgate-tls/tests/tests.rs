@@ -2,6 +2,7 @@
 //! a gate's verifier and CRL loader accept, refuse, and say.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod acme;
 mod gate;
 
 mod crl;

@@ -1,21 +1,43 @@
 //! `farmgate check`: build the configuration exactly as `run` would, then summarise it, then
 //! warn about what is valid today but will break (`farmgate_pki::advice`). Warnings never change
 //! the exit code: a valid configuration exits 0.
+//!
+//! With ACME, building also opens (creates) the storage directory and proves it writable, and
+//! `check` then reads the ACME server's directory: an answer that is not an ACME directory, or
+//! that lacks a configured profile, is an error; an unreachable server is a warning, since `run`
+//! starts anyway and keeps retrying.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use farmgate_config::{Balance, EkuPolicy, Trust};
+use farmgate_acme::{CertificateState, DirectoryCheck};
+use farmgate_config::{Balance, Config, EkuPolicy, ListenerCerts, Trust};
 use farmgate_identity::PeerIdentity;
 use farmgate_pki::advice;
 use farmgate_proxy::{Generation, LoadError};
 use time::OffsetDateTime;
 
+/// Longest wait for the ACME server's directory.
+const DIRECTORY_PATIENCE: Duration = Duration::from_secs(20);
+
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     match Generation::load(path) {
         Ok(generation) => {
+            let acme = acme_directory(generation.config())?;
+            if !acme.errors.is_empty() {
+                eprintln!("{}: invalid configuration", path.display());
+                for e in &acme.errors {
+                    eprintln!("  {e}");
+                }
+                return Ok(ExitCode::from(1));
+            }
             out!("{}", summary(path, &generation));
+            out!("{}", acme.summary);
+            for warning in acme.warnings {
+                outln!("warning: {warning}");
+            }
             for warning in advice::warnings(generation.config(), OffsetDateTime::now_utc()) {
                 outln!("warning: {warning}");
             }
@@ -27,6 +49,91 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// What reading the ACME server's directory found.
+#[derive(Default)]
+struct AcmeCheck {
+    summary: String,
+    warnings: Vec<String>,
+    errors: Vec<String>,
+}
+
+/// Read the directory of `[acme]`, if ACME is configured.
+fn acme_directory(config: &Config) -> anyhow::Result<AcmeCheck> {
+    let mut found = AcmeCheck::default();
+    let Some(settings) = &config.acme else {
+        return Ok(found);
+    };
+    let at = format!(
+        "{}:{}: acme.directory",
+        settings.at.file().display(),
+        settings.at.line()
+    );
+    let directory = &settings.directory;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let checked = runtime.block_on(async {
+        tokio::time::timeout(DIRECTORY_PATIENCE, farmgate_acme::check_directory(settings)).await
+    });
+    match checked {
+        Err(_) => found.warnings.push(format!(
+            "{at}: {directory} did not answer within {DIRECTORY_PATIENCE:?}; `run` starts anyway and keeps trying"
+        )),
+        Ok(Err(e)) => found.errors.push(chain(&e)),
+        Ok(Ok(DirectoryCheck::NotAcme(e))) => found.errors.push(format!(
+            "{at}: {directory} answers, but not with an ACME directory ({}); check the URL",
+            chain(&e)
+        )),
+        Ok(Ok(DirectoryCheck::Unreachable(e))) => found.warnings.push(format!(
+            "{at}: cannot reach {directory} ({}); `run` starts anyway, serves stored or temporary certificates, and keeps trying",
+            chain(&e)
+        )),
+        Ok(Ok(DirectoryCheck::Ok { profiles })) => {
+            let offered = if profiles.is_empty() {
+                "no profiles".to_owned()
+            } else {
+                format!("profiles {}", profiles.join(", "))
+            };
+            let _ = writeln!(found.summary, "  ACME directory {directory}: answers ({offered})");
+            for l in &config.listeners {
+                let Some(cert) = l.tls.as_ref().and_then(|t| t.acme()) else {
+                    continue;
+                };
+                let Some(profile) = &cert.profile else {
+                    continue;
+                };
+                if profiles.is_empty() {
+                    found.warnings.push(format!(
+                        "{}: {directory} lists no profiles, so profile {profile:?} is ignored and its default is ordered",
+                        cert.at
+                    ));
+                } else if !profiles.contains(profile) {
+                    found.errors.push(format!(
+                        "{}: {directory} offers no profile {profile:?} (it offers {})",
+                        cert.at,
+                        profiles.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(Ok(_)) => {}
+    }
+    Ok(found)
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !line.ends_with(&more) {
+            let _ = write!(line, ": {more}");
+        }
+        source = s.source();
+    }
+    line
 }
 
 /// Every problem on its own line, each with its causes.
@@ -61,6 +168,30 @@ fn summary(path: &Path, generation: &Generation) -> String {
         match &l.tls {
             None if l.redirect_https => out.push_str("plain HTTP, redirects to HTTPS"),
             None => out.push_str("plain HTTP"),
+            Some(tls) if tls.acme().is_some() => {
+                let status = generation
+                    .acme()
+                    .status()
+                    .into_iter()
+                    .find(|s| tls.acme().is_some_and(|a| a.domains == s.domains));
+                let _ = write!(
+                    out,
+                    "TLS via ACME for {}",
+                    tls.acme().map(|a| a.domains.join(", ")).unwrap_or_default()
+                );
+                match status {
+                    Some(s) if s.state != CertificateState::Issuing => {
+                        let until = s
+                            .not_after
+                            .map(|t| OffsetDateTime::from(t).date().to_string())
+                            .unwrap_or_default();
+                        let _ = write!(out, " (stored certificate valid until {until})");
+                    }
+                    _ => out.push_str(
+                        " (no certificate yet: run orders one, serving a temporary self-signed certificate until then)",
+                    ),
+                }
+            }
             Some(tls) => {
                 let subject = served
                     .iter()
@@ -69,8 +200,12 @@ fn summary(path: &Path, generation: &Generation) -> String {
                     .and_then(|leaf| PeerIdentity::from_der(leaf.as_ref()).ok())
                     .map_or_else(|| "?".to_owned(), |id| id.name());
                 let _ = write!(out, "TLS as {subject}");
-                if !tls.sni.is_empty() {
-                    let _ = write!(out, " (+{} SNI certificates)", tls.sni.len());
+                match &tls.certs {
+                    ListenerCerts::Files { sni, .. } if !sni.is_empty() => {
+                        let _ = write!(out, " (+{} SNI certificates)", sni.len());
+                    }
+                    ListenerCerts::Acme(_) => {}
+                    _ => {}
                 }
                 if let Some(ca) = &tls.client_auth {
                     let allow: Vec<String> =

@@ -11,7 +11,7 @@ fn examples() -> PathBuf {
 }
 
 /// Run `farmgate check -c path`: (exit code, stdout, stderr).
-fn check(path: &Path) -> (i32, String, String) {
+pub fn check(path: &Path) -> (i32, String, String) {
     let out = farmgate(&["check", "-c", path.to_str().unwrap()])
         .output()
         .unwrap();
@@ -126,4 +126,73 @@ fn config_errors_exit_1_and_bad_usage_exits_2() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
+}
+
+/// An edge whose listener takes its certificate from ACME, with `acme` as its `[acme]` table.
+fn acme_config(dir: &Path, acme: &str) -> PathBuf {
+    let path = dir.join("edge.toml");
+    let text = format!(
+        "[acme]\n{acme}\n[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:0\"\ntls = {{ acme = {{ domains = [\"www.farm.test\"] }} }}\n[[listener.route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:8080\"]\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_names_a_bad_acme_directory_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = acme_config(
+        dir.path(),
+        "directory = \"acme-v02.api.letsencrypt.org/directory\"\nstorage = \"acme\"",
+    );
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:2: acme.directory: \"acme-v02.api.letsencrypt.org/directory\" is not an ACME directory URL",
+            config.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_unwritable_acme_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    // Under a regular file: no directory can be made there, not even by root.
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
+    let config = acme_config(
+        dir.path(),
+        "directory = \"https://127.0.0.1:1/directory\"\nstorage = \"a-file/acme\"",
+    );
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:3: acme.storage: cannot keep ACME state in {}",
+            config.display(),
+            dir.path().join("a-file/acme").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_warns_when_the_acme_server_cannot_be_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = acme_config(
+        dir.path(),
+        "directory = \"https://127.0.0.1:1/directory\"\nstorage = \"acme\"",
+    );
+    let (code, stdout, stderr) = check(&config);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("TLS via ACME for www.farm.test (no certificate yet"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: ")
+            && stdout.contains("cannot reach https://127.0.0.1:1/directory"),
+        "{stdout}"
+    );
 }

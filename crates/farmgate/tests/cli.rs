@@ -19,8 +19,9 @@ pub fn farmgate(args: &[&str]) -> Command {
     cmd
 }
 
-/// A `farmgate` process we started, with its output lines as they come.
+/// A process we started (`farmgate`, or an outside program), with its output lines as they come.
 pub struct Running {
+    program: String,
     child: Child,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
@@ -28,12 +29,20 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(args: &[&str]) -> Running {
-        let mut child = farmgate(args)
-            .env("NO_COLOR", "1")
+        let mut command = farmgate(args);
+        command.env("NO_COLOR", "1");
+        Running::start("farmgate", command)
+    }
+
+    /// Start `command` (running `program`); a program that is not installed fails the test.
+    pub fn start(program: &str, mut command: Command) -> Running {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| {
+                panic!("cannot start {program} ({e}); .ci/run installs what the tests need")
+            });
         let (tx, lines) = mpsc::channel();
         for pipe in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -50,6 +59,7 @@ impl Running {
             });
         }
         Running {
+            program: program.to_owned(),
             child,
             lines,
             seen: Vec::new(),
@@ -67,7 +77,8 @@ impl Running {
                     }
                 }
                 Err(e) => panic!(
-                    "no line with {needle:?} ({e}); output so far:\n{}",
+                    "{}: no line with {needle:?} ({e}); output so far:\n{}",
+                    self.program,
                     self.seen.join("\n")
                 ),
             }

@@ -15,6 +15,10 @@ mod warnings;
 #[cfg(feature = "interop")]
 mod interop;
 #[cfg(feature = "interop")]
+mod interop_acme;
+#[cfg(feature = "interop")]
 mod interop_ca;
 #[cfg(feature = "interop")]
 mod interop_compat;
+#[cfg(feature = "interop")]
+mod pebble;

@@ -1,0 +1,135 @@
+//! ACME: where a listener's certificate comes from when it is not a file (`[acme]`,
+//! `listener.tls.acme`).
+
+use std::fmt;
+
+use crate::{FileRef, Location, Trust};
+
+/// Let's Encrypt's production directory: the default `acme.directory`.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// Where the ACME state lives when `acme.storage` is not set.
+pub const DEFAULT_STORAGE: &str = "/var/lib/farmgate/acme";
+
+/// The `[acme]` table: which ACME server issues the certificates and where farmgate keeps its
+/// account, certificates and locks. Present in a [`Config`](crate::Config) whenever a listener
+/// takes its certificate from ACME (with the defaults when the table is absent) or the table is
+/// written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Acme {
+    /// The ACME server's directory URL.
+    pub directory: DirectoryUrl,
+    /// Contact URLs for the account (`mailto:`), possibly none.
+    pub contact: Vec<String>,
+    /// The directory holding the account key, certificates and lock files.
+    pub storage: FileRef,
+    /// Extra trust anchors for the ACME server's own HTTPS certificate, added to the bundled
+    /// Mozilla roots (a test or private CA).
+    pub trust: Vec<Trust>,
+    /// Where the table is defined (the first ACME listener when the table is absent).
+    pub at: Location,
+}
+
+/// An ACME server's directory URL: `https://HOST[:PORT]/PATH`, checked when parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DirectoryUrl(String);
+
+impl DirectoryUrl {
+    /// Parse `text`: an `https://` URL with a host. `None` if it is not one.
+    pub fn parse(text: &str) -> Option<DirectoryUrl> {
+        let rest = text.strip_prefix("https://")?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        let port_ok = match authority.rsplit_once(':') {
+            Some((_, port)) if !authority.ends_with(']') => port.parse::<u16>().is_ok(),
+            _ => true,
+        };
+        let clean = text.bytes().all(|b| b.is_ascii_graphic());
+        (!host.is_empty() && !authority.contains('@') && port_ok && clean)
+            .then(|| DirectoryUrl(text.to_owned()))
+    }
+
+    /// The URL as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DirectoryUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `listener.tls.acme`: the certificate a listener gets from the ACME server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AcmeCert {
+    /// The DNS names on the certificate, lower-case, unique, in the order written; at least one.
+    pub domains: Vec<String>,
+    /// The ACME profile to order (e.g. Let's Encrypt's `"tlsserver"`, `"shortlived"`); `None`
+    /// takes the CA's default.
+    pub profile: Option<String>,
+    /// How the CA checks that we control the names.
+    pub challenge: Challenge,
+    /// Where it is defined.
+    pub at: Location,
+}
+
+/// The ACME challenge farmgate answers to prove it controls a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Challenge {
+    /// `tls-alpn-01` (RFC 8737), answered by the TLS listener itself (port 443). The default.
+    TlsAlpn01,
+    /// `http-01`, answered by the plain-HTTP listeners (port 80) under
+    /// `/.well-known/acme-challenge/`.
+    Http01,
+}
+
+impl Challenge {
+    /// The configuration (and ACME) spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Challenge::TlsAlpn01 => "tls-alpn-01",
+            Challenge::Http01 => "http-01",
+        }
+    }
+}
+
+impl fmt::Display for Challenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_urls() {
+        for good in [
+            LETS_ENCRYPT,
+            "https://127.0.0.1:14000/dir",
+            "https://[::1]:14000/dir",
+            "https://acme.internal",
+        ] {
+            assert!(DirectoryUrl::parse(good).is_some(), "{good}");
+        }
+        for bad in [
+            "http://acme.example.com/directory",
+            "acme.example.com/directory",
+            "https:///directory",
+            "https://user@acme.example.com/",
+            "https://acme.example.com:port/",
+            "https://acme example.com/",
+            "",
+        ] {
+            assert!(DirectoryUrl::parse(bad).is_none(), "{bad}");
+        }
+    }
+}
