@@ -70,6 +70,52 @@ impl Source for Scrape {
         gate_samples(&shared, &generation, out);
         upstream_samples(&generation, out);
         certificate_samples(&generation, out);
+        acme_samples(&generation, out);
+    }
+}
+
+/// Each ACME certificate: orders by outcome and seconds until the served one expires.
+fn acme_samples(generation: &Generation, out: &mut Vec<Sample>) {
+    const ORDERS: &str = "farmgate_acme_certificates_total";
+    const ORDERS_HELP: &str = "ACME certificates obtained or failed, by certificate (its first name) and result: issued, issue_failed, renewed, renew_failed, adopted (stored by another edge)";
+    let now = std::time::SystemTime::now();
+    for cert in generation.acme().status() {
+        let name = cert.domains.first().cloned().unwrap_or_default();
+        let c = cert.counters;
+        for (result, n) in [
+            ("issued", c.issued),
+            ("issue_failed", c.issue_failures),
+            ("renewed", c.renewed),
+            ("renew_failed", c.renew_failures),
+            ("adopted", c.adopted),
+        ] {
+            out.push(sample(
+                ORDERS,
+                ORDERS_HELP,
+                Kind::Counter,
+                vec![("certificate", name.clone()), ("result", result.to_owned())],
+                n as f64,
+            ));
+        }
+        if let Some(left) = cert.seconds_until_expiry(now) {
+            out.push(sample(
+                "farmgate_acme_expiry_seconds",
+                "Seconds until the ACME certificate served now expires (absent while the temporary certificate is served)",
+                Kind::Gauge,
+                vec![("certificate", name.clone())],
+                left as f64,
+            ));
+        }
+        out.push(sample(
+            "farmgate_acme_valid",
+            "1 while a certificate from the ACME CA is served (0: the temporary self-signed one, or expired)",
+            Kind::Gauge,
+            vec![("certificate", name)],
+            f64::from(u8::from(matches!(
+                cert.state,
+                farmgate_acme::CertificateState::Valid | farmgate_acme::CertificateState::Renewing
+            ))),
+        ));
     }
 }
 
@@ -340,12 +386,37 @@ pub(crate) fn status(shared: &Shared, bound: &[Bound]) -> Value {
         })
         .collect();
     let reloads = *shared.reloads.borrow();
+    let unix = |t: Option<std::time::SystemTime>| {
+        t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
+    let acme: Vec<Value> = generation
+        .acme()
+        .status()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "domains": c.domains,
+                "listeners": c.listeners,
+                "directory": c.directory,
+                "profile": c.profile,
+                "state": c.state.as_str(),
+                "ordering": c.ordering,
+                "not_after": unix(c.not_after),
+                "days_left": c.seconds_until_expiry(std::time::SystemTime::now()).map(|s| s.div_euclid(86_400)),
+                "next_renewal": unix(c.next_renewal),
+                "last_error": c.last_error,
+                "consecutive_failures": c.consecutive_failures,
+            })
+        })
+        .collect();
     json!({
         "config": config.file.display().to_string(),
         "open_connections": shared.tasks.count().saturating_sub(bound.len()),
         "reloads": { "succeeded": reloads.succeeded, "failed": reloads.failed },
         "listeners": listeners,
         "upstreams": upstreams,
+        "acme": acme,
     })
 }
 

@@ -78,6 +78,26 @@ async fn a_reload_keeps_the_acme_certificate_and_its_store() {
     let status = &server.acme().status()[0];
     assert_eq!(status.counters.orders, 0);
     assert_eq!(status.listeners, ["public"]);
+
+    // What the admin endpoint shows of it.
+    let document = server.status();
+    assert_eq!(document["acme"][0]["domains"][0], SITE);
+    assert_eq!(document["acme"][0]["state"], "valid");
+    assert!(document["acme"][0]["days_left"].as_i64().unwrap() > 80);
+    assert!(document["acme"][0]["next_renewal"].is_u64());
+    let metrics = server.metrics().encode();
+    for expected in [
+        format!(r#"farmgate_acme_valid{{certificate="{SITE}"}} 1"#),
+        format!(
+            r#"farmgate_acme_certificates_total{{certificate="{SITE}",result="renew_failed"}} 0"#
+        ),
+        format!(r#"farmgate_acme_expiry_seconds{{certificate="{SITE}"}}"#),
+    ] {
+        assert!(
+            metrics.contains(&expected),
+            "missing {expected} in:\n{metrics}"
+        );
+    }
 }
 
 /// A plain-HTTP request for `path` to `addr`: the raw response.
