@@ -127,7 +127,7 @@ async fn forward(
     let (response, _server) = upstream.dispatch(outgoing, key.as_deref()).await?;
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::from(body)))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header.
