@@ -119,9 +119,9 @@ async fn forward(
     rewrite_request(&mut req, conn, &authority);
     let (parts, body) = req.into_parts();
     let body = (!http_body::Body::is_end_stream(&body)).then_some(body);
-    let client_ip = conn.peer.ip().to_string();
+    // The client's address as text was formatted once per connection (`peer_ip`).
     let key = upstream
-        .hash_key(&parts, client_ip.as_bytes())
+        .hash_key(&parts, conn.peer_ip.as_bytes())
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
     let (response, _server) = upstream.dispatch(outgoing, key.as_deref()).await?;
