@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use farmgate_config::{Location, UpstreamTls};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
-use rustls::{CipherSuite, ClientConfig, SignatureScheme};
+use rustls::{ClientConfig, SignatureScheme};
 
 use crate::{TlsError, TlsErrorKind, TrustStore, load};
 
@@ -19,7 +18,7 @@ pub fn upstream_client_config(
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let trust = TrustStore::load(&tls.trust, &tls.at)?;
     let verifier = server_verifier(&trust, &tls.at)?;
-    let builder = ClientConfig::builder_with_provider(aes128_first())
+    let builder = ClientConfig::builder_with_provider(crate::aes128_first())
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsErrorKind::Build {
             at: tls.at.clone(),
@@ -35,24 +34,6 @@ pub fn upstream_client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
-}
-
-/// The provider towards backends: rustls' defaults with AES-128-GCM preferred. Both ends of
-/// this hop are ours and every request crosses it, so each record's cost counts: AES-128 runs
-/// 10 rounds instead of AES-256's 14, and its TLS 1.3 suite uses SHA-256 instead of SHA-384 in
-/// the key schedule. Backends choose by our order (rustls and OpenSSL do by default).
-fn aes128_first() -> Arc<CryptoProvider> {
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    // A stable sort: AES-128-GCM suites first, everything else in rustls' order.
-    provider.cipher_suites.sort_by_key(|suite| {
-        !matches!(
-            suite.suite(),
-            CipherSuite::TLS13_AES_128_GCM_SHA256
-                | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-        )
-    });
-    Arc::new(provider)
 }
 
 /// How the edge verifies a backend's certificate (and `farmgate probe` a server's): rustls'
@@ -89,26 +70,5 @@ impl ResolvesClientCert for ClientIdentity {
 
     fn has_certs(&self) -> bool {
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aes128_gcm_comes_first_towards_backends() {
-        let provider = aes128_first();
-        assert_eq!(
-            provider.cipher_suites[0].suite(),
-            CipherSuite::TLS13_AES_128_GCM_SHA256
-        );
-        // Nothing is lost, only reordered.
-        assert_eq!(
-            provider.cipher_suites.len(),
-            rustls::crypto::aws_lc_rs::default_provider()
-                .cipher_suites
-                .len()
-        );
     }
 }

@@ -118,7 +118,7 @@ impl ServerTls {
             Some(policy) => Some(Arc::new(ClientVerifier::new(name, policy)?)),
             None => None,
         };
-        let builder = ServerConfig::builder_with_provider(crate::provider())
+        let builder = ServerConfig::builder_with_provider(crate::aes128_first())
             .with_protocol_versions(&[&version::TLS13, &version::TLS12])
             .map_err(|source| TlsErrorKind::Build {
                 at: tls.default.certificate.at.clone(),
@@ -130,6 +130,9 @@ impl ServerTls {
         }
         .with_cert_resolver(store.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Our order decides the cipher suite: AES-128-GCM (see `aes128_first`), where clients
+        // like wrk and OpenSSL's defaults would pick AES-256-GCM with SHA-384.
+        config.ignore_client_order = true;
         if verifier.is_some() {
             // Resumption would skip certificate verification, so a gate never resumes: every
             // connection is checked against the current trust and allow-list (DESIGN.md).
