@@ -25,6 +25,12 @@ use tower_service::Service as _;
 use crate::body::Body;
 use crate::connect::{ConnectError, Connector};
 
+/// The most a connection reads from its server at once: the size of the largest body chunk
+/// held per response in flight. hyper's default (about 400 KiB) multiplied by every connection
+/// streaming a large body made most of the proxy's peak memory; 64 KiB chunks still amortise
+/// the per-chunk work.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
 /// The idle connections to one server.
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -108,7 +114,11 @@ impl Pool {
             .call(self.target.clone())
             .await
             .map_err(SendError::Connect)?;
-        let (sender, connection) = http1::handshake(io).await.map_err(SendError::Http)?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_READ_BUFFER)
+            .handshake(io)
+            .await
+            .map_err(SendError::Http)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("upstream connection ended with an error: {e}");
