@@ -65,9 +65,7 @@ pub(crate) enum Fault {
     Downstream,
     /// A backend failed or is unreachable.
     Upstream,
-    /// We failed. Nothing on today's paths fails on our side (the upstream pool sends requests
-    /// as they are); kept so that such a failure keeps its status, log line and metric label.
-    #[allow(dead_code)]
+    /// We failed.
     Internal,
 }
 
@@ -129,7 +127,6 @@ impl Failure {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn internal(cause: String) -> Failure {
         Failure {
             status: StatusCode::INTERNAL_SERVER_ERROR,

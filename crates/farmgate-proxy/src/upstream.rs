@@ -170,6 +170,10 @@ impl UpstreamRt {
             self.retry_budget.fetch_sub(DEPOSIT, Ordering::Relaxed);
         }
         let Outgoing { parts, mut body } = request;
+        let attempts = MAX_ATTEMPTS.min(self.servers.len());
+        // The head is copied for an attempt only while a later one may need it; the last
+        // possible attempt (the only one, for most requests) takes it.
+        let mut parts = Some(parts);
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let now = health::now_ms();
         let mut attempt = 0;
@@ -183,15 +187,17 @@ impl UpstreamRt {
             let index = ticket.server();
             tried[attempt] = index;
             let server = &self.servers[index];
-            let req = if replayable {
-                replay(&parts)
-            } else {
-                let mut req = Request::new(body.take().map_or(Body::Empty, Body::from));
-                *req.method_mut() = parts.method.clone();
-                *req.uri_mut() = parts.uri.clone();
-                *req.version_mut() = parts.version;
-                *req.headers_mut() = parts.headers.clone();
-                req
+            let may_retry = replayable && attempt + 1 < attempts;
+            let req = match parts.as_ref() {
+                Some(head) if may_retry => replay(head),
+                _ => {
+                    let mut head = parts.take().ok_or_else(|| {
+                        Failure::internal("the request was already sent".to_owned())
+                    })?;
+                    // Extensions belong to the downstream connection, not to this request.
+                    head.extensions.clear();
+                    Request::from_parts(head, body.take().map_or(Body::Empty, Body::from))
+                }
             };
             let started = Instant::now();
             match self.send(server, req).await {
@@ -207,7 +213,7 @@ impl UpstreamRt {
                     attempt += 1;
                     let retry = replayable
                         && failure.before_response
-                        && attempt < MAX_ATTEMPTS.min(self.servers.len())
+                        && attempt < attempts
                         && self.withdraw_retry();
                     if !retry {
                         return Err(failure);
