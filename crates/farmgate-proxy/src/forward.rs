@@ -31,7 +31,7 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -189,9 +189,9 @@ async fn forward(
         Some(count) => Body::Counted(body, count.clone()),
         None => Body::Stream(body),
     });
-    let client_ip = conn.peer.ip().to_string();
+    // The client's address as text was formatted once per connection (`peer_ip`).
     let key = upstream
-        .hash_key(&parts, client_ip.as_bytes())
+        .hash_key(&parts, conn.peer_ip.as_bytes())
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
     let sent = Instant::now();
@@ -202,7 +202,7 @@ async fn forward(
     exchange.server = Some(server.address.clone());
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::from(body)))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header.
@@ -283,18 +283,50 @@ fn rewrite_request(req: &mut Request<Incoming>, conn: &ConnInfo, authority: &str
 
 /// Remove hop-by-hop headers, including those the Connection header names.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    // One pass over the names present, then a hashed removal only for those found: most
+    // messages carry none of the nine, or only `Connection: keep-alive`.
+    let mut found = [false; HOP_BY_HOP.len()];
+    let mut named = Vec::new();
+    for (name, value) in headers.iter() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            found[i] = true;
+        }
+        if name != header::CONNECTION {
+            continue;
+        }
+        let tokens = value.to_str().into_iter().flat_map(|v| v.split(','));
+        for token in tokens.map(str::trim) {
+            match HOP_BY_HOP
+                .iter()
+                .position(|h| h.as_str().eq_ignore_ascii_case(token))
+            {
+                Some(i) => found[i] = true,
+                None => named.extend(HeaderName::from_bytes(token.as_bytes()).ok()),
+            }
+        }
+    }
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, found)| *found) {
         headers.remove(name);
+    }
+}
+
+/// The position of `name` (lower case, as header names are) in [`HOP_BY_HOP`]. A `match` on
+/// the text compares lengths first, so most names are passed over in a few instructions.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    match name {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "proxy-connection" => Some(2),
+        "te" => Some(3),
+        "trailer" => Some(4),
+        "transfer-encoding" => Some(5),
+        "upgrade" => Some(6),
+        "proxy-authenticate" => Some(7),
+        "proxy-authorization" => Some(8),
+        _ => None,
     }
 }
 
@@ -363,5 +395,28 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_tokens_name_headers_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Keep-Alive , X-Private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index("host"), None);
     }
 }

@@ -8,20 +8,18 @@ use std::time::{Duration, Instant};
 use farmgate_admin::{Histogram, Metrics};
 use farmgate_balance::{Balancer, Policy};
 use farmgate_config::{Balance, HashKey, Upstream};
-use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, Uri};
 use rustls_pki_types::ServerName;
 
 use crate::body::Body;
 use crate::connect::{ConnectError, Connector};
 use crate::error::{BuildError, Failure};
 use crate::health::{self, Health, Passive};
+use crate::pool::{Pool, SendError};
 
-/// ALPN offered to backends. HTTP/1.1 only: the pooled client keys connections by backend
-/// address, and HTTP/2 would carry that address as `:authority` instead of the client's host.
+/// ALPN offered to backends. HTTP/1.1 only: the pool speaks HTTP/1.1, which carries the
+/// client's Host header unchanged.
 const UPSTREAM_ALPN: &[&[u8]] = &[b"http/1.1"];
 
 /// Most attempts a replayable request gets (the first and two retries on other servers).
@@ -39,7 +37,8 @@ const BUDGET_CAP: i64 = 1_000;
 pub(crate) struct ServerRt {
     /// `10.0.0.11:8443`, for logs.
     pub(crate) address: Arc<str>,
-    authority: Authority,
+    /// Idle connections to this server.
+    pool: Arc<Pool>,
     pub(crate) health: Arc<Health>,
 }
 
@@ -50,9 +49,7 @@ pub(crate) struct UpstreamRt {
     pub(crate) servers: Vec<ServerRt>,
     balancer: Balancer,
     hash_key: Option<HashKey>,
-    client: Client<Connector, Body>,
     connector: Connector,
-    scheme: Scheme,
     pub(crate) config: Upstream,
     retry_budget: AtomicI64,
     /// Resolved on first use: the registry lives in the server, not in the generation.
@@ -92,26 +89,28 @@ impl UpstreamRt {
             Scheme::HTTP
         };
         let connector = Connector::new(tls, server_name, config.timeouts.connect);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.timeouts.idle)
-            .pool_max_idle_per_host(usize::MAX)
-            .set_host(false)
-            .build(connector.clone());
         let servers = config
             .servers
             .iter()
             .map(|s| {
                 let text = s.address.to_string();
-                let authority =
-                    Authority::try_from(text.as_str()).map_err(|_| BuildError::ServerName {
+                let target = Authority::try_from(text.as_str())
+                    .ok()
+                    .and_then(|authority| {
+                        Uri::builder()
+                            .scheme(scheme.clone())
+                            .authority(authority)
+                            .path_and_query("/")
+                            .build()
+                            .ok()
+                    })
+                    .ok_or_else(|| BuildError::ServerName {
                         at: config.at.clone(),
                         name: text.clone(),
                     })?;
                 Ok(ServerRt {
                     address: Arc::from(text),
-                    authority,
+                    pool: Arc::new(Pool::new(target, connector.clone(), config.timeouts.idle)),
                     health: Arc::new(Health::default()),
                 })
             })
@@ -141,9 +140,7 @@ impl UpstreamRt {
             servers,
             balancer,
             hash_key,
-            client,
             connector,
-            scheme,
             config: config.clone(),
             retry_budget: AtomicI64::new(BUDGET_RESERVE),
             response_seconds: OnceLock::new(),
@@ -190,13 +187,17 @@ impl UpstreamRt {
         request: Outgoing,
         key: Option<&[u8]>,
         metrics: &Metrics,
-    ) -> Result<(Response<Incoming>, &ServerRt), Failure> {
+    ) -> Result<(Response<Body>, &ServerRt), Failure> {
         let replayable = request.body.is_none() && is_idempotent(&request.parts.method);
         let budget = self.retry_budget.fetch_add(DEPOSIT, Ordering::Relaxed);
         if budget > BUDGET_CAP {
             self.retry_budget.fetch_sub(DEPOSIT, Ordering::Relaxed);
         }
         let Outgoing { parts, mut body } = request;
+        let attempts = MAX_ATTEMPTS.min(self.servers.len());
+        // The head is copied for an attempt only while a later one may need it; the last
+        // possible attempt (the only one, for most requests) takes it.
+        let mut parts = Some(parts);
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let now = health::now_ms();
         let mut attempt = 0;
@@ -212,15 +213,17 @@ impl UpstreamRt {
             let index = ticket.server();
             tried[attempt] = index;
             let server = &self.servers[index];
-            let req = if replayable {
-                replay(&parts)
-            } else {
-                let mut req = Request::new(body.take().unwrap_or(Body::Empty));
-                *req.method_mut() = parts.method.clone();
-                *req.uri_mut() = parts.uri.clone();
-                *req.version_mut() = parts.version;
-                *req.headers_mut() = parts.headers.clone();
-                req
+            let may_retry = replayable && attempt + 1 < attempts;
+            let req = match parts.as_ref() {
+                Some(head) if may_retry => replay(head),
+                _ => {
+                    let mut head = parts.take().ok_or_else(|| {
+                        Failure::internal("the request was already sent".to_owned())
+                    })?;
+                    // Extensions belong to the downstream connection, not to this request.
+                    head.extensions.clear();
+                    Request::from_parts(head, body.take().unwrap_or(Body::Empty))
+                }
             };
             let started = Instant::now();
             match self.send(server, req).await {
@@ -241,7 +244,7 @@ impl UpstreamRt {
                     attempt += 1;
                     let retry = replayable
                         && failure.before_response
-                        && attempt < MAX_ATTEMPTS.min(self.servers.len())
+                        && attempt < attempts
                         && self.withdraw_retry();
                     if !retry {
                         return Err(failure);
@@ -290,24 +293,25 @@ impl UpstreamRt {
         }
     }
 
-    /// Send `req` (origin-form URI) to `server` over a pooled connection.
+    /// Send `req` to `server` over a pooled connection, its URI in origin form (HTTP/2
+    /// clients' absolute URIs lose scheme and authority; the Host header carries the latter).
     pub(crate) async fn send(
         &self,
         server: &ServerRt,
         mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, Failure> {
-        let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(server.authority.clone());
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    ) -> Result<Response<Body>, Failure> {
+        if req.uri().scheme().is_some() || req.uri().path_and_query().is_none() {
+            let path = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
         }
-        *req.uri_mut() = http::Uri::from_parts(parts)
-            .map_err(|e| Failure::internal(format!("cannot build the upstream URI: {e}")))?;
         let wait = self.config.timeouts.response_header;
-        match tokio::time::timeout(wait, self.client.request(req)).await {
+        match tokio::time::timeout(wait, server.pool.send(req)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(classify(&e, &server.address)),
+            Ok(Err(e)) => Err(classify(e, &server.address)),
             Err(_) => Err(Failure::timeout(format!(
                 "backend {} sent no response header within {}",
                 server.address,
@@ -353,19 +357,15 @@ fn show(d: Duration) -> String {
     }
 }
 
-/// Turn a client error into the status and the cause in words.
-fn classify(e: &hyper_util::client::legacy::Error, server: &str) -> Failure {
-    use std::error::Error as _;
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(connect) = s.downcast_ref::<ConnectError>() {
-            return connect_failure(connect);
-        }
-        source = s.source();
-    }
+/// Turn a pool error into the status and the cause in words.
+fn classify(e: SendError, server: &str) -> Failure {
+    let e = match e {
+        SendError::Connect(connect) => return connect_failure(&connect),
+        SendError::Http(e) => e,
+    };
     // TLS 1.3: a gate refuses our certificate after we consider the handshake done, so the alert
     // arrives when we read the response.
-    if let Some(tls) = farmgate_tls::explain::find_tls_error(e) {
+    if let Some(tls) = farmgate_tls::explain::find_tls_error(&e) {
         let reason = match tls {
             rustls::Error::AlertReceived(a)
                 if farmgate_tls::explain::client_cert_alert(*a).is_some() =>
@@ -382,7 +382,7 @@ fn classify(e: &hyper_util::client::legacy::Error, server: &str) -> Failure {
     }
     Failure::bad_gateway(format!(
         "backend {server} failed before responding: {}",
-        chain(e)
+        chain(&e)
     ))
     .because("reset")
 }

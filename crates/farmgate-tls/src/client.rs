@@ -11,14 +11,14 @@ use crate::{TlsError, TlsErrorKind, TrustStore, load};
 
 /// The rustls client configuration for an upstream: verify each backend against `trust` (the
 /// name checked is chosen per connection), present `client_certificate` if configured, offer
-/// `alpn` in order.
+/// `alpn` in order, and prefer AES-128-GCM.
 pub fn upstream_client_config(
     tls: &UpstreamTls,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let trust = TrustStore::load(&tls.trust, &tls.at)?;
     let verifier = server_verifier(&trust, &tls.at)?;
-    let builder = ClientConfig::builder_with_provider(crate::provider())
+    let builder = ClientConfig::builder_with_provider(crate::aes128_first())
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsErrorKind::Build {
             at: tls.at.clone(),

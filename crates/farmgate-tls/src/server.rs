@@ -225,7 +225,7 @@ impl ServerTls {
             Some(policy) => Some(Arc::new(ClientVerifier::new(name, policy)?)),
             None => None,
         };
-        let builder = ServerConfig::builder_with_provider(crate::provider())
+        let builder = ServerConfig::builder_with_provider(crate::aes128_first())
             .with_protocol_versions(&[&version::TLS13, &version::TLS12])
             .map_err(|source| TlsErrorKind::Build {
                 at: tls.at.clone(),
@@ -244,6 +244,9 @@ impl ServerTls {
             // Last: a browser offers h2 or http/1.1 and never gets this; a validator offers only it.
             config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
         }
+        // Our order decides the cipher suite: AES-128-GCM (see `aes128_first`), where clients
+        // like wrk and OpenSSL's defaults would pick AES-256-GCM with SHA-384.
+        config.ignore_client_order = true;
         if verifier.is_some() {
             // Resumption would skip certificate verification, so a gate never resumes: every
             // connection is checked against the current trust and allow-list (DESIGN.md).

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# The same chain — client → edge → mTLS gate → origin — built with farmgate, nginx and HAProxy,
+# measured side by side in one run. See docs/performance.md for the method.
+#
+#   bench/run.sh                      everything: 3 rounds of 4 loads, 10 s each (~10 minutes)
+#   DURATION=5 ROUNDS=1 bench/run.sh  a quick look
+#
+# Knobs (environment): DURATION (seconds per load run, default 10), ROUNDS (default 3),
+# LOADS (default "keepalive handshake h2 body1m"), PROXIES (default "farmgate nginx haproxy"),
+# OUT (where raw results go, default a fresh /tmp/farmgate-bench.XXXXXX), FARMGATE (a prebuilt
+# binary instead of `cargo build --release`).
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+LOADS=${LOADS:-keepalive handshake h2 body1m}
+PROXIES=${PROXIES:-farmgate nginx haproxy}
+OUT=${OUT:-$(mktemp -d /tmp/farmgate-bench.XXXXXX)}
+PKI=$OUT/pki
+mkdir -p "$OUT/tmp" "$OUT/www" "$OUT/raw"
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- processes we start, by PID
+PIDS=()
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+# start NAME COMMAND...: run COMMAND in the background, remember its PID as NAME_PID.
+start() {
+    local name=$1
+    shift
+    "$@" >"$OUT/$name.out" 2>&1 &
+    PIDS+=("$!")
+    printf -v "${name//-/_}_PID" '%s' "$!"
+}
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nothing listens on port $1; see $OUT/*.out and $OUT/*.error.log"
+}
+
+# ---------------------------------------------------------------- tools
+install_missing() {
+    local missing=() program package
+    for program in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client curl:curl python3:python3 cc:gcc; do
+        command -v "${program%%:*}" >/dev/null 2>&1 || missing+=("${program#*:}")
+    done
+    [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+    ((${#missing[@]})) || return 0
+    say "installing from Debian: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Debian starts the packaged services; the bench runs its own instances.
+    for package in nginx haproxy; do
+        [[ " ${missing[*]} " == *" $package "* ]] && { service "$package" stop >/dev/null 2>&1 || true; }
+    done
+}
+
+build_farmgate() {
+    if [[ -n ${FARMGATE:-} ]]; then
+        [[ -x $FARMGATE ]] || die "FARMGATE=$FARMGATE is not an executable"
+        return
+    fi
+    say "building farmgate (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p farmgate)
+    FARMGATE=${CARGO_TARGET_DIR:-$ROOT/target}/release/farmgate
+}
+
+# ---------------------------------------------------------------- one PKI for all three chains
+mint_pki() {
+    say "minting the test PKI (ECDSA P-256) in $PKI"
+    "$FARMGATE" ca init --dir "$PKI" --name "farmgate bench CA" >/dev/null
+    local who
+    for who in "--server 127.0.0.1 --out $PKI/site" \
+        "--server backend.bench.internal --out $PKI/backend" \
+        "--client edge.bench.internal --out $PKI/edge-client" \
+        "--client intruder.bench.internal --out $PKI/intruder"; do
+        # shellcheck disable=SC2086 # word splitting wanted
+        "$FARMGATE" ca issue --dir "$PKI" $who >/dev/null
+    done
+    # HAProxy wants certificate and key in one file.
+    for who in site backend edge-client; do
+        cat "$PKI/$who.pem" "$PKI/$who.key" >"$PKI/$who.haproxy.pem"
+    done
+}
+
+# ---------------------------------------------------------------- configurations
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# render TEMPLATE OUTPUT EDGE_PORT GATE_PORT: fill in @NAME@ placeholders.
+render() {
+    sed -e "s#@DIR@#$OUT#g" -e "s#@PKI@#$PKI#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
+        -e "s#@EDGE_PORT@#$3#g" -e "s#@GATE_PORT@#$4#g" -e "s#@LOG_RESUMPTION@#${LOG_RESUMPTION:-0}#g" \
+        "$BENCH/$1" >"$OUT/$2"
+}
+
+start_chains() {
+    local ports
+    read -r -a ports <<<"$(free_ports 7)"
+    ORIGIN_PORT=${ports[0]}
+    declare -gA EDGE_PORT GATE_PORT
+    EDGE_PORT=([farmgate]=${ports[1]} [nginx]=${ports[3]} [haproxy]=${ports[5]})
+    GATE_PORT=([farmgate]=${ports[2]} [nginx]=${ports[4]} [haproxy]=${ports[6]})
+    head -c 1048576 /dev/urandom >"$OUT/www/1m"
+
+    say "origin: nginx, one worker, 'return 200' on 127.0.0.1:$ORIGIN_PORT (and /1m, 1 MiB)"
+    render nginx-origin.conf origin.conf 0 0
+    start origin nginx -c "$OUT/origin.conf" -g 'daemon off;'
+    wait_port "$ORIGIN_PORT"
+
+    local p
+    for p in $PROXIES; do
+        local e=${EDGE_PORT[$p]} g=${GATE_PORT[$p]}
+        say "$p: edge 127.0.0.1:$e → gate 127.0.0.1:$g → origin"
+        case $p in
+        farmgate)
+            render farmgate-gate.toml farmgate-gate.toml "$e" "$g"
+            render farmgate-edge.toml farmgate-edge.toml "$e" "$g"
+            start farmgate-gate "$FARMGATE" run -c "$OUT/farmgate-gate.toml"
+            start farmgate-edge "$FARMGATE" run -c "$OUT/farmgate-edge.toml"
+            ;;
+        nginx)
+            render nginx-gate.conf nginx-gate.conf "$e" "$g"
+            LOG_RESUMPTION=1 render nginx-edge.conf nginx-edge.conf "$e" "$g"
+            start nginx-gate nginx -c "$OUT/nginx-gate.conf" -g 'daemon off;'
+            start nginx-edge nginx -c "$OUT/nginx-edge.conf" -g 'daemon off;'
+            ;;
+        haproxy)
+            render haproxy-gate.cfg haproxy-gate.cfg "$e" "$g"
+            render haproxy-edge.cfg haproxy-edge.cfg "$e" "$g"
+            start haproxy-gate haproxy -db -f "$OUT/haproxy-gate.cfg"
+            start haproxy-edge haproxy -db -f "$OUT/haproxy-edge.cfg"
+            ;;
+        *) die "unknown proxy $p (farmgate, nginx or haproxy)" ;;
+        esac
+        wait_port "$g"
+        wait_port "$e"
+    done
+}
+
+# ---------------------------------------------------------------- checks before measuring
+check_chains() {
+    local p e g body code
+    for p in $PROXIES; do
+        e=${EDGE_PORT[$p]} g=${GATE_PORT[$p]}
+        body=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" "https://127.0.0.1:$e/") ||
+            die "$p: curl through the chain failed"
+        [[ $body == ok ]] || die "$p: the chain answered '$body' instead of 'ok'"
+        curl -sS --max-time 5 --http2 --cacert "$PKI/ca.pem" -o /dev/null "https://127.0.0.1:$e/" ||
+            die "$p: HTTP/2 through the chain failed"
+        code=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" -o "$OUT/1m.check" -w '%{http_code}' \
+            "https://127.0.0.1:$e/1m") || die "$p: 1 MiB through the chain failed"
+        cmp -s "$OUT/1m.check" "$OUT/www/1m" || die "$p: the 1 MiB body arrived altered ($code)"
+        # The gate itself: the edge's certificate gets through, no certificate or another name
+        # from the same CA does not.
+        body=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" --resolve "backend.bench.internal:$g:127.0.0.1" \
+            --cert "$PKI/edge-client.pem" --key "$PKI/edge-client.key" "https://backend.bench.internal:$g/") ||
+            die "$p: the gate refused the edge's certificate"
+        [[ $body == ok ]] || die "$p: the gate answered '$body' to the edge's certificate"
+        for who in none intruder; do
+            local cert=()
+            [[ $who == intruder ]] && cert=(--cert "$PKI/intruder.pem" --key "$PKI/intruder.key")
+            code=$(curl -s --max-time 5 --cacert "$PKI/ca.pem" --resolve "backend.bench.internal:$g:127.0.0.1" \
+                "${cert[@]}" -o /dev/null -w '%{http_code}' "https://backend.bench.internal:$g/") || true
+            [[ $code != 200 ]] || die "$p: the gate let a client with certificate '$who' through"
+        done
+        say "$p: chain ok; gate refuses no certificate and another name from the same CA"
+    done
+}
+
+# The handshake load must make the client do a full handshake for every request. wrk (and
+# h2load) keep each connection slot's TLS session across reconnects, so their "new" connections
+# resume; no option turns that off. no-resume.c, preloaded into wrk, drops the session before
+# each handshake. Proven here on the nginx edge, which logs $ssl_session_reused ('r' resumed,
+# '.' full) per request, and by the kernel's count of TCP connections opened.
+build_no_resume() {
+    cc -O2 -shared -fPIC -o "$OUT/no-resume.so" "$BENCH/no-resume.c" -ldl ||
+        die "cannot build no-resume.so (needs cc and libssl-dev)"
+}
+
+check_resumption() {
+    [[ " $PROXIES " == *" nginx "* ]] || return 0
+    local e=${EDGE_PORT[nginx]} log=$OUT/nginx-edge.resumption.log full resumed opens requests
+    local shim
+    for shim in "" "$OUT/no-resume.so"; do
+        : >"$log"
+        opens=$(tcp_active_opens)
+        LD_PRELOAD=$shim timeout 10 wrk -t1 -c4 -d2s -H 'Connection: close' "https://127.0.0.1:$e/" \
+            >"$OUT/raw/resumption-check.txt" 2>&1 || die "wrk failed; see $OUT/raw/resumption-check.txt"
+        opens=$(($(tcp_active_opens) - opens))
+        requests=$(awk '/requests in/ { print $1 }' "$OUT/raw/resumption-check.txt")
+        full=$(grep -c '^\.$' "$log" || true)
+        resumed=$(grep -c '^r$' "$log" || true)
+        say "resumption check, wrk with 'Connection: close'${shim:+ and no-resume.so}: $requests requests," \
+            "$opens TCP connections (edge and gate), $full full handshakes, $resumed resumed"
+    done
+    ((resumed == 0 && full >= requests)) || die "the handshake load resumed sessions; it would not measure full handshakes"
+    # Quiet again: the measured runs log nothing.
+    LOG_RESUMPTION=0 render nginx-edge.conf nginx-edge.conf "$e" "${GATE_PORT[nginx]}"
+    kill -HUP "$nginx_edge_PID"
+    sleep 2
+}
+
+tcp_active_opens() { awk '/^Tcp:/ { if (++n == 2) print $6 }' /proc/net/snmp; }
+
+# ---------------------------------------------------------------- measuring
+# pids_of PROXY ROLE: the process and its children (nginx workers).
+pids_of() {
+    local var="${1}_${2}_PID"
+    local pid=${!var}
+    echo "$pid" $(pgrep -P "$pid" || true)
+}
+
+# snapshot FILE PIDS...: utime, stime (clock ticks) and VmHWM (KiB) of each process.
+snapshot() {
+    local file=$1 pid
+    shift
+    for pid in "$@"; do
+        local stat hwm
+        stat=$(sed 's/.*) //' "/proc/$pid/stat") # after "pid (comm) "
+        hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+        awk -v pid="$pid" -v hwm="$hwm" '{ print pid, $12, $13, hwm }' <<<"$stat"
+    done >"$file"
+}
+
+# reset_peak PIDS...: start each process's peak RSS afresh (so each load gets its own peak).
+reset_peak() {
+    local pid
+    for pid in "$@"; do echo 5 >"/proc/$pid/clear_refs"; done
+}
+
+# load NAME PORT OUTPUT: one time-bounded load run against the edge on PORT.
+load() {
+    local url=https://127.0.0.1:$2 out=$3 limit=$((DURATION + 30))
+    case $1 in
+    keepalive) timeout -k 5 "$limit" wrk -t2 -c64 -d"${DURATION}s" --latency "$url/" >"$out" 2>&1 ;;
+    body1m) timeout -k 5 "$limit" wrk -t2 -c16 -d"${DURATION}s" --latency "$url/1m" >"$out" 2>&1 ;;
+    handshake) LD_PRELOAD=$OUT/no-resume.so timeout -k 5 "$limit" wrk -t2 -c64 -d"${DURATION}s" --latency \
+        -H 'Connection: close' "$url/" >"$out" 2>&1 ;;
+    h2) timeout -k 5 "$limit" h2load -t2 -c16 -m16 -D "$DURATION" --log-file="$out.log" "$url/" >"$out" 2>&1 ;;
+    *) die "unknown load $1" ;;
+    esac
+}
+
+measure() {
+    local round p l edge gate name
+    for round in $(seq "$ROUNDS"); do
+        for l in $LOADS; do
+            for p in $PROXIES; do
+                name=$OUT/raw/$round.$l.$p
+                read -r -a edge <<<"$(pids_of "$p" edge)"
+                read -r -a gate <<<"$(pids_of "$p" gate)"
+                reset_peak "${edge[@]}" "${gate[@]}"
+                snapshot "$name.edge.before" "${edge[@]}"
+                snapshot "$name.gate.before" "${gate[@]}"
+                load "$l" "${EDGE_PORT[$p]}" "$name.load" || say "warning: $l on $p exited with $? (see $name.load)"
+                snapshot "$name.edge.after" "${edge[@]}"
+                snapshot "$name.gate.after" "${gate[@]}"
+                say "round $round/$ROUNDS $l $p: $(python3 "$BENCH/table.py" --summary "$name")"
+                sleep 1
+            done
+        done
+    done
+}
+
+describe_machine() {
+    {
+        echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "cpu: $(nproc) × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+        echo "kernel: $(uname -r)"
+        echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "farmgate: $("$FARMGATE" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+        echo "nginx: $(nginx -v 2>&1 | sed 's/.*\///')"
+        echo "haproxy: $(haproxy -v | awk 'NR == 1 { print $3 }')"
+        echo "wrk: $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'); h2load: $(h2load --version | awk '{ print $NF }')"
+        echo "rounds: $ROUNDS × ${DURATION}s per load"
+    } >"$OUT/machine.txt"
+}
+
+install_missing
+build_farmgate
+mint_pki
+start_chains
+check_chains
+build_no_resume
+check_resumption
+describe_machine
+say "measuring: $ROUNDS rounds × ($LOADS) × ($PROXIES), ${DURATION}s each; raw results in $OUT"
+measure
+stop_all
+python3 "$BENCH/table.py" "$OUT"

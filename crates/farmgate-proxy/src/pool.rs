@@ -1,0 +1,230 @@
+//! Pooled HTTP/1.1 connections to one backend server.
+//!
+//! Each server keeps a stack of idle connections (most recently used on top, so the warmest
+//! connection is reused and the coldest ones age out). A request takes one, or opens a new one
+//! when none is idle; its response body carries the connection and puts it back when the body
+//! has been read to its end. A body dropped before its end takes the connection with it, since
+//! the connection still holds unread bytes.
+//!
+//! This replaces hyper-util's generic pooled client on the hot path: no pool-wide map keyed by
+//! hashed scheme and authority, no task spawned per request to wait for the connection to
+//! become idle, and the request goes out in origin form as it is.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use tower_service::Service as _;
+
+use crate::body::Body;
+use crate::connect::{ConnectError, Connector};
+
+/// The most a connection reads from its server at once: the size of the largest body chunk
+/// held per response in flight. hyper's default (about 400 KiB) multiplied by every connection
+/// streaming a large body made most of the proxy's peak memory; 64 KiB chunks still amortise
+/// the per-chunk work.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
+/// The idle connections to one server.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    /// Where the connector connects: `scheme://address`.
+    target: Uri,
+    connector: Connector,
+    idle_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// Why a request got no response from the server.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection could be opened.
+    Connect(ConnectError),
+    /// The connection failed while sending the request or reading the response head.
+    Http(hyper::Error),
+}
+
+impl Pool {
+    pub(crate) fn new(target: Uri, connector: Connector, idle_timeout: Duration) -> Pool {
+        Pool {
+            target,
+            connector,
+            idle_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Send `req` (origin form) over an idle connection, or a new one if none is idle. A request
+    /// that an idle connection closed under it before sending is sent again on another one,
+    /// as it never reached the server.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.take_idle().await {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let body = PooledBody::new(body, Checkin::new(self, sender));
+                    return Ok(Response::from_parts(parts, Body::Pooled(body)));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is still open and ready.
+    async fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
+        loop {
+            let Idle { mut sender, since } = self.lock().pop()?;
+            if sender.is_closed() || since.elapsed() > self.idle_timeout {
+                continue;
+            }
+            // A connection goes back to the pool when its last response body has been read; its
+            // task may not have noticed yet, which takes one turn of the runtime at most.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
+        let io = self
+            .connector
+            .clone()
+            .call(self.target.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_READ_BUFFER)
+            .handshake(io)
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("upstream connection ended with an error: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn checkin(&self, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.lock();
+        // The oldest connections sit at the bottom: drop the ones idle for too long.
+        let expired = idle
+            .iter()
+            .take_while(|i| now.duration_since(i.since) > self.idle_timeout)
+            .count();
+        idle.drain(..expired);
+        idle.push(Idle { sender, since: now });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        // The list is valid after any panic (push and pop are atomic with respect to it).
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection on loan to one response, returned to its pool by [`Checkin::finish`].
+#[derive(Debug)]
+struct Checkin {
+    pool: Arc<Pool>,
+    sender: http1::SendRequest<Body>,
+}
+
+impl Checkin {
+    fn new(pool: &Arc<Pool>, sender: http1::SendRequest<Body>) -> Checkin {
+        Checkin {
+            pool: pool.clone(),
+            sender,
+        }
+    }
+
+    fn finish(self) {
+        self.pool.checkin(self.sender);
+    }
+}
+
+/// A response body from a backend; when it has been read to its end, the connection it came on
+/// goes back to the pool.
+#[derive(Debug)]
+pub struct PooledBody {
+    body: Incoming,
+    /// `None` once the connection has gone back.
+    checkin: Option<Checkin>,
+}
+
+impl PooledBody {
+    fn new(body: Incoming, checkin: Checkin) -> PooledBody {
+        let mut pooled = PooledBody {
+            body,
+            checkin: Some(checkin),
+        };
+        pooled.release_if_done();
+        pooled
+    }
+
+    fn release_if_done(&mut self) {
+        if http_body::Body::is_end_stream(&self.body)
+            && let Some(checkin) = self.checkin.take()
+        {
+            checkin.finish();
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(checkin) = this.checkin.take() {
+                    checkin.finish();
+                }
+            }
+            // A failed body leaves the connection unusable: dropping the sender closes it.
+            Poll::Ready(Some(Err(_))) => this.checkin = None,
+            Poll::Ready(Some(Ok(_))) => this.release_if_done(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
