@@ -318,11 +318,11 @@ count_instructions() {
     local n=20000 url=https://127.0.0.1:${EDGE_PORT[farmgate]}/ role total
     command -v valgrind >/dev/null || die "CALLGRIND=1 needs valgrind (apt-get install valgrind)"
     h2load --h1 -t1 -c16 -n 2000 "$url" >/dev/null
-    callgrind_control -z "$farmgate_edge_PID" >/dev/null
-    callgrind_control -z "$farmgate_gate_PID" >/dev/null
+    callgrind_control -z "$farmgate_edge_PID" >/dev/null 2>&1
+    callgrind_control -z "$farmgate_gate_PID" >/dev/null 2>&1
     h2load --h1 -t1 -c16 -n "$n" "$url" | grep -q "$n succeeded" || die "requests failed under valgrind"
-    callgrind_control -d "$farmgate_edge_PID" >/dev/null
-    callgrind_control -d "$farmgate_gate_PID" >/dev/null
+    callgrind_control -d "$farmgate_edge_PID" >/dev/null 2>&1
+    callgrind_control -d "$farmgate_gate_PID" >/dev/null 2>&1
     for role in edge gate; do
         total=$(callgrind_annotate "$OUT/callgrind.$role.1" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
         echo "farmgate $role: $((total / n)) instructions per keep-alive request ($OUT/callgrind.$role.1)"
