@@ -56,8 +56,9 @@ start() {
 
 # wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10 s, 60 s under valgrind).
 wait_port() {
-    local i
-    for i in $(seq "${CALLGRIND:+6}00"); do
+    local i tries=100
+    [[ -z $CALLGRIND ]] || tries=600
+    for i in $(seq "$tries"); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
