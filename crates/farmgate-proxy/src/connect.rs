@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -197,22 +196,6 @@ impl Inner {
 pub(crate) enum Conn {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        match self {
-            Conn::Plain(_) => Connected::new(),
-            Conn::Tls(tls) => {
-                let (_, session) = tls.inner().get_ref();
-                if session.alpn_protocol() == Some(b"h2") {
-                    Connected::new().negotiated_h2()
-                } else {
-                    Connected::new()
-                }
-            }
-        }
-    }
 }
 
 impl Read for Conn {
