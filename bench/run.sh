@@ -9,6 +9,10 @@
 # LOADS (default "keepalive handshake h2 body1m"), PROXIES (default "farmgate nginx haproxy"),
 # OUT (where raw results go, default a fresh /tmp/farmgate-bench.XXXXXX), FARMGATE (a prebuilt
 # binary instead of `cargo build --release`).
+#
+#   CALLGRIND=1 bench/run.sh          instead of the loads: instructions per keep-alive request of
+#                                     farmgate's edge and gate, counted by valgrind's callgrind
+#                                     (repeatable within about 1% even on a busy machine)
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +23,12 @@ LOADS=${LOADS:-keepalive handshake h2 body1m}
 PROXIES=${PROXIES:-farmgate nginx haproxy}
 OUT=${OUT:-$(mktemp -d /tmp/farmgate-bench.XXXXXX)}
 PKI=$OUT/pki
+CALLGRIND=${CALLGRIND:-}
+WRAP=()
+if [[ -n $CALLGRIND ]]; then
+    PROXIES=farmgate
+    WRAP=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.@ROLE@")
+fi
 mkdir -p "$OUT/tmp" "$OUT/www" "$OUT/raw"
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -44,10 +54,11 @@ start() {
     printf -v "${name//-/_}_PID" '%s' "$!"
 }
 
-# wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10 s).
+# wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10 s, 60 s under valgrind).
 wait_port() {
-    local i
-    for i in $(seq 100); do
+    local i tries=100
+    [[ -z $CALLGRIND ]] || tries=600
+    for i in $(seq "$tries"); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -63,11 +74,13 @@ install_missing() {
     [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
     ((${#missing[@]})) || return 0
     say "installing from Debian: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     # Debian starts the packaged services; the bench runs its own instances.
     for package in nginx haproxy; do
-        [[ " ${missing[*]} " == *" $package "* ]] && { service "$package" stop >/dev/null 2>&1 || true; }
+        [[ " ${missing[*]} " == *" $package "* ]] && { "${sudo[@]}" service "$package" stop >/dev/null 2>&1 || true; }
     done
 }
 
@@ -139,8 +152,8 @@ start_chains() {
         farmgate)
             render farmgate-gate.toml farmgate-gate.toml "$e" "$g"
             render farmgate-edge.toml farmgate-edge.toml "$e" "$g"
-            start farmgate-gate "$FARMGATE" run -c "$OUT/farmgate-gate.toml"
-            start farmgate-edge "$FARMGATE" run -c "$OUT/farmgate-edge.toml"
+            start farmgate-gate "${WRAP[@]/@ROLE@/gate}" "$FARMGATE" run -c "$OUT/farmgate-gate.toml"
+            start farmgate-edge "${WRAP[@]/@ROLE@/edge}" "$FARMGATE" run -c "$OUT/farmgate-edge.toml"
             ;;
         nginx)
             render nginx-gate.conf nginx-gate.conf "$e" "$g"
@@ -300,11 +313,32 @@ describe_machine() {
     } >"$OUT/machine.txt"
 }
 
+# Instructions per keep-alive request: warm up, zero the counters, send a fixed number of
+# requests, dump, divide.
+count_instructions() {
+    local n=20000 url=https://127.0.0.1:${EDGE_PORT[farmgate]}/ role total
+    command -v valgrind >/dev/null || die "CALLGRIND=1 needs valgrind (apt-get install valgrind)"
+    h2load --h1 -t1 -c16 -n 2000 "$url" >/dev/null
+    callgrind_control -z "$farmgate_edge_PID" >/dev/null 2>&1
+    callgrind_control -z "$farmgate_gate_PID" >/dev/null 2>&1
+    h2load --h1 -t1 -c16 -n "$n" "$url" | grep -q "$n succeeded" || die "requests failed under valgrind"
+    callgrind_control -d "$farmgate_edge_PID" >/dev/null 2>&1
+    callgrind_control -d "$farmgate_gate_PID" >/dev/null 2>&1
+    for role in edge gate; do
+        total=$(callgrind_annotate "$OUT/callgrind.$role.1" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+        echo "farmgate $role: $((total / n)) instructions per keep-alive request ($OUT/callgrind.$role.1)"
+    done
+}
+
 install_missing
 build_farmgate
 mint_pki
 start_chains
 check_chains
+if [[ -n $CALLGRIND ]]; then
+    count_instructions
+    exit 0
+fi
 build_no_resume
 check_resumption
 describe_machine

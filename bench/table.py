@@ -163,8 +163,11 @@ def table(out):
     errors = {k: sum(r["errors"] for r in v) for k, v in runs.items() if any(r["errors"] for r in v)}
     lines.append("")
     lines.append(
-        "Medians over rounds (peak RSS: the largest); in brackets the ratio to the better of nginx "
-        "and HAProxy (for requests/s higher is better, for everything else lower)."
+        "Medians over rounds; peak RSS is the largest over rounds of the high-water mark, reset "
+        "before each load run (so it starts from what the process still holds from earlier "
+        "loads), summed over a proxy's processes (nginx: master and workers). In brackets the "
+        "ratio to the better of nginx and HAProxy (for requests/s higher is better, for "
+        "everything else lower)."
     )
     if errors:
         lines.append("Errors (non-2xx, socket errors, failed requests): " +

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -143,7 +142,7 @@ impl tower_service::Service<Uri> for Connector {
                     inner.open.fetch_add(1, Ordering::Relaxed);
                     Ok(Conn {
                         io,
-                        open: OpenGuard(inner.open.clone()),
+                        _open: OpenGuard(inner.open.clone()),
                     })
                 }
                 Err(_) => Err(ConnectError::Timeout {
@@ -207,7 +206,8 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct Conn {
     io: Io,
-    open: OpenGuard,
+    /// Held for its `Drop`: counts the connection as open while it lives.
+    _open: OpenGuard,
 }
 
 /// Decrements the open-connection count when the connection goes.
@@ -225,23 +225,6 @@ impl Drop for OpenGuard {
 pub(crate) enum Io {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        let _ = &self.open;
-        match &self.io {
-            Io::Plain(_) => Connected::new(),
-            Io::Tls(tls) => {
-                let (_, session) = tls.inner().get_ref();
-                if session.alpn_protocol() == Some(b"h2") {
-                    Connected::new().negotiated_h2()
-                } else {
-                    Connected::new()
-                }
-            }
-        }
-    }
 }
 
 impl Read for Conn {

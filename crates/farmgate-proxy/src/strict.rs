@@ -5,46 +5,46 @@
 //! refused here with 400 and the connection closed, so no backend can be desynchronised.
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, Request, Version};
+use http::{HeaderMap, HeaderValue, Request, Version};
 
 /// Why a request is refused, in words for the log.
 pub(crate) fn check<B>(req: &Request<B>) -> Result<(), &'static str> {
-    let headers = req.headers();
     if !matches!(
         req.version(),
         Version::HTTP_10 | Version::HTTP_11 | Version::HTTP_2
     ) {
         return Err("unsupported HTTP version");
     }
-    if headers.get_all(HOST).iter().count() > 1 {
+    // One pass over the headers (instead of a hashed lookup per rule): every request goes
+    // through here at every hop.
+    let facts = Facts::of(req.headers());
+    if facts.hosts > 1 {
         return Err("two Host headers");
     }
-    let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
-    let codings = headers.get_all(TRANSFER_ENCODING).iter().count();
-    if lengths > 0 && codings > 0 {
+    if facts.lengths > 0 && facts.codings > 0 {
         return Err("both Content-Length and Transfer-Encoding");
     }
-    if lengths > 1 {
+    if facts.lengths > 1 {
         return Err("repeated Content-Length");
     }
-    if let Some(cl) = headers.get(CONTENT_LENGTH)
+    if let Some(cl) = facts.length
         && (cl.is_empty() || !cl.as_bytes().iter().all(u8::is_ascii_digit))
     {
         return Err("malformed Content-Length");
     }
-    if codings > 1 {
+    if facts.codings > 1 {
         return Err("repeated Transfer-Encoding");
     }
-    if let Some(te) = headers.get(TRANSFER_ENCODING)
+    if let Some(te) = facts.coding
         && !te.as_bytes().eq_ignore_ascii_case(b"chunked")
     {
         return Err("unknown or repeated transfer coding");
     }
-    if has_control_bytes(headers) {
+    if facts.control_bytes {
         return Err("control character in a header value");
     }
     if req.version() != Version::HTTP_2 {
-        match (headers.get(HOST), req.uri().authority()) {
+        match (facts.host, req.uri().authority()) {
             (None, _) if req.version() == Version::HTTP_11 => return Err("missing Host header"),
             (Some(host), Some(authority))
                 if !host
@@ -55,7 +55,7 @@ pub(crate) fn check<B>(req: &Request<B>) -> Result<(), &'static str> {
             }
             _ => {}
         }
-    } else if let (Some(host), Some(authority)) = (headers.get(HOST), req.uri().authority())
+    } else if let (Some(host), Some(authority)) = (facts.host, req.uri().authority())
         && !host
             .as_bytes()
             .eq_ignore_ascii_case(authority.as_str().as_bytes())
@@ -65,13 +65,47 @@ pub(crate) fn check<B>(req: &Request<B>) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// NUL, CR, LF and other control bytes (except horizontal tab) in any header value.
-fn has_control_bytes(headers: &HeaderMap) -> bool {
-    headers.values().any(|v| {
-        v.as_bytes()
-            .iter()
-            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-    })
+/// What the rules look at in a request's headers: how many of each framing header, the first
+/// value of each, and whether any value holds a control byte.
+#[derive(Default)]
+struct Facts<'h> {
+    hosts: usize,
+    host: Option<&'h HeaderValue>,
+    lengths: usize,
+    length: Option<&'h HeaderValue>,
+    codings: usize,
+    coding: Option<&'h HeaderValue>,
+    control_bytes: bool,
+}
+
+impl<'h> Facts<'h> {
+    fn of(headers: &'h HeaderMap) -> Facts<'h> {
+        let mut facts = Facts::default();
+        for (name, value) in headers {
+            let (count, first) = if *name == HOST {
+                (&mut facts.hosts, &mut facts.host)
+            } else if *name == CONTENT_LENGTH {
+                (&mut facts.lengths, &mut facts.length)
+            } else if *name == TRANSFER_ENCODING {
+                (&mut facts.codings, &mut facts.coding)
+            } else {
+                facts.control_bytes |= has_control_bytes(value);
+                continue;
+            };
+            *count += 1;
+            first.get_or_insert(value);
+            facts.control_bytes |= has_control_bytes(value);
+        }
+        facts
+    }
+}
+
+/// NUL, CR, LF and other control bytes (except horizontal tab) in a header value.
+fn has_control_bytes(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
 #[cfg(test)]
