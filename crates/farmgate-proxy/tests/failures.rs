@@ -26,6 +26,27 @@ async fn edge(
     (server, TlsClient::new(&pki.ca_file(), SITE), addr)
 }
 
+/// An origin called `name` behind a gate whose certificate names `backend` and which allows
+/// the edge: (origin, gate, gate address).
+async fn gated_origin(
+    pki: &TestPki,
+    name: &str,
+    backend: &str,
+) -> (Origin, farmgate_proxy::Server, SocketAddr) {
+    let origin = Origin::start(name).await;
+    let backend = pki.server(backend);
+    let (server, addr) = gate(
+        pki.dir(),
+        "gate",
+        &backend,
+        &pki.ca_file(),
+        &["dns:edge.farm.test"],
+        origin.addr,
+    )
+    .await;
+    (origin, server, addr)
+}
+
 /// An address nothing listens on.
 async fn closed_port() -> SocketAddr {
     let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,17 +90,7 @@ servers = ["{origin}"]
 #[tokio::test]
 async fn backend_with_wrong_server_name_gives_502_with_reason_logged() {
     let pki = TestPki::new();
-    let origin = Origin::start("app").await;
-    let backend = pki.server("wrong-name.farm.test");
-    let (_gate, gate_addr) = gate(
-        pki.dir(),
-        "gate",
-        &backend,
-        &pki.ca_file(),
-        &["dns:edge.farm.test"],
-        origin.addr,
-    )
-    .await;
+    let (origin, _gate, gate_addr) = gated_origin(&pki, "app", "wrong-name.farm.test").await;
     let (_edge, client, addr) = edge(&pki, &[gate_addr], "", &pki).await;
     let r = client.get(addr, "/wrong-name").await;
     assert_eq!(r.status, 502);
@@ -96,17 +107,7 @@ async fn backend_with_wrong_server_name_gives_502_with_reason_logged() {
 #[tokio::test]
 async fn edge_certificate_refused_by_gate_gives_502_with_reason_logged() {
     let pki = TestPki::new();
-    let origin = Origin::start("app").await;
-    let backend = pki.server(BACKEND);
-    let (_gate, gate_addr) = gate(
-        pki.dir(),
-        "gate",
-        &backend,
-        &pki.ca_file(),
-        &["dns:edge.farm.test"],
-        origin.addr,
-    )
-    .await;
+    let (origin, _gate, gate_addr) = gated_origin(&pki, "app", BACKEND).await;
     // The edge presents a certificate from a CA the gate does not trust.
     let (_edge, client, addr) = edge(&pki, &[gate_addr], "", &TestPki::other()).await;
     let r = client.get(addr, "/refused-cert").await;
@@ -163,17 +164,7 @@ async fn backend_that_never_completes_the_handshake_gives_502_after_connect_time
 #[tokio::test]
 async fn slow_backend_gives_504() {
     let pki = TestPki::new();
-    let origin = Origin::start("slow").await;
-    let backend = pki.server(BACKEND);
-    let (_gate, gate_addr) = gate(
-        pki.dir(),
-        "gate",
-        &backend,
-        &pki.ca_file(),
-        &["dns:edge.farm.test"],
-        origin.addr,
-    )
-    .await;
+    let (_origin, _gate, gate_addr) = gated_origin(&pki, "slow", BACKEND).await;
     let (_edge, client, addr) = edge(
         &pki,
         &[gate_addr],
@@ -194,17 +185,7 @@ async fn slow_backend_gives_504() {
 #[tokio::test]
 async fn ambiguous_request_is_refused_with_400_and_never_forwarded() {
     let pki = TestPki::new();
-    let origin = Origin::start("app").await;
-    let backend = pki.server(BACKEND);
-    let (_gate, gate_addr) = gate(
-        pki.dir(),
-        "gate",
-        &backend,
-        &pki.ca_file(),
-        &["dns:edge.farm.test"],
-        origin.addr,
-    )
-    .await;
+    let (origin, _gate, gate_addr) = gated_origin(&pki, "app", BACKEND).await;
     let (_edge, client, addr) = edge(&pki, &[gate_addr], "", &pki).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let shapes = [

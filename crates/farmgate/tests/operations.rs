@@ -110,6 +110,37 @@ client_key = {key:?}
     (process, public, admin, path)
 }
 
+/// A farm of processes: one gate in front of an origin, and an edge with an admin endpoint
+/// and JSON access logs in front of the gate.
+struct OneGate {
+    pki: TestPki,
+    origin: Origin,
+    _gate: Running,
+    gate: SocketAddr,
+    edge: Running,
+    public: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl OneGate {
+    async fn start(origin: &str) -> OneGate {
+        let pki = TestPki::new();
+        let origin = Origin::start(origin).await;
+        let backend = pki.server("backend.farm.test");
+        let (gate_process, gate) = gate_process(&pki, "gate", &backend, origin.addr);
+        let (edge, public, admin, _) = edge_process(&pki, &[gate], "");
+        OneGate {
+            pki,
+            origin,
+            _gate: gate_process,
+            gate,
+            edge,
+            public,
+            admin,
+        }
+    }
+}
+
 /// GET `path` from a plain-HTTP endpoint: (status line, body).
 async fn plain_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -131,11 +162,15 @@ fn browser(pki: &TestPki) -> TlsClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoint_reports_metrics_and_status() {
-    let pki = TestPki::new();
-    let origin = Origin::start("app").await;
-    let backend = pki.server("backend.farm.test");
-    let (_gate, gate) = gate_process(&pki, "gate", &backend, origin.addr);
-    let (_edge, public, admin, _) = edge_process(&pki, &[gate], "");
+    let OneGate {
+        pki,
+        origin: _origin,
+        _gate,
+        gate,
+        edge: _edge,
+        public,
+        admin,
+    } = OneGate::start("app").await;
     let browser = browser(&pki);
     for _ in 0..3 {
         assert_eq!(browser.get(public, "/").await.status, 200);
@@ -232,11 +267,15 @@ async fn gate_metrics_count_refusals_by_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_writes_one_json_line_per_request() {
-    let pki = TestPki::new();
-    let origin = Origin::start("app").await;
-    let backend = pki.server("backend.farm.test");
-    let (_gate, gate) = gate_process(&pki, "gate", &backend, origin.addr);
-    let (mut edge, public, _, _) = edge_process(&pki, &[gate], "");
+    let OneGate {
+        pki,
+        origin: _origin,
+        _gate,
+        gate,
+        mut edge,
+        public,
+        admin: _,
+    } = OneGate::start("app").await;
     let r = browser(&pki)
         .get(public, "/bytes/1000?mark=access-log-test")
         .await;
@@ -309,11 +348,15 @@ async fn a_backend_killed_mid_load_costs_no_get() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
-    let pki = TestPki::new();
-    let origin = Origin::start("slow").await;
-    let backend = pki.server("backend.farm.test");
-    let (_gate, gate) = gate_process(&pki, "gate", &backend, origin.addr);
-    let (mut edge, public, _, _) = edge_process(&pki, &[gate], "");
+    let OneGate {
+        pki,
+        origin,
+        _gate,
+        gate: _,
+        mut edge,
+        public,
+        admin: _,
+    } = OneGate::start("slow").await;
     let browser = browser(&pki);
     let slow = tokio::spawn(async move { browser.get(public, "/delay/1500").await });
     origin.wait_for_requests(1).await;
@@ -326,11 +369,15 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_at_once() {
-    let pki = TestPki::new();
-    let origin = Origin::start("slow").await;
-    let backend = pki.server("backend.farm.test");
-    let (_gate, gate) = gate_process(&pki, "gate", &backend, origin.addr);
-    let (mut edge, public, _, _) = edge_process(&pki, &[gate], "");
+    let OneGate {
+        pki,
+        origin,
+        _gate,
+        gate: _,
+        mut edge,
+        public,
+        admin: _,
+    } = OneGate::start("slow").await;
     let browser = browser(&pki);
     let slow = tokio::spawn(async move {
         let mut conn = browser.connect(public).await;
