@@ -12,14 +12,14 @@ use farmgate_identity::{AllowList, AllowRule, RuleKind};
 use crate::location::Source;
 use crate::raw::{
     RawAcme, RawClientAuth, RawConfig, RawHealth, RawListener, RawListenerAcme, RawListenerTls,
-    RawRoute, RawTimeouts, RawUpstream, RawUpstreamTls, S,
+    RawRoute, RawServer, RawTimeouts, RawUpstream, RawUpstreamTls, S,
 };
 use crate::{
     Acme, AcmeCert, Address, Admin, Backend, Balance, CertKey, Challenge, ClientAuth, Config,
     ConfigError, ConfigErrors, DEFAULT_STORAGE, DirectoryUrl, EkuPolicy, FileRef, HashKey, Health,
     HostPattern, IpRange, LETS_ENCRYPT, Listener, ListenerCerts, ListenerTimeouts, ListenerTls,
-    Location, Log, LogFormat, Problem, Route, Server, SniCert, Timeouts, Trust, Upstream,
-    UpstreamId, UpstreamTls, parse_duration,
+    Location, Log, LogFormat, MAX_WORKERS, Problem, Route, Server, SniCert, Timeouts, Trust,
+    Upstream, UpstreamId, UpstreamTls, parse_duration,
 };
 
 /// The most names a public CA puts on one certificate (Let's Encrypt's limit).
@@ -108,14 +108,7 @@ impl Builder<'_> {
         let server = raw
             .server
             .as_ref()
-            .map_or_else(Server::default, |s| Server {
-                shutdown_grace: s
-                    .get_ref()
-                    .shutdown_grace
-                    .as_ref()
-                    .and_then(|d| self.duration(d, "server.shutdown_grace"))
-                    .unwrap_or(Server::default().shutdown_grace),
-            });
+            .map_or_else(Server::default, |s| self.server(s.get_ref()));
         let acme = self.acme(raw.acme.as_ref(), &listeners);
         Config {
             file: self.src.path.clone(),
@@ -914,6 +907,30 @@ impl Builder<'_> {
             rise: rise?,
             fall: fall?,
         })
+    }
+
+    fn server(&mut self, s: &RawServer) -> Server {
+        let workers = s.workers.as_ref().and_then(|n| {
+            let value = *n.get_ref();
+            if (1..=MAX_WORKERS).contains(&value) {
+                Some(value)
+            } else {
+                self.invalid(
+                    n.span(),
+                    "server.workers",
+                    format!("workers must be from 1 to {MAX_WORKERS}, not {value}; leave it out for one per CPU"),
+                );
+                None
+            }
+        });
+        Server {
+            shutdown_grace: s
+                .shutdown_grace
+                .as_ref()
+                .and_then(|d| self.duration(d, "server.shutdown_grace"))
+                .unwrap_or(Server::default().shutdown_grace),
+            workers,
+        }
     }
 
     fn timeouts(&mut self, t: &RawTimeouts, key: &str) -> Timeouts {

@@ -160,12 +160,19 @@ pub enum LogFormat {
 pub struct Server {
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Threads serving connections, each with its own runtime and its own listening socket
+    /// on every listener address; `None`: one per CPU the process may run on.
+    pub workers: Option<u32>,
 }
+
+/// The most `[server] workers` may ask for.
+pub const MAX_WORKERS: u32 = 256;
 
 impl Default for Server {
     fn default() -> Self {
         Server {
             shutdown_grace: Duration::from_secs(30),
+            workers: None,
         }
     }
 }

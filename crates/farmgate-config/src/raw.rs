@@ -40,6 +40,7 @@ pub(crate) struct RawLog {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub shutdown_grace: Option<S<String>>,
+    pub workers: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -71,6 +71,18 @@ fn bad_duration_is_an_error() {
 }
 
 #[test]
+fn zero_workers_is_an_error() {
+    let text = "[server]\nworkers = 0\n[[listener]]\nname = \"p\"\nlisten = \"127.0.0.1:1\"\n[[listener.route]]\nupstream = \"farm\"\n[upstream.farm]\nservers = [\"127.0.0.1:2\"]\n";
+    let e = error(text);
+    assert_at(
+        &e,
+        2,
+        "server.workers",
+        "workers must be from 1 to 256, not 0; leave it out for one per CPU",
+    );
+}
+
+#[test]
 fn bad_identities_are_errors() {
     for (entry, words) in [
         ("dns:bad_name!", "dns"),

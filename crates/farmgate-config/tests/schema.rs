@@ -57,6 +57,7 @@ client_key         = "certs/edge-client.key"
 
 [server]
 shutdown_grace = "10s"
+workers = 4
 "#;
 
 /// The files a listener's certificates come from.
@@ -129,6 +130,7 @@ fn edge_example_parses_into_typed_values() {
     assert_eq!(up.server_name.as_deref(), Some("backend.farm.internal"));
     assert!(up.client_cert.is_some());
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(c.server.workers, Some(4));
 }
 
 #[test]
@@ -166,4 +168,5 @@ tls = { server_name = "app.local" }
     );
     assert_eq!(up.timeouts.connect, Duration::from_secs(5));
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.server.workers, None, "one worker per CPU");
 }

@@ -26,6 +26,7 @@ pub mod reload;
 mod server;
 mod strict;
 mod upstream;
+mod workers;
 
 pub use body::Body;
 pub use connect::ConnectError;
@@ -33,3 +34,4 @@ pub use error::{BuildError, LoadError, ProxyError};
 pub use generation::{Generation, ServerState};
 pub use pool::PooledBody;
 pub use server::{Drained, ReloadError, Server};
+pub use workers::Workers;

@@ -119,15 +119,23 @@ impl ListenerRt {
 }
 
 /// Accept connections on `socket` until this listener is stopped or the server shuts down;
-/// each connection is served by the generation current when it was accepted.
+/// each connection is served by the generation current when it was accepted, on the runtime
+/// this loop runs on.
 pub(crate) async fn accept_loop(
     name: Arc<str>,
-    socket: TcpListener,
+    socket: std::net::TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     mut stopping: watch::Receiver<bool>,
     running: TaskGuard,
 ) {
+    let socket = match TcpListener::from_std(socket) {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::error!(listener = %name, "cannot accept on this worker: {e}");
+            return;
+        }
+    };
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {

@@ -1,7 +1,9 @@
 //! Pooled HTTP/1.1 connections to one backend server.
 //!
-//! Each server keeps a stack of idle connections (most recently used on top, so the warmest
-//! connection is reused and the coldest ones age out). A request takes one, or opens a new one
+//! Each server keeps, for each worker thread, a stack of idle connections (most recently used
+//! on top, so the warmest connection is reused and the coldest ones age out). A worker reuses
+//! only the connections it opened, whose tasks run on its own runtime, so a request and the
+//! backend connection it travels on never wake another thread. A request takes one, or opens a new one
 //! when none is idle; its response body carries the connection and puts it back when the body
 //! has been read to its end. A body dropped before its end takes the connection with it, since
 //! the connection still holds unread bytes.
@@ -38,8 +40,15 @@ pub(crate) struct Pool {
     target: Uri,
     connector: Connector,
     idle_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    /// Indexed by worker ([`crate::workers::current`]).
+    idle: Box<[Slot]>,
 }
+
+/// One worker's idle connections, on cache lines of its own (workers lock theirs on every
+/// request; sharing a line would bounce it between cores).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(Mutex<Vec<Idle>>);
 
 #[derive(Debug)]
 struct Idle {
@@ -62,7 +71,9 @@ impl Pool {
             target,
             connector,
             idle_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..crate::workers::SLOTS)
+                .map(|_| Slot::default())
+                .collect(),
         }
     }
 
@@ -142,9 +153,11 @@ impl Pool {
         idle.push(Idle { sender, since: now });
     }
 
+    /// This worker's idle connections.
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        let slot = &self.idle[crate::workers::current() % self.idle.len()];
         // The list is valid after any panic (push and pop are atomic with respect to it).
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        slot.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use farmgate_admin::Metrics;
 
 use crate::error::ProxyError;
 use crate::generation::Generation;
+use crate::workers::Workers;
 
 /// State shared by every accept loop and connection; it outlives generations.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl Drop for TaskGuard {
     }
 }
 
-/// A listening socket and the accept loop serving it.
+/// A listening address and the accept loops serving it, one per worker.
 #[derive(Debug)]
 pub(crate) struct Bound {
     pub(crate) name: String,
@@ -106,6 +106,7 @@ pub struct Server {
     shared: Arc<Shared>,
     bound: Mutex<Vec<Bound>>,
     reloading: tokio::sync::Mutex<()>,
+    workers: Workers,
 }
 
 /// Why a reload was refused; the running generation stays.
@@ -127,9 +128,16 @@ pub enum Drained {
 }
 
 impl Server {
-    /// Bind every listener of `generation` and start serving. Must run inside a tokio runtime.
+    /// Bind every listener of `generation` and start serving, on the runtime this runs on
+    /// alone. Must run inside a tokio runtime.
     pub async fn start(generation: Generation) -> Result<Server, ProxyError> {
-        let sockets = bind_new(&generation, &[]).await?;
+        Server::start_on(generation, Workers::current()).await
+    }
+
+    /// Bind every listener of `generation` once per worker and start serving, each worker
+    /// accepting on its own socket. Must run inside the runtime of worker 0.
+    pub async fn start_on(generation: Generation, workers: Workers) -> Result<Server, ProxyError> {
+        let sockets = bind_new(&generation, &[], workers.count())?;
         let shared = Arc::new(Shared {
             generation: ArcSwap::from_pointee(generation),
             reloaded: watch::channel(0).0,
@@ -147,6 +155,7 @@ impl Server {
             shared,
             bound: Mutex::new(Vec::new()),
             reloading: tokio::sync::Mutex::new(()),
+            workers,
         };
         server.spawn_loops(sockets);
         let generation = server.shared.generation.load_full();
@@ -184,8 +193,9 @@ impl Server {
 
     /// Open client connections right now.
     pub fn open_connections(&self) -> usize {
-        // Accept loops are tasks too.
-        self.shared.tasks.count().saturating_sub(self.bound().len())
+        // Accept loops are tasks too, one per listener and worker.
+        let loops = self.bound().len() * self.workers.count();
+        self.shared.tasks.count().saturating_sub(loops)
     }
 
     /// Serve new connections with `generation` from now on. Listeners it adds or moves are
@@ -205,7 +215,7 @@ impl Server {
                 .map(|b| (b.name.clone(), b.configured))
                 .collect()
         };
-        let sockets = bind_new(&generation, &keep).await?;
+        let sockets = bind_new(&generation, &keep, self.workers.count())?;
         {
             let current = self.shared.generation.load();
             let (old, new) = (current.config(), generation.config());
@@ -214,6 +224,11 @@ impl Server {
             }
             if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
                 tracing::warn!("[admin] listen changed: the admin endpoint moves after a restart");
+            }
+            if old.server.workers != new.server.workers {
+                tracing::warn!(
+                    "server.workers changed: the number of worker threads changes after a restart"
+                );
             }
         }
         crate::health::inherit(&generation, &self.shared.generation.load());
@@ -301,20 +316,27 @@ impl Server {
         self.bound.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spawn_loops(&self, sockets: Vec<(String, SocketAddr, TcpListener)>) {
+    fn spawn_loops(&self, sockets: Vec<(String, SocketAddr, Vec<std::net::TcpListener>)>) {
         let mut bound = self.bound();
-        for (name, configured, socket) in sockets {
-            let local = socket.local_addr().unwrap_or(configured);
+        for (name, configured, per_worker) in sockets {
+            let local = per_worker
+                .first()
+                .and_then(|s| s.local_addr().ok())
+                .unwrap_or(configured);
             tracing::info!(listener = %name, "listening on {local}");
             let (stop, stop_rx) = watch::channel(false);
-            tokio::spawn(crate::listener::accept_loop(
-                Arc::from(name.as_str()),
-                socket,
-                self.shared.clone(),
-                stop_rx,
-                self.shared.stopping.subscribe(),
-                self.shared.enter(),
-            ));
+            let shared_name: Arc<str> = Arc::from(name.as_str());
+            for (socket, worker) in per_worker.into_iter().zip(self.workers.handles()) {
+                let accept = crate::listener::accept_loop(
+                    shared_name.clone(),
+                    socket,
+                    self.shared.clone(),
+                    stop_rx.clone(),
+                    self.shared.stopping.subscribe(),
+                    self.shared.enter(),
+                );
+                worker.spawn(accept);
+            }
             bound.push(Bound {
                 name,
                 configured,
@@ -334,19 +356,20 @@ fn wanted(generation: &Generation, b: &Bound) -> bool {
         .any(|l| l.name == b.name && l.listen == b.configured)
 }
 
-/// Bind the listeners of `generation` not already in `keep`; all or nothing.
-async fn bind_new(
+/// Bind the listeners of `generation` not already in `keep`, one socket per worker; all or
+/// nothing. Must run inside a runtime.
+fn bind_new(
     generation: &Generation,
     keep: &[(String, SocketAddr)],
-) -> Result<Vec<(String, SocketAddr, TcpListener)>, ProxyError> {
+    workers: usize,
+) -> Result<Vec<(String, SocketAddr, Vec<std::net::TcpListener>)>, ProxyError> {
     let mut sockets = Vec::new();
     for l in &generation.config().listeners {
         if keep.iter().any(|(n, a)| *n == l.name && *a == l.listen) {
             continue;
         }
-        let socket = TcpListener::bind(l.listen)
-            .await
-            .map_err(|source| ProxyError::Bind {
+        let socket =
+            crate::workers::bind(l.listen, workers).map_err(|source| ProxyError::Bind {
                 at: l.at.clone(),
                 addr: l.listen,
                 source,

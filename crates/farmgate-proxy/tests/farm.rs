@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use farmgate_config::Config;
-use farmgate_proxy::{Generation, Server};
+use farmgate_proxy::{Generation, Server, Workers};
 use farmgate_testkit::client::TlsClient;
 use farmgate_testkit::origin::Origin;
 use farmgate_testkit::pki::{CertFiles, TestPki};
@@ -19,11 +19,16 @@ pub const SITE: &str = "www.farm.test";
 
 /// Start a proxy from TOML `text`, written next to the PKI's files as `name.toml`.
 pub async fn start(dir: &Path, name: &str, text: &str) -> Server {
+    start_on(dir, name, text, Workers::current()).await
+}
+
+/// [`start`] on `workers`.
+pub async fn start_on(dir: &Path, name: &str, text: &str, workers: Workers) -> Server {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     let config = Config::parse(text, &path).unwrap_or_else(|e| panic!("{name}.toml: {e}\n{text}"));
     let generation = Generation::build(config).unwrap_or_else(|e| panic!("{name}.toml: {e}"));
-    Server::start(generation).await.unwrap()
+    Server::start_on(generation, workers).await.unwrap()
 }
 
 /// A gate in front of `origin`, trusting `ca` and allowing `allow`.

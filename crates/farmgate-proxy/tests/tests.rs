@@ -15,3 +15,4 @@ mod reload;
 mod revocation;
 mod streaming;
 mod timeouts;
+mod workers;

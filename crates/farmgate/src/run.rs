@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use farmgate_proxy::{Drained, Generation, Server};
+use farmgate_proxy::{Drained, Generation, Server, Workers};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
@@ -17,7 +17,8 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     {
         tracing::warn!("{}: {}", warning.at, warning.message);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // This thread is worker 0; the others start inside its runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
@@ -29,7 +30,14 @@ async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let admin = generation.config().admin.clone();
-    let server = Arc::new(Server::start(generation).await?);
+    let count = generation
+        .config()
+        .server
+        .workers
+        .map_or_else(Workers::default_count, |n| n as usize);
+    let workers = Workers::start(count).context("cannot start the worker threads")?;
+    tracing::info!("{count} worker thread(s), each accepting on its own socket per listener");
+    let server = Arc::new(Server::start_on(generation, workers).await?);
     if let Some(admin) = admin {
         start_admin(&server, &admin).await?;
     }
