@@ -167,14 +167,10 @@ pub(crate) async fn accept_loop(
         };
         let running = shared.enter();
         let shared = shared.clone();
-        let span = tracing::info_span!("conn", listener = %name, peer = %peer);
-        tokio::spawn(
-            async move {
-                serve(tcp, peer, generation, listener, &shared, signals).await;
-                drop(running);
-            }
-            .instrument(span),
-        );
+        tokio::spawn(async move {
+            serve(tcp, peer, generation, listener, &shared, signals).await;
+            drop(running);
+        });
     }
     // Close the socket before the task counts as finished: once shutdown returns, nothing
     // listens any more.
@@ -182,6 +178,20 @@ pub(crate) async fn accept_loop(
     drop(running);
 }
 
+/// A connection ready for HTTP: its stream and what its requests share.
+enum Accepted {
+    Plain(TcpStream, ConnInfo),
+    Tls(
+        Box<tokio_rustls::server::TlsStream<TcpStream>>,
+        ConnInfo,
+        Vec<CertificateDer<'static>>,
+    ),
+}
+
+/// Serve one connection. Its log lines carry a `conn` span naming the listener and the peer;
+/// the span is entered around the TLS handshake (the verifier's refusals log inside it) and
+/// around each log line after it, not on every poll of the connection, which would cost some
+/// 500 instructions per request.
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -190,10 +200,33 @@ async fn serve(
     shared: &Arc<Shared>,
     signals: Signals,
 ) {
+    let span = tracing::info_span!("conn", listener = %listener.name, peer = %peer);
+    let accepted = accept(tcp, peer, generation, listener, shared)
+        .instrument(span.clone())
+        .await;
+    match accepted {
+        Some(Accepted::Plain(tcp, info)) => {
+            serve_http(tcp, info, shared, Vec::new(), signals, &span).await;
+        }
+        Some(Accepted::Tls(stream, info, chain)) => {
+            serve_http(stream, info, shared, chain, signals, &span).await;
+        }
+        None => {}
+    }
+}
+
+/// From a new TCP connection to one ready for HTTP: the `sources` check and the TLS handshake.
+async fn accept(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    generation: Arc<Generation>,
+    listener: Arc<ListenerRt>,
+    shared: &Arc<Shared>,
+) -> Option<Accepted> {
     let sources = listener.config.sources();
     if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
         tracing::info!("closed before TLS: source address not in sources");
-        return;
+        return None;
     }
     let _ = tcp.set_nodelay(true);
     let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
@@ -208,8 +241,7 @@ async fn serve(
             client: None,
             tls: None,
         };
-        serve_http(tcp, info, shared, Vec::new(), signals).await;
-        return;
+        return Some(Accepted::Plain(tcp, info));
     };
     let handshake = TlsAcceptor::from(tls.config()).accept(tcp).into_fallible();
     let limit = listener.config.timeouts.handshake;
@@ -218,13 +250,13 @@ async fn serve(
         Ok(Err((e, tcp))) => {
             handshake_failed(&listener, &e, shared);
             linger(tcp).await;
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(
                 "closed: TLS handshake not completed within {limit:?} (listener timeouts.handshake)"
             );
-            return;
+            return None;
         }
     };
     if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
@@ -233,7 +265,7 @@ async fn serve(
         tracing::debug!("answered a tls-alpn-01 validation");
         let mut stream = stream;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
-        return;
+        return None;
     }
     let chain: Vec<CertificateDer<'static>> = stream
         .get_ref()
@@ -257,7 +289,7 @@ async fn serve(
         client,
         tls: Some(tls_info),
     };
-    serve_http(stream, info, shared, chain, signals).await;
+    Some(Accepted::Tls(Box::new(stream), info, chain))
 }
 
 /// A gate's verified client as the headers the application receives. Computed once per
@@ -307,6 +339,7 @@ async fn serve_http<S>(
     shared: &Shared,
     chain: Vec<CertificateDer<'static>>,
     signals: Signals,
+    span: &tracing::Span,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -345,7 +378,7 @@ async fn serve_http<S>(
             }
             _ = reloaded.changed(), if !closing => {
                 if let Some(why) = no_longer_allowed(shared, &name, &chain) {
-                    tracing::info!("closing after the current request: {why}");
+                    span.in_scope(|| tracing::info!("closing after the current request: {why}"));
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -353,7 +386,9 @@ async fn serve_http<S>(
             _ = idle.tick(), if !closing => {
                 let now = activity.load(Ordering::Relaxed);
                 if now == last_seen {
-                    tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
+                    span.in_scope(|| {
+                        tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
+                    });
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -366,6 +401,7 @@ async fn serve_http<S>(
         let timed_out = e
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_timeout);
+        let _in = span.enter();
         if timed_out {
             // Debug, not info: every idle HTTP/1.1 keep-alive connection ends this way.
             tracing::debug!(
