@@ -1,6 +1,7 @@
 //! One request through the proxy: route it, rewrite its headers, send it to a backend, and
 //! answer failures with the right status and a log line that says why.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,9 +160,10 @@ async fn forward(
     }
     let authority =
         authority(&req).ok_or_else(|| Failure::bad_request("request has no host".into()))?;
-    let host = host_of(&authority);
+    // `authority` holds visible ASCII only (checked by `authority()`).
+    let host = host_of(authority.to_str().unwrap_or_default());
     if exchange.bytes_in.is_some() {
-        exchange.host = Some(authority.clone());
+        exchange.host = Some(authority.to_str().unwrap_or_default().to_owned());
     }
     if conn.listener.config.redirect_https {
         return Ok(redirect(&host, &req));
@@ -205,20 +207,21 @@ async fn forward(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header.
-fn authority<B>(req: &Request<B>) -> Option<String> {
+/// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header, as a
+/// header value of visible ASCII. The Host header's value is shared, not copied.
+fn authority<B>(req: &Request<B>) -> Option<HeaderValue> {
     if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_owned());
+        return HeaderValue::from_str(a.as_str()).ok();
     }
     req.headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
+        .filter(|h| h.to_str().is_ok_and(|h| !h.is_empty()))
+        .cloned()
 }
 
-/// The host part of an authority, lower-case, without port or IPv6 brackets.
-fn host_of(authority: &str) -> String {
+/// The host part of an authority, lower-case, without port or IPv6 brackets; borrowed when
+/// the authority has it that way already, as it nearly always does.
+fn host_of(authority: &str) -> Cow<'_, str> {
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, port)| {
@@ -229,19 +232,30 @@ fn host_of(authority: &str) -> String {
             }
         }),
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
-fn rewrite_request(req: &mut Request<Incoming>, conn: &ConnInfo, authority: &str) {
+fn rewrite_request(req: &mut Request<Incoming>, conn: &ConnInfo, authority: &HeaderValue) {
     let version = req.version();
     let tls = conn.listener.tls.is_some();
     let headers = req.headers_mut();
-    remove_hop_by_hop(headers);
+    let present = Present::scan(headers);
+    present.remove_hop_by_hop(headers);
 
     // Only a verified peer (a gate's authenticated client, i.e. the edge) may tell us who it
     // forwarded for; anyone else's claims are replaced.
     let trusted = conn.client.is_some();
-    let xff = match headers.get(&X_FORWARDED_FOR).filter(|_| trusted) {
+    let prior = if trusted && present.forwarded_for {
+        headers.get(&X_FORWARDED_FOR)
+    } else {
+        None
+    };
+    let xff = match prior {
         Some(prior) => {
             let mut v = prior.as_bytes().to_vec();
             v.extend_from_slice(b", ");
@@ -251,66 +265,115 @@ fn rewrite_request(req: &mut Request<Incoming>, conn: &ConnInfo, authority: &str
         None => conn.peer_ip.clone(),
     };
     headers.insert(X_FORWARDED_FOR, xff);
-    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !(trusted && present.forwarded_proto) {
         let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
         headers.insert(X_FORWARDED_PROTO, proto);
     }
-    if !(trusted && headers.contains_key(&X_FORWARDED_HOST))
-        && let Ok(v) = HeaderValue::from_str(authority)
-    {
-        headers.insert(X_FORWARDED_HOST, v);
+    if !(trusted && present.forwarded_host) {
+        headers.insert(X_FORWARDED_HOST, authority.clone());
     }
 
     // Identity headers are ours alone: drop what the client sent, set the verified identity.
-    headers.remove(&X_FORWARDED_CLIENT_CERT);
-    headers.remove(&CLIENT_CERT);
-    headers.remove(&CLIENT_CERT_CHAIN);
+    if present.identity {
+        headers.remove(&X_FORWARDED_CLIENT_CERT);
+        headers.remove(&CLIENT_CERT);
+        headers.remove(&CLIENT_CERT_CHAIN);
+    }
     if let Some(client) = &conn.client {
         headers.insert(X_FORWARDED_CLIENT_CERT, client.xfcc.clone());
         headers.insert(CLIENT_CERT, client.client_cert.clone());
     }
 
     // HTTP/2 clients carry the host in :authority; backends get it as Host, unchanged.
-    if !headers.contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(authority)
-    {
-        headers.insert(header::HOST, v);
+    if !present.host {
+        headers.insert(header::HOST, authority.clone());
     }
     if version == Version::HTTP_2 || version == Version::HTTP_10 {
         *req.version_mut() = Version::HTTP_11;
     }
 }
 
-/// Remove hop-by-hop headers, including those the Connection header names.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names present, then a hashed removal only for those found: most
-    // messages carry none of the nine, or only `Connection: keep-alive`.
-    let mut found = [false; HOP_BY_HOP.len()];
-    let mut named = Vec::new();
-    for (name, value) in headers.iter() {
-        if let Some(i) = hop_by_hop_index(name.as_str()) {
-            found[i] = true;
-        }
-        if name != header::CONNECTION {
-            continue;
-        }
-        let tokens = value.to_str().into_iter().flat_map(|v| v.split(','));
-        for token in tokens.map(str::trim) {
-            match HOP_BY_HOP
-                .iter()
-                .position(|h| h.as_str().eq_ignore_ascii_case(token))
-            {
-                Some(i) => found[i] = true,
-                None => named.extend(HeaderName::from_bytes(token.as_bytes()).ok()),
+/// Which of the headers the proxy removes or sets a message carries, learnt in one pass over
+/// its names, so that hashed lookups happen only for those present: most messages carry none
+/// of them, or only `Connection: keep-alive`.
+#[derive(Debug, Default)]
+struct Present {
+    /// Hop-by-hop headers present or named by `Connection`, by index in [`HOP_BY_HOP`].
+    hop_by_hop: [bool; HOP_BY_HOP.len()],
+    /// Other headers `Connection` names: hop-by-hop too.
+    named: Vec<HeaderName>,
+    forwarded_for: bool,
+    forwarded_proto: bool,
+    forwarded_host: bool,
+    /// Any of the client-identity headers.
+    identity: bool,
+    host: bool,
+}
+
+impl Present {
+    fn scan(headers: &HeaderMap) -> Present {
+        let mut present = Present::default();
+        for (name, value) in headers.iter() {
+            if let Some(i) = hop_by_hop_index(name.as_str()) {
+                present.hop_by_hop[i] = true;
+            }
+            present.note(name.as_str(), true);
+            if name != header::CONNECTION {
+                continue;
+            }
+            let tokens = value.to_str().into_iter().flat_map(|v| v.split(','));
+            for token in tokens.map(str::trim) {
+                match HOP_BY_HOP
+                    .iter()
+                    .position(|h| h.as_str().eq_ignore_ascii_case(token))
+                {
+                    Some(i) => present.hop_by_hop[i] = true,
+                    None => present
+                        .named
+                        .extend(HeaderName::from_bytes(token.as_bytes()).ok()),
+                }
             }
         }
+        // A header that `Connection` names is removed, so it no longer counts as present.
+        for name in std::mem::take(&mut present.named) {
+            present.note(name.as_str(), false);
+            present.named.push(name);
+        }
+        present
     }
-    for name in named {
-        headers.remove(name);
+
+    /// Record whether `name` (lower case) is there, if it is one the proxy sets.
+    fn note(&mut self, name: &str, there: bool) {
+        let flag = match name {
+            "x-forwarded-for" => &mut self.forwarded_for,
+            "x-forwarded-proto" => &mut self.forwarded_proto,
+            "x-forwarded-host" => &mut self.forwarded_host,
+            "x-forwarded-client-cert" | "client-cert" | "client-cert-chain" => {
+                // Removal is harmless either way: keep the flag set.
+                self.identity |= there;
+                return;
+            }
+            "host" => &mut self.host,
+            _ => return,
+        };
+        *flag = there;
     }
-    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, found)| *found) {
-        headers.remove(name);
+
+    /// Remove the hop-by-hop headers found, including those `Connection` names.
+    fn remove_hop_by_hop(&self, headers: &mut HeaderMap) {
+        for name in &self.named {
+            headers.remove(name);
+        }
+        let found = HOP_BY_HOP.iter().zip(self.hop_by_hop);
+        for (name, _) in found.filter(|(_, found)| *found) {
+            headers.remove(name);
+        }
     }
+}
+
+/// Remove hop-by-hop headers, including those the Connection header names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    Present::scan(headers).remove_hop_by_hop(headers);
 }
 
 /// The position of `name` (lower case, as header names are) in [`HOP_BY_HOP`]. A `match` on
@@ -410,6 +473,25 @@ mod tests {
         h.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn a_header_connection_names_no_longer_counts_as_present() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("X-Forwarded-Proto"),
+        );
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        h.insert(CLIENT_CERT, HeaderValue::from_static(":eA==:"));
+        let present = Present::scan(&h);
+        present.remove_hop_by_hop(&mut h);
+        assert!(!present.forwarded_proto);
+        assert!(!h.contains_key(X_FORWARDED_PROTO));
+        assert!(present.forwarded_for && present.identity);
+        assert!(!present.forwarded_host && !present.host);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]
