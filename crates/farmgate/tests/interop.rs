@@ -228,4 +228,17 @@ servers = ["{}"]
     let answer = text(&s_client);
     assert!(answer.contains("alert certificate required"), "{answer}");
     assert!(!answer.contains("HTTP/1.1"), "{answer}");
+
+    // A client that puts the server's IP address in SNI (wrk, scanners) is served; rustls's
+    // warning about it, one line per connection, stays out of the log.
+    let by_ip = Command::new("sh")
+        .args(["-c", &format!("printf 'GET / HTTP/1.1\\r\\nhost: www.farm.test\\r\\nconnection: close\\r\\n\\r\\n' | openssl s_client -connect 127.0.0.1:{port} -servername 127.0.0.1 -CAfile {ca} -quiet 2>&1")])
+        .output()
+        .expect("openssl is required for interop tests");
+    let answer = text(&by_ip);
+    assert!(answer.contains("HTTP/1.1 200 OK"), "{answer}");
+    process.signal("TERM");
+    process.wait_for("stopped");
+    let noise: Vec<&String> = process.seen.iter().filter(|l| l.contains("SNI")).collect();
+    assert!(noise.is_empty(), "{noise:?}");
 }
