@@ -203,6 +203,25 @@ impl TlsClient {
         false
     }
 
+    /// How many TLS 1.3 session tickets the server sends on one connection (with a request
+    /// answered, so that tickets sent after the handshake have arrived).
+    pub async fn tickets_per_connection(&self, addr: SocketAddr) -> usize {
+        let store = Arc::new(CountingStore::default());
+        let mut config = (*self.config()).clone();
+        config.resumption = rustls::client::Resumption::store(store.clone());
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let mut stream = TlsConnector::from(Arc::new(config))
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .expect("TLS handshake");
+        let host = self.server_name.to_str();
+        let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+        store.tickets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Complete a TLS handshake with `addr`.
     pub async fn handshake(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
@@ -382,4 +401,66 @@ impl Connection {
 /// An empty request body.
 pub fn empty() -> ClientBody {
     Empty::<Bytes>::new().map_err(|e| match e {}).boxed()
+}
+
+/// A client session store that counts the TLS 1.3 tickets it is given.
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for CountingStore {
+    fn default() -> Self {
+        CountingStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(16),
+            tickets: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(server_name)
+    }
 }

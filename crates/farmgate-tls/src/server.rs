@@ -253,6 +253,10 @@ impl ServerTls {
             config.session_storage = Arc::new(NoServerSessionStorage {});
             config.send_tls13_tickets = 0;
         } else {
+            // One ticket per connection, as Go's servers (Caddy) send: each new connection
+            // resumes with one and receives the next. rustls's default of two costs another
+            // ticket encryption and record on every full handshake.
+            config.send_tls13_tickets = 1;
             config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| {
                 TlsErrorKind::Build {
                     at: tls.at.clone(),
