@@ -21,6 +21,7 @@ mod generation;
 mod health;
 mod listener;
 mod metrics;
+mod on_wake;
 mod pool;
 pub mod reload;
 mod server;

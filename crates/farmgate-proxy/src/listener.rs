@@ -27,6 +27,7 @@ use crate::access::{self, TlsInfo};
 use crate::error::BuildError;
 use crate::forward::{self, ClientHeaders, ConnInfo};
 use crate::generation::Generation;
+use crate::on_wake::OnWake;
 use crate::server::{Shared, TaskGuard};
 
 /// What a connection listens for besides its client.
@@ -360,39 +361,58 @@ async fn serve_http<S>(
     tokio::pin!(conn);
     let Signals {
         mut stopping,
-        mut reloaded,
+        reloaded,
     } = signals;
     let mut idle = tokio::time::interval(idle_limit);
     idle.reset();
     let mut last_seen = 0;
-    let mut closing = *stopping.borrow_and_update();
-    if closing {
+    // `None` once closing: then only the connection is left to finish.
+    let mut events = if *stopping.borrow_and_update() {
         conn.as_mut().graceful_shutdown();
-    }
+        None
+    } else {
+        let events = Events {
+            stopping,
+            reloaded,
+            idle,
+        };
+        Some(OnWake::new(events.next()))
+    };
     let result = loop {
+        let Some(pending) = events.as_mut() else {
+            break conn.as_mut().await;
+        };
         tokio::select! {
+            biased;
             result = conn.as_mut() => break result,
-            _ = stopping.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = reloaded.changed(), if !closing => {
-                if let Some(why) = no_longer_allowed(shared, &name, &chain) {
-                    span.in_scope(|| tracing::info!("closing after the current request: {why}"));
-                    closing = true;
+            (event, rest) = pending => {
+                let close = match event {
+                    Event::Stopping => true,
+                    Event::Reloaded => match no_longer_allowed(shared, &name, &chain) {
+                        Some(why) => {
+                            span.in_scope(|| tracing::info!("closing after the current request: {why}"));
+                            true
+                        }
+                        None => false,
+                    },
+                    Event::IdleTick => {
+                        let now = activity.load(Ordering::Relaxed);
+                        let idle = now == last_seen;
+                        last_seen = now;
+                        if idle {
+                            span.in_scope(|| {
+                                tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
+                            });
+                        }
+                        idle
+                    }
+                };
+                events = if close {
                     conn.as_mut().graceful_shutdown();
-                }
-            }
-            _ = idle.tick(), if !closing => {
-                let now = activity.load(Ordering::Relaxed);
-                if now == last_seen {
-                    span.in_scope(|| {
-                        tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
-                    });
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-                last_seen = now;
+                    None
+                } else {
+                    Some(OnWake::new(rest.next()))
+                };
             }
         }
     };
@@ -411,6 +431,35 @@ async fn serve_http<S>(
         } else {
             tracing::debug!("connection ended with an error: {e}");
         }
+    }
+}
+
+/// What a connection watches besides its client: all rare, so polled only when they fire
+/// ([`OnWake`]), not on every wake-up of the connection's task.
+struct Events {
+    stopping: watch::Receiver<bool>,
+    reloaded: watch::Receiver<u64>,
+    idle: tokio::time::Interval,
+}
+
+enum Event {
+    /// The server began to shut down.
+    Stopping,
+    /// A reload happened.
+    Reloaded,
+    /// Time to check whether the connection moved any bytes since the last tick.
+    IdleTick,
+}
+
+impl Events {
+    /// The next event, with the watchers handed back for the one after.
+    async fn next(mut self) -> (Event, Events) {
+        let event = tokio::select! {
+            _ = self.stopping.changed() => Event::Stopping,
+            _ = self.reloaded.changed() => Event::Reloaded,
+            _ = self.idle.tick() => Event::IdleTick,
+        };
+        (event, self)
     }
 }
 
