@@ -356,65 +356,27 @@ async fn serve_http<S>(
         inner: stream,
         moved: activity.clone(),
     });
-    let service = service_fn(move |req| forward::handle(req, info.clone()));
-    let conn = listener.http.serve_connection(io, service);
-    tokio::pin!(conn);
-    let Signals {
-        mut stopping,
-        reloaded,
-    } = signals;
-    let mut idle = tokio::time::interval(idle_limit);
-    idle.reset();
-    let mut last_seen = 0;
-    // `None` once closing: then only the connection is left to finish.
-    let mut events = if *stopping.borrow_and_update() {
-        conn.as_mut().graceful_shutdown();
-        None
-    } else {
-        let events = Events {
-            stopping,
-            reloaded,
-            idle,
-        };
-        Some(OnWake::new(events.next()))
+    let watcher = Watcher {
+        shared,
+        name: &name,
+        chain: &chain,
+        span,
+        activity: &activity,
+        idle_limit,
     };
-    let result = loop {
-        let Some(pending) = events.as_mut() else {
-            break conn.as_mut().await;
-        };
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => break result,
-            (event, rest) = pending => {
-                let close = match event {
-                    Event::Stopping => true,
-                    Event::Reloaded => match no_longer_allowed(shared, &name, &chain) {
-                        Some(why) => {
-                            span.in_scope(|| tracing::info!("closing after the current request: {why}"));
-                            true
-                        }
-                        None => false,
-                    },
-                    Event::IdleTick => {
-                        let now = activity.load(Ordering::Relaxed);
-                        let idle = now == last_seen;
-                        last_seen = now;
-                        if idle {
-                            span.in_scope(|| {
-                                tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
-                            });
-                        }
-                        idle
-                    }
-                };
-                events = if close {
-                    conn.as_mut().graceful_shutdown();
-                    None
-                } else {
-                    Some(OnWake::new(rest.next()))
-                };
-            }
-        }
+    // An HTTP/2 stream's future is moved several times while hyper spawns its task, and ours
+    // holds the whole upstream exchange (some 4 KiB): boxed, each move is a pointer's. An
+    // HTTP/1 request's future is moved once, into its connection's slot, where a box would
+    // cost more than it saves.
+    let h2 = info.tls.as_ref().is_some_and(|t| t.alpn == "h2");
+    let result = if h2 {
+        let service = service_fn(move |req| Box::pin(forward::handle(req, info.clone())));
+        let conn = listener.http.serve_connection(io, service);
+        watcher.run(conn, |c| c.graceful_shutdown(), signals).await
+    } else {
+        let service = service_fn(move |req| forward::handle(req, info.clone()));
+        let conn = listener.http.serve_connection(io, service);
+        watcher.run(conn, |c| c.graceful_shutdown(), signals).await
     };
     open.dec();
     if let Err(e) = result {
@@ -430,6 +392,97 @@ async fn serve_http<S>(
             );
         } else {
             tracing::debug!("connection ended with an error: {e}");
+        }
+    }
+}
+
+/// What a connection's task watches besides its client, and what it needs to act on it.
+struct Watcher<'a> {
+    shared: &'a Shared,
+    name: &'a str,
+    chain: &'a [CertificateDer<'static>],
+    span: &'a tracing::Span,
+    activity: &'a AtomicU64,
+    idle_limit: Duration,
+}
+
+impl Watcher<'_> {
+    /// Serve `conn` to its end, shutting it down gracefully (`graceful`) when the server
+    /// stops, when a reload no longer allows its client, or when it has been idle too long.
+    async fn run<C, E>(
+        &self,
+        conn: C,
+        graceful: impl Fn(Pin<&mut C>),
+        signals: Signals,
+    ) -> Result<(), E>
+    where
+        C: Future<Output = Result<(), E>>,
+    {
+        let Watcher {
+            shared,
+            name,
+            chain,
+            span,
+            activity,
+            idle_limit,
+        } = *self;
+        tokio::pin!(conn);
+        let Signals {
+            mut stopping,
+            reloaded,
+        } = signals;
+        let mut idle = tokio::time::interval(idle_limit);
+        idle.reset();
+        let mut last_seen = 0;
+        // `None` once closing: then only the connection is left to finish.
+        let mut events = if *stopping.borrow_and_update() {
+            graceful(conn.as_mut());
+            None
+        } else {
+            let events = Events {
+                stopping,
+                reloaded,
+                idle,
+            };
+            Some(OnWake::new(events.next()))
+        };
+        loop {
+            let Some(pending) = events.as_mut() else {
+                break conn.as_mut().await;
+            };
+            tokio::select! {
+                biased;
+                result = conn.as_mut() => break result,
+                (event, rest) = pending => {
+                    let close = match event {
+                        Event::Stopping => true,
+                        Event::Reloaded => match no_longer_allowed(shared, name, chain) {
+                            Some(why) => {
+                                span.in_scope(|| tracing::info!("closing after the current request: {why}"));
+                                true
+                            }
+                            None => false,
+                        },
+                        Event::IdleTick => {
+                            let now = activity.load(Ordering::Relaxed);
+                            let idle = now == last_seen;
+                            last_seen = now;
+                            if idle {
+                                span.in_scope(|| {
+                                    tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
+                                });
+                            }
+                            idle
+                        }
+                    };
+                    events = if close {
+                        graceful(conn.as_mut());
+                        None
+                    } else {
+                        Some(OnWake::new(rest.next()))
+                    };
+                }
+            }
         }
     }
 }
