@@ -79,24 +79,41 @@ impl Pool {
 
     /// Send `req` (origin form) over an idle connection, or a new one if none is idle. A request
     /// that an idle connection closed under it before sending is sent again on another one,
-    /// as it never reached the server.
+    /// as it never reached the server. A body-less idempotent request whose reused connection
+    /// the server closed or reset before answering (it timed out the idle connection, or it is
+    /// shutting down, just as we sent) is sent once more on a new connection, as nginx does
+    /// with its cached connections: RFC 9110 §9.2.2 allows repeating such a request, and the
+    /// server did nothing wrong.
     pub(crate) async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, SendError> {
+        let replayable = matches!(req.body(), Body::Empty) && is_idempotent(req.method());
+        let mut fresh = false;
         loop {
-            let (mut sender, reused) = match self.take_idle().await {
+            let idle = if fresh { None } else { self.take_idle().await };
+            let (mut sender, reused) = match idle {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
             };
+            let again = (reused && replayable).then(|| copy(&req));
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     let body = PooledBody::new(body, Checkin::new(self, sender));
                     return Ok(Response::from_parts(parts, Body::Pooled(body)));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
+                Err(mut e) => match (e.take_message(), again) {
+                    (Some(unsent), _) if reused => req = unsent,
+                    (_, Some(copy)) if closed_under_us(e.error()) => {
+                        tracing::debug!(
+                            "pooled connection to {} closed as we sent ({}): sending again on a new one",
+                            self.target,
+                            e.error()
+                        );
+                        req = copy;
+                        fresh = true;
+                    }
                     _ => return Err(SendError::Http(e.into_error())),
                 },
             }
@@ -159,6 +176,60 @@ impl Pool {
         // The list is valid after any panic (push and pop are atomic with respect to it).
         slot.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A copy of a body-less request.
+fn copy(req: &Request<Body>) -> Request<Body> {
+    bodyless(req.method(), req.uri(), req.version(), req.headers())
+}
+
+/// A body-less request with this head (extensions are not copied).
+pub(crate) fn bodyless(
+    method: &http::Method,
+    uri: &Uri,
+    version: http::Version,
+    headers: &http::HeaderMap,
+) -> Request<Body> {
+    let mut req = Request::new(Body::Empty);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.version_mut() = version;
+    *req.headers_mut() = headers.clone();
+    req
+}
+
+/// Whether requests with `method` may be repeated automatically (RFC 9110 §9.2.2; PUT and
+/// DELETE are idempotent too, but repeating them blindly after a reset is more than most
+/// operators expect of a proxy).
+pub(crate) fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
+}
+
+/// Whether `e` says the server closed or reset the connection without answering: the
+/// signature of a pooled connection that went stale as we used it. Not a TLS alert (a gate
+/// that refuses us says so), not a malformed or late answer.
+fn closed_under_us(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            // A TLS alert arrives as InvalidData, and is not one of these.
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = inner.source();
+    }
+    false
 }
 
 /// A connection on loan to one response, returned to its pool by [`Checkin::finish`].

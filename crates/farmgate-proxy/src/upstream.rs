@@ -9,7 +9,7 @@ use farmgate_admin::{Histogram, Metrics};
 use farmgate_balance::{Balancer, Policy};
 use farmgate_config::{Balance, HashKey, Upstream};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use rustls_pki_types::ServerName;
 
 use crate::body::Body;
@@ -188,7 +188,8 @@ impl UpstreamRt {
         key: Option<&[u8]>,
         metrics: &Metrics,
     ) -> Result<(Response<Body>, &ServerRt), Failure> {
-        let replayable = request.body.is_none() && is_idempotent(&request.parts.method);
+        let replayable =
+            request.body.is_none() && crate::pool::is_idempotent(&request.parts.method);
         let budget = self.retry_budget.fetch_add(DEPOSIT, Ordering::Relaxed);
         if budget > BUDGET_CAP {
             self.retry_budget.fetch_sub(DEPOSIT, Ordering::Relaxed);
@@ -324,16 +325,7 @@ impl UpstreamRt {
 
 /// A copy of a body-less request, for one attempt.
 fn replay(parts: &http::request::Parts) -> Request<Body> {
-    let mut req = Request::new(Body::Empty);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    req
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+    crate::pool::bodyless(&parts.method, &parts.uri, parts.version, &parts.headers)
 }
 
 /// The value of cookie `name` in the request's Cookie headers.

@@ -228,3 +228,129 @@ async fn ambiguous_request_is_refused_with_400_and_never_forwarded() {
         "the backend read exactly the chunked body: {answer:?}"
     );
 }
+
+/// A backend that answers the first request on each connection and then, like a server whose
+/// keep-alive timeout fires just as the proxy reuses the connection, reads the next request
+/// and closes without answering. It counts connections and requests.
+struct ClosingBackend {
+    addr: SocketAddr,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ClosingBackend {
+    async fn start() -> ClosingBackend {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (c, r) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    for answer in [true, false] {
+                        // Read one request head (the tests send no bodies that matter here).
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tcp.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        seen.clear();
+                        r.fetch_add(1, Ordering::SeqCst);
+                        if answer {
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if tcp.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // Dropped: closed with the second request unanswered.
+                });
+            }
+        });
+        ClosingBackend {
+            addr,
+            connections,
+            requests,
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        (
+            self.connections.load(Ordering::SeqCst),
+            self.requests.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// A plain-HTTP proxy in front of `backend`, and a raw request to it on a new connection.
+async fn plain_proxy(pki: &TestPki, backend: SocketAddr) -> (farmgate_proxy::Server, SocketAddr) {
+    logs::capture();
+    let text = format!(
+        "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:0\"\n[[listener.route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"{backend}\"]\n"
+    );
+    let server = start(pki.dir(), "plain", &text).await;
+    let addr = server.local_addr("public").unwrap();
+    (server, addr)
+}
+
+/// Send `request` on a new connection and return the status line of the answer.
+async fn status_of(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn get_on_a_pooled_connection_the_backend_closes_is_sent_again_on_a_new_one() {
+    let pki = TestPki::new();
+    let backend = ClosingBackend::start().await;
+    let (_proxy, addr) = plain_proxy(&pki, backend.addr).await;
+    let get = "GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    assert_eq!(status_of(addr, get).await, "HTTP/1.1 200 OK");
+    assert_eq!(backend.counts(), (1, 1));
+    // The pooled connection is reused, and the backend closes it on this request: the client
+    // never sees that.
+    assert_eq!(status_of(addr, get).await, "HTTP/1.1 200 OK");
+    assert_eq!(
+        backend.counts(),
+        (2, 3),
+        "one more connection, the request sent twice"
+    );
+}
+
+#[tokio::test]
+async fn post_on_a_pooled_connection_the_backend_closes_is_not_repeated() {
+    let pki = TestPki::new();
+    let backend = ClosingBackend::start().await;
+    let (_proxy, addr) = plain_proxy(&pki, backend.addr).await;
+    let get = "GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    assert_eq!(status_of(addr, get).await, "HTTP/1.1 200 OK");
+    let post =
+        "POST /order HTTP/1.1\r\nhost: app\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    assert_eq!(status_of(addr, post).await, "HTTP/1.1 502 Bad Gateway");
+    assert_eq!(
+        backend.counts(),
+        (1, 2),
+        "the POST reached the backend once, never again"
+    );
+    let lines = logs::lines_with(&["path=/order", "status=502"]);
+    assert!(
+        lines[0].contains("failed before responding"),
+        "{}",
+        lines[0]
+    );
+}
