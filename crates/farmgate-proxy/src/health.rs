@@ -242,7 +242,7 @@ async fn check(
         http::header::USER_AGENT,
         http::HeaderValue::from_static("farmgate-health-check"),
     );
-    match tokio::time::timeout(config.timeout, upstream.send(server, req)).await {
+    match tokio::time::timeout(config.timeout, upstream.send(server, req, None)).await {
         Err(_) => Err(format!("no answer within {:?}", config.timeout)),
         Ok(Err(failure)) => Err(failure.cause),
         Ok(Ok(response))

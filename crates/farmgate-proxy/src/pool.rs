@@ -83,10 +83,12 @@ impl Pool {
     /// the server closed or reset before answering (it timed out the idle connection, or it is
     /// shutting down, just as we sent) is sent once more on a new connection, as nginx does
     /// with its cached connections: RFC 9110 §9.2.2 allows repeating such a request, and the
-    /// server did nothing wrong.
+    /// server did nothing wrong. The request is built again from `kept` where the caller keeps
+    /// its head anyway (for retries on other servers), else from a copy made before sending.
     pub(crate) async fn send(
         self: &Arc<Self>,
         mut req: Request<Body>,
+        kept: Option<&http::request::Parts>,
     ) -> Result<Response<Body>, SendError> {
         let replayable = matches!(req.body(), Body::Empty) && is_idempotent(req.method());
         let mut fresh = false;
@@ -96,26 +98,41 @@ impl Pool {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
             };
-            let again = (reused && replayable).then(|| copy(&req));
+            let resend = reused && replayable;
+            let copied = (resend && kept.is_none()).then(|| copy(&req));
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     let body = PooledBody::new(body, Checkin::new(self, sender));
                     return Ok(Response::from_parts(parts, Body::Pooled(body)));
                 }
-                Err(mut e) => match (e.take_message(), again) {
-                    (Some(unsent), _) if reused => req = unsent,
-                    (_, Some(copy)) if closed_under_us(e.error()) => {
-                        tracing::debug!(
-                            "pooled connection to {} closed as we sent ({}): sending again on a new one",
-                            self.target,
-                            e.error()
-                        );
-                        req = copy;
-                        fresh = true;
+                Err(mut e) => {
+                    if let Some(unsent) = e.take_message().filter(|_| reused) {
+                        req = unsent;
+                        continue;
                     }
-                    _ => return Err(SendError::Http(e.into_error())),
-                },
+                    let again = match (kept, copied) {
+                        (Some(head), _) => Some(bodyless(
+                            &head.method,
+                            &head.uri,
+                            head.version,
+                            &head.headers,
+                        )),
+                        (None, copied) => copied,
+                    };
+                    match again {
+                        Some(again) if resend && closed_under_us(e.error()) => {
+                            tracing::debug!(
+                                "pooled connection to {} closed as we sent ({}): sending again on a new one",
+                                self.target,
+                                e.error()
+                            );
+                            req = again;
+                            fresh = true;
+                        }
+                        _ => return Err(SendError::Http(e.into_error())),
+                    }
+                }
             }
         }
     }

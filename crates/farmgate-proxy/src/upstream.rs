@@ -194,11 +194,15 @@ impl UpstreamRt {
         if budget > BUDGET_CAP {
             self.retry_budget.fetch_sub(DEPOSIT, Ordering::Relaxed);
         }
-        let Outgoing { parts, mut body } = request;
+        let Outgoing {
+            parts: mut head,
+            mut body,
+        } = request;
+        origin_form(&mut head.uri);
         let attempts = MAX_ATTEMPTS.min(self.servers.len());
         // The head is copied for an attempt only while a later one may need it; the last
         // possible attempt (the only one, for most requests) takes it.
-        let mut parts = Some(parts);
+        let mut parts = Some(head);
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let now = health::now_ms();
         let mut attempt = 0;
@@ -227,7 +231,8 @@ impl UpstreamRt {
                 }
             };
             let started = Instant::now();
-            match self.send(server, req).await {
+            let kept = parts.as_ref().filter(|_| may_retry);
+            match self.send(server, req, kept).await {
                 Ok(response) => {
                     let elapsed = started.elapsed();
                     let failed = response.status().is_server_error();
@@ -294,23 +299,16 @@ impl UpstreamRt {
         }
     }
 
-    /// Send `req` to `server` over a pooled connection, its URI in origin form (HTTP/2
-    /// clients' absolute URIs lose scheme and authority; the Host header carries the latter).
+    /// Send `req` (its URI in origin form) to `server` over a pooled connection; `kept` is a
+    /// head the caller keeps anyway, to build the request again from if the pool must resend it.
     pub(crate) async fn send(
         &self,
         server: &ServerRt,
-        mut req: Request<Body>,
+        req: Request<Body>,
+        kept: Option<&http::request::Parts>,
     ) -> Result<Response<Body>, Failure> {
-        if req.uri().scheme().is_some() || req.uri().path_and_query().is_none() {
-            let path = req
-                .uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"));
-            *req.uri_mut() = Uri::from(path);
-        }
         let wait = self.config.timeouts.response_header;
-        match tokio::time::timeout(wait, server.pool.send(req)).await {
+        match tokio::time::timeout(wait, server.pool.send(req, kept)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(classify(e, &server.address)),
             Err(_) => Err(Failure::timeout(format!(
@@ -320,6 +318,18 @@ impl UpstreamRt {
             ))
             .because("response_timeout")),
         }
+    }
+}
+
+/// HTTP/2 clients' absolute URIs lose scheme and authority (the Host header carries the
+/// latter): backends get origin form.
+fn origin_form(uri: &mut Uri) {
+    if uri.scheme().is_some() || uri.path_and_query().is_none() {
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *uri = Uri::from(path);
     }
 }
 

@@ -292,11 +292,19 @@ impl ClosingBackend {
     }
 }
 
-/// A plain-HTTP proxy in front of `backend`, and a raw request to it on a new connection.
-async fn plain_proxy(pki: &TestPki, backend: SocketAddr) -> (farmgate_proxy::Server, SocketAddr) {
+/// A plain-HTTP proxy in front of `backends` (round robin).
+async fn plain_proxy(
+    pki: &TestPki,
+    backends: &[SocketAddr],
+) -> (farmgate_proxy::Server, SocketAddr) {
     logs::capture();
+    let servers = backends
+        .iter()
+        .map(|b| format!("\"{b}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let text = format!(
-        "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:0\"\n[[listener.route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"{backend}\"]\n"
+        "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:0\"\n[[listener.route]]\nupstream = \"app\"\n[upstream.app]\nservers = [{servers}]\n"
     );
     let server = start(pki.dir(), "plain", &text).await;
     let addr = server.local_addr("public").unwrap();
@@ -318,7 +326,7 @@ async fn status_of(addr: SocketAddr, request: &str) -> String {
 async fn get_on_a_pooled_connection_the_backend_closes_is_sent_again_on_a_new_one() {
     let pki = TestPki::new();
     let backend = ClosingBackend::start().await;
-    let (_proxy, addr) = plain_proxy(&pki, backend.addr).await;
+    let (_proxy, addr) = plain_proxy(&pki, &[backend.addr]).await;
     let get = "GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
     assert_eq!(status_of(addr, get).await, "HTTP/1.1 200 OK");
     assert_eq!(backend.counts(), (1, 1));
@@ -336,7 +344,7 @@ async fn get_on_a_pooled_connection_the_backend_closes_is_sent_again_on_a_new_on
 async fn post_on_a_pooled_connection_the_backend_closes_is_not_repeated() {
     let pki = TestPki::new();
     let backend = ClosingBackend::start().await;
-    let (_proxy, addr) = plain_proxy(&pki, backend.addr).await;
+    let (_proxy, addr) = plain_proxy(&pki, &[backend.addr]).await;
     let get = "GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
     assert_eq!(status_of(addr, get).await, "HTTP/1.1 200 OK");
     let post =
@@ -353,4 +361,19 @@ async fn post_on_a_pooled_connection_the_backend_closes_is_not_repeated() {
         "{}",
         lines[0]
     );
+}
+
+#[tokio::test]
+async fn get_resent_after_a_stale_connection_to_one_of_several_servers() {
+    let pki = TestPki::new();
+    let (a, b) = (ClosingBackend::start().await, ClosingBackend::start().await);
+    let (_proxy, addr) = plain_proxy(&pki, &[a.addr, b.addr]).await;
+    let get = "GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    for _ in 0..4 {
+        assert_eq!(status_of(addr, get).await, "HTTP/1.1 200 OK");
+    }
+    // Round robin: a, b, then a and b again on their pooled connections, which they close;
+    // each request goes again to the same server on a new connection, not to the other one.
+    assert_eq!(a.counts(), (2, 3));
+    assert_eq!(b.counts(), (2, 3));
 }
