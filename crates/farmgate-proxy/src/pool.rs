@@ -111,27 +111,23 @@ impl Pool {
                         req = unsent;
                         continue;
                     }
-                    let again = match (kept, copied) {
-                        (Some(head), _) => Some(bodyless(
-                            &head.method,
-                            &head.uri,
-                            head.version,
-                            &head.headers,
-                        )),
-                        (None, copied) => copied,
-                    };
-                    match again {
-                        Some(again) if resend && closed_under_us(e.error()) => {
-                            tracing::debug!(
-                                "pooled connection to {} closed as we sent ({}): sending again on a new one",
-                                self.target,
-                                e.error()
-                            );
-                            req = again;
-                            fresh = true;
-                        }
-                        _ => return Err(SendError::Http(e.into_error())),
+                    if !(resend && closed_under_us(e.error())) {
+                        return Err(SendError::Http(e.into_error()));
                     }
+                    tracing::debug!(
+                        "pooled connection to {} closed as we sent ({}): sending again on a new one",
+                        self.target,
+                        e.error()
+                    );
+                    req = match (kept, copied) {
+                        (Some(head), _) => {
+                            bodyless(&head.method, &head.uri, head.version, &head.headers)
+                        }
+                        (None, Some(copied)) => copied,
+                        // `copied` is made whenever `resend` holds and nothing is kept.
+                        (None, None) => return Err(SendError::Http(e.into_error())),
+                    };
+                    fresh = true;
                 }
             }
         }

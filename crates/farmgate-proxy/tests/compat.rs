@@ -15,8 +15,9 @@ use farmgate_testkit::pki::{CertFiles, TestPki};
 use farmgate_tls::{GateStats, RefusalReason};
 use rustls::AlertDescription;
 
-use crate::farm::{BACKEND, start};
+use crate::farm::{BACKEND, gate_toml, start};
 use crate::logs;
+use crate::probes::{assert_answered, assert_refused};
 
 /// The name the public certificate of the edge carries.
 const PUBLIC_EDGE: &str = "edge.example.com";
@@ -47,35 +48,19 @@ impl CompatGate {
         let public = TestPki::public_like();
         let farm = TestPki::new();
         let origin = Origin::start("app").await;
-        let backend = farm.server(BACKEND);
-        let mut trust = vec![format!("{:?}", public.ca_file())];
+        let (public_ca, farm_ca) = (public.ca_file(), farm.ca_file());
+        let mut trust = vec![public_ca.as_path()];
         if also_trust_farm {
-            trust.push(format!("{:?}", farm.ca_file()));
+            trust.push(farm_ca.as_path());
         }
-        let allow: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
         let eku = eku.map_or_else(String::new, |e| format!("eku = {e:?}"));
-        let text = format!(
-            r#"
-[[listener]]
-name = "{name}"
-listen = "127.0.0.1:0"
-[listener.tls]
-certificate = {cert:?}
-private_key = {key:?}
-[listener.tls.client_auth]
-trust = [{trust}]
-allow = [{allow}]
-{eku}
-[[listener.route]]
-upstream = "app"
-[upstream.app]
-servers = ["{origin}"]
-"#,
-            cert = backend.cert,
-            key = backend.key,
-            trust = trust.join(", "),
-            allow = allow.join(", "),
-            origin = origin.addr,
+        let text = gate_toml(
+            name,
+            &farm.server(BACKEND),
+            &trust,
+            allow,
+            &eku,
+            origin.addr,
         );
         let server = start(farm.dir(), name, &text).await;
         let addr = server.local_addr(name).unwrap();
@@ -111,26 +96,6 @@ servers = ["{origin}"]
     }
 }
 
-#[track_caller]
-fn assert_refused(probe: &Probe, alert: AlertDescription) {
-    match probe {
-        Probe::Refused(rustls::Error::AlertReceived(got)) => assert_eq!(*got, alert),
-        other => panic!("expected the handshake to be refused with {alert:?}, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn answered(probe: &Probe) -> String {
-    match probe {
-        Probe::Answered(bytes) => {
-            let text = String::from_utf8_lossy(bytes).into_owned();
-            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-            text
-        }
-        other => panic!("expected an HTTP answer, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn public_server_cert_refused_by_strict_gate() {
     let g = CompatGate::start("strict-public", None, &["dns:edge.example.com"]).await;
@@ -160,7 +125,7 @@ async fn compat_gate_accepts_public_cert_for_allowed_name() {
     let stats = g.stats();
     assert_eq!(stats.relaxed("dns:edge.example.com"), 0);
 
-    let answer = answered(&g.probe_with(&public_cert).await);
+    let answer = assert_answered(&g.probe_with(&public_cert).await);
     // The app learns who called, as from any verified client.
     assert!(
         answer.contains("x-forwarded-client-cert: Hash=")
@@ -168,7 +133,7 @@ async fn compat_gate_accepts_public_cert_for_allowed_name() {
         "{answer}"
     );
     assert_eq!(stats.relaxed("dns:edge.example.com"), 1);
-    answered(&g.probe_with(&public_cert).await);
+    assert_answered(&g.probe_with(&public_cert).await);
     assert_eq!(stats.relaxed("dns:edge.example.com"), 2);
     assert_eq!(stats.accepted(), 2);
 
@@ -192,11 +157,11 @@ async fn compat_gate_counts_only_the_acceptances_that_need_it() {
     .await;
     // A private-CA client certificate with clientAuth passes strictly: not a relaxation.
     let private_cert = g.farm.client("edge.farm.test");
-    answered(&g.probe_with(&private_cert).await);
+    assert_answered(&g.probe_with(&private_cert).await);
     let stats = g.stats();
     assert_eq!(stats.accepted(), 1);
     assert_eq!(stats.relaxed_total(), 0);
-    answered(&g.probe_with(&g.public.server_only_leaf(PUBLIC_EDGE)).await);
+    assert_answered(&g.probe_with(&g.public.server_only_leaf(PUBLIC_EDGE)).await);
     assert_eq!(stats.accepted(), 2);
     assert_eq!(stats.relaxed_total(), 1);
     assert_eq!(
@@ -270,7 +235,7 @@ async fn compat_gate_with_spki_pin() {
             .no_common_name()
             .with_key(first.key_pair()),
     );
-    answered(&g.probe_with(&first).await);
+    assert_answered(&g.probe_with(&first).await);
     let renewed = g.public.issue(
         "renewed",
         &CertSpec::server(PUBLIC_EDGE)
@@ -278,7 +243,7 @@ async fn compat_gate_with_spki_pin() {
             .with_key(first.key_pair()),
     );
     assert_ne!(renewed.serial, first.serial);
-    answered(&g.probe_with(&renewed).await);
+    assert_answered(&g.probe_with(&renewed).await);
     let rekeyed = g.public.server_only_leaf(PUBLIC_EDGE);
     assert_refused(
         &g.probe_with(&rekeyed).await,

@@ -1,10 +1,13 @@
 //! When forwarding fails: the right status, fast, and a log line that says why.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use farmgate_testkit::client::TlsClient;
 use farmgate_testkit::origin::Origin;
 use farmgate_testkit::pki::TestPki;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::farm::{BACKEND, EDGE, SITE, edge_listener, edge_upstream, gate, start};
 use crate::logs;
@@ -187,7 +190,6 @@ async fn ambiguous_request_is_refused_with_400_and_never_forwarded() {
     let pki = TestPki::new();
     let (origin, _gate, gate_addr) = gated_origin(&pki, "app", BACKEND).await;
     let (_edge, client, addr) = edge(&pki, &[gate_addr], "", &pki).await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let shapes = [
         "POST / HTTP/1.1\r\nhost: www.farm.test\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
         "POST / HTTP/1.1\r\nhost: www.farm.test\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -234,15 +236,12 @@ async fn ambiguous_request_is_refused_with_400_and_never_forwarded() {
 /// and closes without answering. It counts connections and requests.
 struct ClosingBackend {
     addr: SocketAddr,
-    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
 }
 
 impl ClosingBackend {
     async fn start() -> ClosingBackend {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -284,7 +283,6 @@ impl ClosingBackend {
     }
 
     fn counts(&self) -> (usize, usize) {
-        use std::sync::atomic::Ordering;
         (
             self.connections.load(Ordering::SeqCst),
             self.requests.load(Ordering::SeqCst),
@@ -313,7 +311,6 @@ async fn plain_proxy(
 
 /// Send `request` on a new connection and return the status line of the answer.
 async fn status_of(addr: SocketAddr, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();

@@ -31,6 +31,41 @@ pub async fn start_on(dir: &Path, name: &str, text: &str, workers: Workers) -> S
     Server::start_on(generation, workers).await.unwrap()
 }
 
+/// A gate called `name` with `backend`'s certificate, trusting `trust`, allowing `allow`,
+/// with `client_auth_extra` (one line, or empty) on line 11 of the text, in front of `origin`.
+pub fn gate_toml(
+    name: &str,
+    backend: &CertFiles,
+    trust: &[&Path],
+    allow: &[&str],
+    client_auth_extra: &str,
+    origin: SocketAddr,
+) -> String {
+    let quoted = |items: Vec<String>| items.join(", ");
+    let trust = quoted(trust.iter().map(|t| format!("{t:?}")).collect());
+    let allow = quoted(allow.iter().map(|a| format!("{a:?}")).collect());
+    format!(
+        r#"
+[[listener]]
+name = "{name}"
+listen = "127.0.0.1:0"
+[listener.tls]
+certificate = {cert:?}
+private_key = {key:?}
+[listener.tls.client_auth]
+trust = [{trust}]
+allow = [{allow}]
+{client_auth_extra}
+[[listener.route]]
+upstream = "app"
+[upstream.app]
+servers = ["{origin}"]
+"#,
+        cert = backend.cert,
+        key = backend.key,
+    )
+}
+
 /// A gate in front of `origin`, trusting `ca` and allowing `allow`.
 pub async fn gate(
     dir: &Path,
@@ -40,31 +75,7 @@ pub async fn gate(
     allow: &[&str],
     origin: SocketAddr,
 ) -> (Server, SocketAddr) {
-    let allow = allow
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let text = format!(
-        r#"
-[[listener]]
-name = "gate"
-listen = "127.0.0.1:0"
-[listener.tls]
-certificate = {cert:?}
-private_key = {key:?}
-[listener.tls.client_auth]
-trust = [{ca:?}]
-allow = [{allow}]
-[[listener.route]]
-upstream = "app"
-[upstream.app]
-servers = ["{origin}"]
-"#,
-        cert = backend.cert,
-        key = backend.key,
-        ca = ca,
-    );
+    let text = gate_toml("gate", backend, &[ca], allow, "", origin);
     let server = start(dir, name, &text).await;
     let addr = server.local_addr("gate").unwrap();
     (server, addr)

@@ -12,6 +12,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::farm::{BACKEND, EDGE, gate};
 use crate::logs;
+use crate::probes::{assert_answered, assert_refused};
 
 /// A gate allowing `allow` in front of an origin, and the PKI it trusts.
 struct Gate {
@@ -50,26 +51,6 @@ impl Gate {
 
     async fn probe_with(&self, cert: &CertFiles) -> Probe {
         self.client().with_client_cert(cert).probe(self.addr).await
-    }
-}
-
-#[track_caller]
-fn assert_refused(probe: &Probe, alert: AlertDescription) {
-    match probe {
-        Probe::Refused(rustls::Error::AlertReceived(got)) => assert_eq!(*got, alert),
-        other => panic!("expected the handshake to be refused with {alert:?}, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn assert_answered(probe: &Probe) {
-    match probe {
-        Probe::Answered(bytes) => assert!(
-            bytes.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(bytes)
-        ),
-        other => panic!("expected an HTTP answer, got {other:?}"),
     }
 }
 

@@ -8,41 +8,29 @@ use std::path::{Path, PathBuf};
 
 use farmgate_config::Config;
 use farmgate_proxy::{Generation, Server};
-use farmgate_testkit::client::{Probe, TlsClient};
+use farmgate_testkit::client::TlsClient;
 use farmgate_testkit::origin::Origin;
 use farmgate_testkit::pki::{CertFiles, TestPki};
 use rustls::AlertDescription;
 use time::{Duration, OffsetDateTime};
 
-use crate::farm::{BACKEND, EDGE, start};
+use crate::farm::{BACKEND, EDGE, gate_toml, start};
 use crate::logs;
+use crate::probes::{assert_answered, assert_refused};
 
 /// The line of `crl = [...]` in [`gate_config`]'s text.
 const CRL_LINE: usize = 11;
 
 /// A gate called `name` trusting `pki`'s root, allowing the edge, checking `crl`.
 fn gate_config(pki: &TestPki, name: &str, origin: SocketAddr, crl: &str) -> String {
-    let backend = pki.server(BACKEND);
-    format!(
-        r#"
-[[listener]]
-name = "{name}"
-listen = "127.0.0.1:0"
-[listener.tls]
-certificate = {cert:?}
-private_key = {key:?}
-[listener.tls.client_auth]
-trust = [{ca:?}]
-allow = ["dns:{EDGE}"]
-crl = [{crl}]
-[[listener.route]]
-upstream = "app"
-[upstream.app]
-servers = ["{origin}"]
-"#,
-        cert = backend.cert,
-        key = backend.key,
-        ca = pki.ca_file(),
+    let allow = format!("dns:{EDGE}");
+    gate_toml(
+        name,
+        &pki.server(BACKEND),
+        &[&pki.ca_file()],
+        &[&allow],
+        &format!("crl = [{crl}]"),
+        origin,
     )
 }
 
@@ -83,26 +71,6 @@ fn assert_at_crl_key(dir: &Path, name: &str, error: &str) {
         dir.join(format!("{name}.toml")).display()
     );
     assert!(error.contains(&at), "expected {at:?} in: {error}");
-}
-
-#[track_caller]
-fn assert_refused(probe: &Probe, alert: AlertDescription) {
-    match probe {
-        Probe::Refused(rustls::Error::AlertReceived(got)) => assert_eq!(*got, alert),
-        other => panic!("expected the handshake to be refused with {alert:?}, got {other:?}"),
-    }
-}
-
-#[track_caller]
-fn assert_answered(probe: &Probe) {
-    match probe {
-        Probe::Answered(bytes) => assert!(
-            bytes.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(bytes)
-        ),
-        other => panic!("expected an HTTP answer, got {other:?}"),
-    }
 }
 
 fn client(pki: &TestPki, cert: &CertFiles) -> TlsClient {

@@ -4,6 +4,7 @@
 
 mod farm;
 mod logs;
+mod probes;
 
 mod acme;
 mod chain;
