@@ -199,6 +199,8 @@ async fn ambiguous_request_is_refused_with_400_and_never_forwarded() {
         "GET http://evil.example/ HTTP/1.1\r\nhost: www.farm.test\r\n\r\n",
         "GET / HTTP/1.1\r\nhost: www.farm.test\r\nx-folded: a\r\n b\r\n\r\n",
         "GET / HTTP/1.1\r\nhost: www.farm.test\r\nx-nul: a\0b\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: www.farm.test\r\nx-ctl: a\x01b\r\n\r\n",
+        "GET / HTTP/1.1\r\nhost: www.farm.test\r\nx-del: a\x7fb\r\n\r\n",
         "GET / HTTP/1.1\r\n\r\n",
         "GET / HTTP/1.2\r\nhost: www.farm.test\r\n\r\n",
     ];
