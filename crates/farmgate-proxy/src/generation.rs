@@ -132,6 +132,21 @@ impl Generation {
             .map(UpstreamRt::connections_opened)
     }
 
+    /// How many connections upstream `name` holds idle in its pools (`None`: no such upstream).
+    pub fn idle_connections(&self, name: &str) -> Option<usize> {
+        self.upstreams
+            .iter()
+            .find(|u| &*u.name == name)
+            .map(UpstreamRt::idle_connections)
+    }
+
+    /// Close the surplus idle backend connections of every upstream, as the server does every
+    /// few seconds on its own: half of those no request took since the last sweep, keeping the
+    /// most recently used one per worker. Returns how many were closed.
+    pub fn sweep_idle_connections(&self) -> usize {
+        self.upstreams.iter().map(|u| u.sweep_idle()).sum()
+    }
+
     /// The health of server `address` of upstream `upstream`, if both exist.
     pub fn server_state(&self, upstream: &str, address: &str) -> Option<ServerState> {
         let u = self.upstreams.iter().find(|u| &*u.name == upstream)?;

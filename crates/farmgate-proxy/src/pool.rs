@@ -8,6 +8,13 @@
 //! has been read to its end. A body dropped before its end takes the connection with it, since
 //! the connection still holds unread bytes.
 //!
+//! Idle connections that no request needed for a while are surplus: every [`SWEEP_EVERY`],
+//! half of those that stayed idle through the whole interval are closed (as HAProxy's
+//! `pool-purge-delay` does), keeping the most recently used one per worker until the upstream's
+//! idle timeout. A burst's connections, and the memory they hold at both ends, go away within
+//! seconds of its end instead of lingering for the idle timeout; a returning load finds half
+//! of them still warm at each step.
+//!
 //! This replaces hyper-util's generic pooled client on the hot path: no pool-wide map keyed by
 //! hashed scheme and authority, no task spawned per request to wait for the connection to
 //! become idle, and the request goes out in origin form as it is.
@@ -33,6 +40,9 @@ use crate::connect::{ConnectError, Connector};
 /// the per-chunk work.
 const MAX_READ_BUFFER: usize = 64 * 1024;
 
+/// How often surplus idle connections are swept (HAProxy's `pool-purge-delay` default).
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The idle connections to one server.
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -48,7 +58,49 @@ pub(crate) struct Pool {
 /// request; sharing a line would bounce it between cores).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Slot(Mutex<Vec<Idle>>);
+struct Slot(Mutex<IdleList<Idle>>);
+
+/// A stack of idle connections, most recently used on top.
+#[derive(Debug)]
+struct IdleList<T> {
+    conns: Vec<T>,
+    /// How many at the bottom no request took since the last sweep: requests take from the
+    /// top, so the stack's lowest height since then.
+    untouched: usize,
+}
+
+impl<T> Default for IdleList<T> {
+    fn default() -> Self {
+        IdleList {
+            conns: Vec::new(),
+            untouched: 0,
+        }
+    }
+}
+
+impl<T> IdleList<T> {
+    fn pop(&mut self) -> Option<T> {
+        let idle = self.conns.pop();
+        self.untouched = self.untouched.min(self.conns.len());
+        idle
+    }
+
+    /// Close the oldest `n`.
+    fn drop_oldest(&mut self, n: usize) {
+        self.conns.drain(..n);
+        self.untouched = self.untouched.saturating_sub(n);
+    }
+
+    /// Close half of the connections that stayed idle since the last sweep, keeping the most
+    /// recently used one; returns how many were closed.
+    fn sweep(&mut self) -> usize {
+        let surplus = self.untouched.min(self.conns.len().saturating_sub(1));
+        let closed = surplus.div_ceil(2);
+        self.drop_oldest(closed);
+        self.untouched = self.conns.len();
+        closed
+    }
+}
 
 #[derive(Debug)]
 struct Idle {
@@ -176,19 +228,34 @@ impl Pool {
         let mut idle = self.lock();
         // The oldest connections sit at the bottom: drop the ones idle for too long.
         let expired = idle
+            .conns
             .iter()
             .take_while(|i| now.duration_since(i.since) > self.idle_timeout)
             .count();
-        idle.drain(..expired);
-        idle.push(Idle { sender, since: now });
+        idle.drop_oldest(expired);
+        idle.conns.push(Idle { sender, since: now });
+    }
+
+    /// Close surplus idle connections (see the module's documentation), in every worker's
+    /// stack; returns how many were closed.
+    pub(crate) fn sweep(&self) -> usize {
+        self.idle.iter().map(|slot| lock(slot).sweep()).sum()
+    }
+
+    /// Idle connections, over all workers.
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.iter().map(|slot| lock(slot).conns.len()).sum()
     }
 
     /// This worker's idle connections.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        let slot = &self.idle[crate::workers::current() % self.idle.len()];
-        // The list is valid after any panic (push and pop are atomic with respect to it).
-        slot.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleList<Idle>> {
+        lock(&self.idle[crate::workers::current() % self.idle.len()])
     }
+}
+
+fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, IdleList<Idle>> {
+    // The list is valid after any panic (push and pop are atomic with respect to it).
+    slot.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A copy of a body-less request.
@@ -323,5 +390,52 @@ impl http_body::Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdleList;
+
+    fn list(n: usize) -> IdleList<usize> {
+        IdleList {
+            conns: (0..n).collect(),
+            untouched: 0,
+        }
+    }
+
+    #[test]
+    fn a_sweep_closes_half_of_what_stayed_idle_since_the_last_one_and_keeps_the_newest() {
+        let mut idle = list(8);
+        assert_eq!(
+            idle.sweep(),
+            0,
+            "nothing has been idle for a whole interval yet"
+        );
+        let closed: Vec<usize> = std::iter::repeat_with(|| idle.sweep()).take(5).collect();
+        assert_eq!(closed, [4, 2, 1, 0, 0]);
+        assert_eq!(idle.conns, [7], "the most recently used stays");
+    }
+
+    #[test]
+    fn connections_a_request_took_are_not_surplus() {
+        let mut idle = list(8);
+        idle.sweep();
+        // A request takes three and gives them back: the stack never went below five.
+        let taken: Vec<usize> = std::iter::repeat_with(|| idle.pop().unwrap_or_default())
+            .take(3)
+            .collect();
+        idle.conns.extend(taken.into_iter().rev());
+        assert_eq!(idle.sweep(), 3, "half of the five left alone, rounded up");
+        assert_eq!(idle.conns, [3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn expired_connections_leave_the_untouched_count_too() {
+        let mut idle = list(6);
+        idle.sweep();
+        idle.drop_oldest(4);
+        assert_eq!(idle.sweep(), 1, "two left, one kept");
+        assert_eq!(idle.conns, [5]);
     }
 }

@@ -160,6 +160,7 @@ impl Server {
         server.spawn_loops(sockets);
         let generation = server.shared.generation.load_full();
         crate::health::spawn_checks(&server.shared, &generation);
+        spawn_sweeper(&server.shared, &generation);
         generation.start_acme();
         Ok(server)
     }
@@ -236,6 +237,7 @@ impl Server {
         let generation = Arc::new(generation);
         let previous = self.shared.generation.swap(generation.clone());
         crate::health::spawn_checks(&self.shared, &generation);
+        spawn_sweeper(&self.shared, &generation);
         generation.start_acme();
         if !previous.acme().is_same(generation.acme()) {
             // Built with other ACME state (not by `reload_from`): the old one has nothing to
@@ -377,4 +379,32 @@ fn bind_new(
         sockets.push((l.name.clone(), l.listen, socket));
     }
     Ok(sockets)
+}
+
+/// Every [`SWEEP_EVERY`](crate::pool::SWEEP_EVERY), close the surplus idle backend connections
+/// of `generation`, for as long as it serves connections (after a reload, those accepted before
+/// it keep using its pools), or until the server stops.
+fn spawn_sweeper(shared: &Shared, generation: &Arc<Generation>) {
+    let generation = Arc::downgrade(generation);
+    let mut stopping = shared.stopping.subscribe();
+    tokio::spawn(async move {
+        let every = crate::pool::SWEEP_EVERY;
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stopping.changed() => return,
+            }
+            let Some(generation) = generation.upgrade() else {
+                return;
+            };
+            let closed = generation.sweep_idle_connections();
+            if closed > 0 {
+                tracing::debug!(
+                    "closed {closed} idle backend connections no request needed for {every:?}"
+                );
+            }
+        }
+    });
 }

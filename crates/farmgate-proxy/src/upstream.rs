@@ -158,6 +158,16 @@ impl UpstreamRt {
         self.connector.open()
     }
 
+    /// Close surplus idle connections to every server (see `pool`); returns how many.
+    pub(crate) fn sweep_idle(&self) -> usize {
+        self.servers.iter().map(|s| s.pool.sweep()).sum()
+    }
+
+    /// Idle pooled connections to this upstream's servers.
+    pub(crate) fn idle_connections(&self) -> usize {
+        self.servers.iter().map(|s| s.pool.idle()).sum()
+    }
+
     /// The balancer, for in-flight counts.
     pub(crate) fn in_flight(&self, server: usize) -> usize {
         self.balancer.in_flight(server)

@@ -182,3 +182,52 @@ async fn edge_resumes_browser_sessions() {
         1
     );
 }
+
+#[tokio::test]
+async fn idle_connections_a_burst_left_are_closed_down_to_one() {
+    let farm = Farm::start(&[1]).await;
+    // Six requests at once, each held a moment by the origin: the edge opens a connection to
+    // the gate for each one in flight.
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let browser = farm.browser();
+        let addr = farm.edge_addr;
+        burst.spawn(async move { browser.get(addr, "/delay/200").await.status });
+    }
+    while let Some(status) = burst.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let generation = farm.edge.generation();
+    let opened = generation.upstream_connections("farm").unwrap() as usize;
+    assert!(
+        opened >= 2,
+        "the burst needed {opened} connection(s): no concurrency to test"
+    );
+    assert_eq!(
+        generation.idle_connections("farm"),
+        Some(opened),
+        "every connection went back to the pool"
+    );
+    // The server sweeps every few seconds on its own; from this sweep on, no request takes
+    // a connection, so each next one closes exactly half of the surplus.
+    generation.sweep_idle_connections();
+    loop {
+        let idle = generation.idle_connections("farm").unwrap();
+        if idle == 1 {
+            break;
+        }
+        assert_eq!(generation.sweep_idle_connections(), (idle - 1).div_ceil(2));
+    }
+    assert_eq!(
+        generation.sweep_idle_connections(),
+        0,
+        "the most recently used connection stays until the idle timeout"
+    );
+    let r = farm.browser().get(farm.edge_addr, "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        generation.upstream_connections("farm"),
+        Some(opened as u64),
+        "the request after the sweeps reused the connection kept"
+    );
+}
