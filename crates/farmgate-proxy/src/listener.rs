@@ -229,6 +229,9 @@ async fn accept(
         tracing::info!("closed before TLS: source address not in sources");
         return None;
     }
+    // Responses go out as soon as they are written. Linux accepted sockets inherit the
+    // listening socket's TCP_NODELAY (`workers::bind` sets it); elsewhere, set it on each one.
+    #[cfg(not(target_os = "linux"))]
     let _ = tcp.set_nodelay(true);
     let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or(HeaderValue::from_static("unknown"));

@@ -123,6 +123,9 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpSocket> {
     if reuse_port {
         socket.set_reuseport(true)?;
     }
+    // Linux hands TCP_NODELAY down to every accepted connection: set once here, it spares a
+    // `setsockopt` per connection (see `listener::accept`).
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     Ok(socket)
 }
@@ -130,4 +133,21 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpSocket> {
 /// Listen, and hand the socket back unregistered, for the worker that will accept on it.
 fn listen(socket: TcpSocket) -> io::Result<std::net::TcpListener> {
     socket.listen(1024)?.into_std()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    /// `listener::accept` relies on this instead of a `setsockopt` per connection.
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay_from_the_listening_socket() {
+        let mut sockets = super::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let listener = tokio::net::TcpListener::from_std(sockets.remove(0)).unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
