@@ -182,25 +182,10 @@ impl TlsClient {
     /// Connect twice with one client configuration (so a session from the first connection can
     /// be offered on the second): whether the second handshake was a resumption.
     pub async fn second_handshake_resumes(&self, addr: SocketAddr) -> bool {
-        let connector = TlsConnector::from(self.config());
-        for attempt in 0..2 {
-            let tcp = TcpStream::connect(addr).await.expect("connect");
-            let mut stream = connector
-                .connect(self.server_name.clone(), tcp)
-                .await
-                .expect("TLS handshake");
-            // Read the server's answer to a request, so that TLS 1.3 tickets (sent after the
-            // handshake) have arrived before the next connection.
-            let host = self.server_name.to_str();
-            let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.expect("write");
-            let mut sink = Vec::new();
-            let _ = stream.read_to_end(&mut sink).await;
-            if attempt == 1 {
-                return stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-            }
-        }
-        false
+        let config = self.config();
+        self.one_request(config.clone(), addr).await;
+        let second = self.one_request(config, addr).await;
+        second.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
 
     /// How many TLS 1.3 session tickets the server sends on one connection (with a request
@@ -209,8 +194,19 @@ impl TlsClient {
         let store = Arc::new(CountingStore::default());
         let mut config = (*self.config()).clone();
         config.resumption = rustls::client::Resumption::store(store.clone());
+        self.one_request(Arc::new(config), addr).await;
+        store.tickets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// One connection with `config`, one `GET /` on it, its answer read to the end (so that
+    /// TLS 1.3 tickets, sent after the handshake, have arrived); the finished stream.
+    async fn one_request(
+        &self,
+        config: Arc<ClientConfig>,
+        addr: SocketAddr,
+    ) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        let mut stream = TlsConnector::from(Arc::new(config))
+        let mut stream = TlsConnector::from(config)
             .connect(self.server_name.clone(), tcp)
             .await
             .expect("TLS handshake");
@@ -219,7 +215,7 @@ impl TlsClient {
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink).await;
-        store.tickets.load(std::sync::atomic::Ordering::SeqCst)
+        stream
     }
 
     /// Complete a TLS handshake with `addr`.

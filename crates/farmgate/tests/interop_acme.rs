@@ -129,6 +129,13 @@ async fn start(path: &Path) -> Server {
     Server::start(generation).await.unwrap()
 }
 
+/// Start an edge from `path` and wait for its first certificate; the edge, and the status then.
+async fn start_issued(path: &Path) -> (Server, CertificateStatus) {
+    let edge = start(path).await;
+    let status = wait_until(&edge.acme(), "first issuance", |s| s.counters.issued == 1).await;
+    (edge, status)
+}
+
 /// Wait until the (only) ACME certificate's status satisfies `done`; its status then.
 async fn wait_until(
     acme: &Acme,
@@ -165,9 +172,7 @@ async fn first_certificate_over_tls_alpn_01_is_validated_by_pebble_and_served() 
         origin: _origin,
         config,
     } = Setup::new("tls-alpn-01").await;
-    let edge = start(&config).await;
-
-    let status = wait_until(&edge.acme(), "first issuance", |s| s.counters.issued == 1).await;
+    let (_edge, status) = start_issued(&config).await;
     assert_eq!(status.state, CertificateState::Valid);
     assert_eq!(status.counters.orders, 1);
     assert_eq!(status.listeners, ["public"]);
@@ -192,9 +197,7 @@ async fn first_certificate_over_http_01_is_validated_by_pebble_and_served() {
         origin: _origin,
         config,
     } = Setup::new("http-01").await;
-    let edge = start(&config).await;
-
-    let status = wait_until(&edge.acme(), "first issuance", |s| s.counters.issued == 1).await;
+    let (_edge, status) = start_issued(&config).await;
     assert_eq!(status.state, CertificateState::Valid);
     get_through_edge(&pebble, &ports).await;
 
@@ -270,8 +273,7 @@ async fn restart_reuses_the_stored_certificate_without_a_new_order() {
     } = Setup::new("tls-alpn-01").await;
     let client = TlsClient::new(&pebble.root(), SITE);
 
-    let first = start(&config).await;
-    wait_until(&first.acme(), "first issuance", |s| s.counters.issued == 1).await;
+    let (first, _) = start_issued(&config).await;
     let served = client.served_serial(ports.tls_addr()).await;
     first.shutdown(Duration::from_secs(5)).await;
     drop(first);
@@ -300,9 +302,8 @@ async fn forced_renewal_swaps_the_certificate_without_a_failed_request() {
         origin: _origin,
         config,
     } = Setup::new("tls-alpn-01").await;
-    let edge = start(&config).await;
+    let (edge, _) = start_issued(&config).await;
     let acme = edge.acme();
-    wait_until(&acme, "first issuance", |s| s.counters.issued == 1).await;
     let client = TlsClient::new(&pebble.root(), SITE);
     let addr = ports.tls_addr();
     let old_serial = client.served_serial(addr).await;
