@@ -1,7 +1,9 @@
-//! Errors: building a generation, and failures while forwarding a request.
+//! The crate's public errors: a configuration that cannot be built or loaded, a listener that
+//! cannot be bound. A leaf: every layer may return them, and they import nothing of the crate.
+//! Failures of single requests are typed where they arise (`outbound::UpstreamFailure`,
+//! `inbound::Failure`).
 
 use farmgate_config::Location;
-use http::StatusCode;
 
 /// A configuration that cannot be put to work.
 #[derive(Debug, thiserror::Error)]
@@ -59,97 +61,4 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Who caused a failed request: decides the status, the log line and the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fault {
-    /// The client sent something we refuse.
-    Downstream,
-    /// A backend failed or is unreachable.
-    Upstream,
-    /// We failed.
-    Internal,
-}
-
-/// A request farmgate answers itself because forwarding it failed or is impossible.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) status: StatusCode,
-    pub(crate) fault: Fault,
-    /// The cause in words, for the log.
-    pub(crate) cause: String,
-    /// Failed before any response byte arrived: replaying the request is safe if it is
-    /// idempotent and has no body.
-    pub(crate) before_response: bool,
-    /// Short reason for the metric label, e.g. `connect_refused`.
-    pub(crate) reason: &'static str,
-}
-
-impl Failure {
-    /// The same failure with metric reason `reason`.
-    pub(crate) fn because(mut self, reason: &'static str) -> Failure {
-        self.reason = reason;
-        self
-    }
-
-    pub(crate) fn bad_gateway(cause: String) -> Failure {
-        Failure {
-            status: StatusCode::BAD_GATEWAY,
-            fault: Fault::Upstream,
-            cause,
-            before_response: true,
-            reason: "upstream",
-        }
-    }
-
-    pub(crate) fn timeout(cause: String) -> Failure {
-        Failure {
-            status: StatusCode::GATEWAY_TIMEOUT,
-            fault: Fault::Upstream,
-            cause,
-            before_response: false,
-            reason: "other",
-        }
-    }
-
-    pub(crate) fn unavailable(cause: String) -> Failure {
-        Failure {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            fault: Fault::Upstream,
-            cause,
-            before_response: false,
-            reason: "other",
-        }
-    }
-
-    pub(crate) fn bad_request(cause: String) -> Failure {
-        Failure {
-            status: StatusCode::BAD_REQUEST,
-            fault: Fault::Downstream,
-            cause,
-            before_response: false,
-            reason: "other",
-        }
-    }
-
-    pub(crate) fn not_found(cause: String) -> Failure {
-        Failure {
-            status: StatusCode::NOT_FOUND,
-            fault: Fault::Downstream,
-            cause,
-            before_response: false,
-            reason: "other",
-        }
-    }
-
-    pub(crate) fn internal(cause: String) -> Failure {
-        Failure {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            fault: Fault::Internal,
-            cause,
-            before_response: false,
-            reason: "other",
-        }
-    }
 }

@@ -1,14 +1,30 @@
 //! A generation: everything built from one configuration, swapped in as one snapshot.
+//!
+//! Building one reads every file the configuration names and builds every TLS configuration,
+//! verifier, route table and upstream pool, off the workers; nothing in it changes after that
+//! but counters and health. What must outlive a generation is either handed to the build
+//! ([`Lasting`]: ACME certificates, gate counters) or carried over by [`Generation::inherit`]
+//! (server health). See docs/architecture.md.
 
+mod certificate;
+mod listener;
+mod route;
+
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use farmgate_acme::{Acme, AcmeCertificate};
 use farmgate_config::{Config, UpstreamId};
+use farmgate_pki::advice::Warning;
+use farmgate_tls::GateStats;
 
 use crate::error::{BuildError, LoadError};
-use crate::listener::ListenerRt;
-use crate::upstream::UpstreamRt;
+use crate::outbound::{UpstreamRt, now_ms};
+
+pub(crate) use certificate::{InUse, Role};
+pub(crate) use listener::ListenerRt;
+pub(crate) use route::label as route_label;
 
 /// What the proxy thinks of one server right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,54 +35,83 @@ pub struct ServerState {
     pub ejected: bool,
 }
 
+/// State that outlives generations: every generation a server builds gets the same one, so a
+/// reload keeps the ACME certificates (nothing is ordered again) and a gate's counters keep
+/// counting (the new verifier counts into the old one's counters). Clones share it.
+#[derive(Debug, Clone)]
+pub struct Lasting {
+    acme: Acme,
+    /// Each gate listener's verifier counters, by listener name.
+    gate_stats: Arc<Mutex<BTreeMap<String, Arc<GateStats>>>>,
+}
+
+impl Default for Lasting {
+    fn default() -> Self {
+        Lasting {
+            acme: Acme::new(),
+            gate_stats: Arc::default(),
+        }
+    }
+}
+
+impl Lasting {
+    /// The ACME state: statuses ([`Acme::status`]), changes, renewals on request.
+    pub fn acme(&self) -> &Acme {
+        &self.acme
+    }
+
+    /// The counters of gate listener `name`, the same for every generation.
+    fn gate_stats(&self, name: &str) -> Arc<GateStats> {
+        // A panic elsewhere cannot leave the map half-changed: keep going.
+        let mut stats = self.gate_stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.entry(name.to_owned()).or_default().clone()
+    }
+}
+
 /// A configuration put to work: TLS configurations loaded, verifiers and pools built. Building
 /// one reads every file the configuration names, so a generation that exists is one that can
 /// serve; `farmgate check` builds one and throws it away.
-///
-/// ACME certificates are not part of a generation but of the [`Acme`] state it was built with,
-/// which outlives it: a reload builds the next generation with the same `Acme`
-/// ([`Generation::load_with`]), so its listeners serve the same certificate stores and nothing is
-/// ordered again.
 #[derive(Debug)]
 pub struct Generation {
     config: Config,
     pub(crate) listeners: Vec<Arc<ListenerRt>>,
     pub(crate) upstreams: Vec<UpstreamRt>,
-    acme: Acme,
+    lasting: Lasting,
     /// Each ACME listener's name and certificate.
     acme_certificates: Vec<(String, AcmeCertificate)>,
+    /// What `farmgate check` warns about, found when this generation was built.
+    warnings: Vec<Warning>,
 }
 
 impl Generation {
     /// Read the configuration file at `path`, validate it and build it: what `farmgate run`,
-    /// `farmgate check` and every reload do, so they can never disagree. ACME listeners get a
-    /// fresh [`Acme`] state.
+    /// `farmgate check` and every reload do, so they can never disagree.
     pub fn load(path: &Path) -> Result<Generation, LoadError> {
-        Generation::load_with(path, &Acme::new())
+        Generation::load_with(path, &Lasting::default())
     }
 
-    /// [`Generation::load`], with the ACME state of the running server (a reload).
-    pub fn load_with(path: &Path, acme: &Acme) -> Result<Generation, LoadError> {
+    /// [`Generation::load`], with the state of the running server (a reload).
+    pub fn load_with(path: &Path, lasting: &Lasting) -> Result<Generation, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let config = Config::parse(&text, path)?;
-        Ok(Generation::build_with(config, acme)?)
+        Ok(Generation::build_with(config, lasting)?)
     }
 
-    /// Build everything `config` describes, or say what is wrong. ACME listeners get a fresh
-    /// [`Acme`] state.
+    /// Build everything `config` describes, or say what is wrong.
     pub fn build(config: Config) -> Result<Generation, BuildError> {
-        Generation::build_with(config, &Acme::new())
+        Generation::build_with(config, &Lasting::default())
     }
 
-    /// [`Generation::build`], with the ACME state of the running server.
-    pub fn build_with(config: Config, acme: &Acme) -> Result<Generation, BuildError> {
+    /// [`Generation::build`], with the state of the running server.
+    pub fn build_with(config: Config, lasting: &Lasting) -> Result<Generation, BuildError> {
         let mut acme_certificates = Vec::new();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
-            let (listener, certificate) = ListenerRt::build(l, config.acme.as_ref(), acme)?;
+            let stats = lasting.gate_stats(&l.name);
+            let (listener, certificate) = ListenerRt::build(l, &config, &lasting.acme, stats)?;
             if let Some(certificate) = certificate {
                 acme_certificates.push((l.name.clone(), certificate));
             }
@@ -77,25 +122,51 @@ impl Generation {
             .iter()
             .map(UpstreamRt::build)
             .collect::<Result<Vec<_>, _>>()?;
+        let warnings = farmgate_pki::advice::warnings(&config, time::OffsetDateTime::now_utc());
         Ok(Generation {
             config,
             listeners,
             upstreams,
-            acme: acme.clone(),
+            lasting: lasting.clone(),
             acme_certificates,
+            warnings,
         })
     }
 
-    /// The ACME state this generation serves its ACME certificates from: statuses
-    /// ([`Acme::status`]), changes, renewals on request.
+    /// Take over what the running generation `old` knows and this one must not forget: the
+    /// health of every server they share (same upstream name, same address), so a reload
+    /// neither revives a dead server nor forgets an ejection.
+    pub(crate) fn inherit(&self, old: &Generation) {
+        for upstream in &self.upstreams {
+            let Some(previous) = old.upstream_named(&upstream.name) else {
+                continue;
+            };
+            for server in &upstream.servers {
+                if let Some(before) = previous
+                    .servers
+                    .iter()
+                    .find(|s| s.address == server.address)
+                {
+                    server.health.inherit(&before.health);
+                }
+            }
+        }
+    }
+
+    /// The state this generation shares with the others of its server.
+    pub fn lasting(&self) -> &Lasting {
+        &self.lasting
+    }
+
+    /// The ACME state this generation serves its ACME certificates from.
     pub fn acme(&self) -> &Acme {
-        &self.acme
+        &self.lasting.acme
     }
 
     /// Put this generation's ACME certificates into service (their renewal tasks run; those of
     /// certificates it no longer has stop).
     pub(crate) fn start_acme(&self) {
-        self.acme.sync(
+        self.lasting.acme.sync(
             self.acme_certificates
                 .iter()
                 .map(|(name, cert)| (name.as_str(), cert)),
@@ -105,6 +176,11 @@ impl Generation {
     /// The configuration this generation was built from.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What `farmgate check` warns about in this configuration, as found when it was built.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
     }
 
     /// The certificate chains each TLS listener serves (default first), by listener name.
@@ -124,37 +200,44 @@ impl Generation {
             .collect()
     }
 
+    /// Every leaf certificate the listeners serve right now and every upstream client
+    /// certificate.
+    pub(crate) fn certificates(&self) -> Vec<InUse> {
+        certificate::in_use(&self.listeners, &self.upstreams)
+    }
+
     /// How many connections upstream `name` has opened to its servers (`None`: no such upstream).
     pub fn upstream_connections(&self, name: &str) -> Option<u64> {
-        self.upstreams
-            .iter()
-            .find(|u| &*u.name == name)
+        self.upstream_named(name)
             .map(UpstreamRt::connections_opened)
     }
 
     /// How many connections upstream `name` holds idle in its pools (`None`: no such upstream).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn idle_connections(&self, name: &str) -> Option<usize> {
-        self.upstreams
-            .iter()
-            .find(|u| &*u.name == name)
-            .map(UpstreamRt::idle_connections)
+        self.upstream_named(name).map(UpstreamRt::idle_connections)
     }
 
     /// Close the surplus idle backend connections of every upstream, as the server does every
     /// few seconds on its own: half of those no request took since the last sweep, keeping the
     /// most recently used one per worker. Returns how many were closed.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn sweep_idle_connections(&self) -> usize {
-        self.upstreams.iter().map(|u| u.sweep_idle()).sum()
+        self.sweep_idle()
+    }
+
+    /// See [`Generation::sweep_idle_connections`].
+    pub(crate) fn sweep_idle(&self) -> usize {
+        self.upstreams.iter().map(UpstreamRt::sweep_idle).sum()
     }
 
     /// The health of server `address` of upstream `upstream`, if both exist.
     pub fn server_state(&self, upstream: &str, address: &str) -> Option<ServerState> {
-        let u = self.upstreams.iter().find(|u| &*u.name == upstream)?;
+        let u = self.upstream_named(upstream)?;
         let s = u.servers.iter().find(|s| &*s.address == address)?;
-        let now = crate::health::now_ms();
         Some(ServerState {
             up: s.health.is_up(),
-            ejected: s.health.is_ejected(now),
+            ejected: s.health.is_ejected(now_ms()),
         })
     }
 
@@ -166,6 +249,10 @@ impl Generation {
 
     pub(crate) fn upstream(&self, id: UpstreamId) -> &UpstreamRt {
         &self.upstreams[id.0]
+    }
+
+    fn upstream_named(&self, name: &str) -> Option<&UpstreamRt> {
+        self.upstreams.iter().find(|u| &*u.name == name)
     }
 
     pub(crate) fn listener(&self, name: &str) -> Option<&Arc<ListenerRt>> {

@@ -5,6 +5,13 @@
 //! with the current generation. Both roles, edge and gate, are this one engine: a gate is a
 //! listener with client authentication in front of the local application.
 //!
+//! The crate is four layers, each importing only the ones below it (docs/architecture.md):
+//!
+//! - `runtime`: the running [`Server`], its workers, reloads, shutdown and status;
+//! - `inbound`: accepting connections, TLS, serving HTTP, routing, forwarding;
+//! - `generation`: the immutable data built from one configuration;
+//! - `outbound`: connections to backends, pools, retries, failures.
+//!
 //! Listeners whose certificate comes from ACME serve it from the long-lived
 //! [`farmgate_acme::Acme`] state, which every generation of a server shares
 //! ([`Server::acme`]): TLS listeners answer tls-alpn-01 validations, plain-HTTP listeners answer
@@ -12,27 +19,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod access;
-mod body;
-mod connect;
 mod error;
-mod forward;
 mod generation;
-mod health;
-mod listener;
-mod metrics;
-mod on_wake;
-mod pool;
-pub mod reload;
-mod server;
-mod strict;
-mod upstream;
-mod workers;
+mod inbound;
+mod outbound;
+mod runtime;
 
-pub use body::Body;
-pub use connect::ConnectError;
 pub use error::{BuildError, LoadError, ProxyError};
-pub use generation::{Generation, ServerState};
-pub use pool::PooledBody;
-pub use server::{Drained, ReloadError, Server};
-pub use workers::Workers;
+pub use generation::{Generation, Lasting, ServerState};
+pub use runtime::{
+    AcmeStatus, CertificateStatus, ClientAuthStatus, Drained, ListenerRole, ListenerStatus,
+    ReloadError, Reloads, Server, ServerStatus, Status, UpstreamStatus, UpstreamTlsStatus, Workers,
+};
+
+/// Reloading: on request (SIGHUP) and whenever the configuration file or any file it names
+/// changes on disk.
+pub mod reload {
+    pub use crate::runtime::{ReloadCounts, ReloadFailure, watch};
+}

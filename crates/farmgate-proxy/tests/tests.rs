@@ -6,6 +6,8 @@ mod farm;
 mod logs;
 mod probes;
 
+mod layers;
+
 mod acme;
 mod chain;
 mod compat;

@@ -10,7 +10,7 @@ use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
-use crate::{ClientVerifier, TlsError, TlsErrorKind, load};
+use crate::{ClientVerifier, GateStats, TlsError, TlsErrorKind, load};
 
 /// The ALPN protocol an ACME server offers, alone, when it validates a tls-alpn-01 challenge
 /// (RFC 8737). A connection that negotiates it carries no HTTP and is closed after the handshake.
@@ -210,19 +210,23 @@ impl ServerTls {
     /// their files, and for a gate its trust, CRLs and allow-list.
     pub fn new(name: &str, tls: &ListenerTls) -> Result<ServerTls, TlsError> {
         let store = Arc::new(CertStore::new(SniCerts::load(tls)?));
-        ServerTls::with_store(name, tls, store)
+        ServerTls::with_store(name, tls, store, Arc::default())
     }
 
-    /// Build the listener `name`'s TLS serving the certificates of `store`, which outlives this
-    /// configuration (an ACME certificate kept across reloads). A listener that answers
-    /// tls-alpn-01 also accepts [`ACME_TLS_ALPN`].
+    /// Build the listener `name`'s TLS serving the certificates of `store`, which may outlive
+    /// this configuration (an ACME certificate kept across reloads). A gate's verifier counts
+    /// into `gate_stats`, which may be those of the listener's earlier configurations. A
+    /// listener that answers tls-alpn-01 also accepts [`ACME_TLS_ALPN`].
     pub fn with_store(
         name: &str,
         tls: &ListenerTls,
         store: Arc<CertStore>,
+        gate_stats: Arc<GateStats>,
     ) -> Result<ServerTls, TlsError> {
         let verifier = match &tls.client_auth {
-            Some(policy) => Some(Arc::new(ClientVerifier::new(name, policy)?)),
+            Some(policy) => Some(Arc::new(
+                ClientVerifier::new(name, policy)?.counting_into(gate_stats),
+            )),
             None => None,
         };
         let builder = ServerConfig::builder_with_provider(crate::aes128_first())

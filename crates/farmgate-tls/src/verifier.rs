@@ -26,6 +26,9 @@ use crate::{GateStats, TlsError, TrustStore};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RefusalReason {
+    /// The client presented no certificate (rustls refuses it before the verifier runs; the
+    /// listener counts it).
+    NoCertificate,
     /// The certificate or chain cannot be parsed.
     BadEncoding,
     /// The chain does not lead to a trusted CA.
@@ -50,7 +53,8 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order (the order of [`GateStats`] snapshots).
-    pub const ALL: [RefusalReason; 10] = [
+    pub const ALL: [RefusalReason; 11] = [
+        RefusalReason::NoCertificate,
         RefusalReason::BadEncoding,
         RefusalReason::UnknownCa,
         RefusalReason::Expired,
@@ -73,6 +77,7 @@ impl RefusalReason {
     /// Short label, e.g. for metrics: `unknown_ca`, `not_allowed`.
     pub fn label(&self) -> &'static str {
         match self {
+            RefusalReason::NoCertificate => "no_certificate",
             RefusalReason::BadEncoding => "bad_encoding",
             RefusalReason::UnknownCa => "unknown_ca",
             RefusalReason::Expired => "expired",
@@ -89,6 +94,7 @@ impl RefusalReason {
     /// The rule of the gate that failed, in words.
     pub fn rule(&self) -> &'static str {
         match self {
+            RefusalReason::NoCertificate => "a client certificate is required",
             RefusalReason::BadEncoding => "certificate must be well-formed",
             RefusalReason::UnknownCa => "chain must lead to a CA in trust",
             RefusalReason::Expired | RefusalReason::NotYetValid => {
@@ -181,6 +187,13 @@ impl ClientVerifier {
             algorithms: crate::provider().signature_verification_algorithms,
             stats: Arc::new(GateStats::default()),
         }
+    }
+
+    /// This verifier, counting into `stats` instead of counters of its own: the counters of
+    /// earlier configurations of the same listener, so that they keep counting across reloads.
+    pub fn counting_into(mut self, stats: Arc<GateStats>) -> ClientVerifier {
+        self.stats = stats;
+        self
     }
 
     /// What this verifier decided so far: refusals by reason, and the acceptances that needed

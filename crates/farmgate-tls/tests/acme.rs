@@ -78,7 +78,7 @@ fn tls_alpn_01_validations_get_the_challenge_certificate_and_browsers_the_site()
         pki.dir(),
         r#"{ acme = { domains = ["www.example.com"], challenge = "tls-alpn-01" } }"#,
     );
-    let server = ServerTls::with_store("public", &tls, store).unwrap();
+    let server = ServerTls::with_store("public", &tls, store, Default::default()).unwrap();
 
     // No validation pending: a validator gets nothing, not the site's certificate.
     assert!(handshake(&server, "www.example.com", &[ACME_TLS_ALPN]).is_err());
@@ -118,7 +118,7 @@ fn listeners_that_do_not_answer_tls_alpn_01_do_not_speak_acme_tls() {
             SniCerts::single(key(&site)),
             Arc::new(AlpnChallenges::default()),
         ));
-        let server = ServerTls::with_store("public", &tls, store).unwrap();
+        let server = ServerTls::with_store("public", &tls, store, Default::default()).unwrap();
         assert!(
             !server
                 .config()

@@ -15,7 +15,6 @@ use std::time::Duration;
 use farmgate_acme::{CertificateState, DirectoryCheck};
 use farmgate_config::{Balance, Config, EkuPolicy, ListenerCerts, Trust};
 use farmgate_identity::PeerIdentity;
-use farmgate_pki::advice;
 use farmgate_proxy::{Generation, LoadError};
 use time::OffsetDateTime;
 
@@ -38,7 +37,7 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             for warning in acme.warnings {
                 outln!("warning: {warning}");
             }
-            for warning in advice::warnings(generation.config(), OffsetDateTime::now_utc()) {
+            for warning in generation.warnings() {
                 outln!("warning: {warning}");
             }
             Ok(ExitCode::SUCCESS)

@@ -12,9 +12,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let generation = Generation::load(config)?;
     crate::logging::init(generation.config().log.format);
     // What `farmgate check` would warn about, said once at start-up too.
-    for warning in
-        farmgate_pki::advice::warnings(generation.config(), time::OffsetDateTime::now_utc())
-    {
+    for warning in generation.warnings() {
         tracing::warn!("{}: {}", warning.at, warning.message);
     }
     // This thread is worker 0; the others start inside its runtime.
@@ -84,7 +82,7 @@ async fn start_admin(server: &Arc<Server>, admin: &farmgate_config::Admin) -> an
     let status_server = server.clone();
     let endpoint = farmgate_admin::Admin {
         metrics: server.metrics(),
-        status: Box::new(move || status(&status_server)),
+        status: Box::new(move || serde_json::to_value(status_server.status()).unwrap_or_default()),
     };
     tokio::spawn(farmgate_admin::serve(
         listener,
@@ -92,19 +90,4 @@ async fn start_admin(server: &Arc<Server>, admin: &farmgate_config::Admin) -> an
         server.stopping_signal(),
     ));
     Ok(())
-}
-
-/// The proxy's status with the configuration warnings `farmgate check` prints.
-fn status(server: &Server) -> serde_json::Value {
-    let mut status = server.status();
-    let generation = server.generation();
-    let warnings =
-        farmgate_pki::advice::warnings(generation.config(), time::OffsetDateTime::now_utc());
-    if let Some(object) = status.as_object_mut() {
-        object.insert(
-            "warnings".to_owned(),
-            serde_json::to_value(&warnings).unwrap_or_default(),
-        );
-    }
-    status
 }

@@ -1,15 +1,13 @@
 //! Opening connections to backends: TCP, then TLS with the upstream's client identity.
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
+use farmgate_config::Address;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -19,8 +17,7 @@ use tokio_rustls::client::TlsStream;
 
 /// Why a connection to a backend could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// The backend's host name did not resolve.
     #[error("cannot resolve {host}")]
     Resolve {
@@ -58,9 +55,6 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
-    /// The URI handed to the connector has no host (a bug of ours).
-    #[error("no host in {0}")]
-    NoHost(Uri),
 }
 
 /// How connections to one upstream's servers are made.
@@ -111,68 +105,53 @@ impl Connector {
     }
 }
 
-impl tower_service::Service<Uri> for Connector {
-    type Response = Conn;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| ConnectError::NoHost(uri.clone()))?;
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = uri
-                .port_u16()
-                .unwrap_or(if inner.tls.is_some() { 443 } else { 80 });
-            let addr = format!("{host}:{port}");
-            let timeout = inner.connect_timeout;
-            match tokio::time::timeout(timeout, inner.connect(&host, port, &addr)).await {
-                Ok(result) => {
-                    let io = result?;
-                    inner.opened.fetch_add(1, Ordering::Relaxed);
-                    inner.open.fetch_add(1, Ordering::Relaxed);
-                    Ok(Conn {
-                        io,
-                        _open: OpenGuard(inner.open.clone()),
-                    })
-                }
-                Err(_) => Err(ConnectError::Timeout {
-                    addr,
-                    after: timeout,
-                }),
+impl Connector {
+    /// Open a connection to `address` (shown as `server` in errors): TCP, then TLS with this
+    /// upstream's client identity, within the connect timeout.
+    pub(crate) async fn connect(
+        &self,
+        address: &Address,
+        server: &str,
+    ) -> Result<Conn, ConnectError> {
+        let inner = &self.inner;
+        let timeout = inner.connect_timeout;
+        match tokio::time::timeout(timeout, inner.connect(address, server)).await {
+            Ok(result) => {
+                let io = result?;
+                inner.opened.fetch_add(1, Ordering::Relaxed);
+                inner.open.fetch_add(1, Ordering::Relaxed);
+                Ok(Conn {
+                    io,
+                    _open: OpenGuard(inner.open.clone()),
+                })
             }
-        })
+            Err(_) => Err(ConnectError::Timeout {
+                addr: server.to_owned(),
+                after: timeout,
+            }),
+        }
     }
 }
 
 impl Inner {
-    async fn connect(&self, host: &str, port: u16, addr: &str) -> Result<Io, ConnectError> {
-        let tcp = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
-            Err(_) => {
-                let mut addrs = tokio::net::lookup_host((host, port))
+    async fn connect(&self, address: &Address, addr: &str) -> Result<Io, ConnectError> {
+        let (tcp, host) = match address {
+            Address::Socket(socket) => (TcpStream::connect(socket).await, None),
+            Address::Name { host, port } => {
+                let mut addrs = tokio::net::lookup_host((host.as_str(), *port))
                     .await
                     .map_err(|source| ConnectError::Resolve {
-                        host: host.to_owned(),
+                        host: host.clone(),
                         source,
                     })?;
                 let first = addrs.next().ok_or_else(|| ConnectError::Resolve {
-                    host: host.to_owned(),
+                    host: host.clone(),
                     source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
                 })?;
-                TcpStream::connect(first).await
+                (TcpStream::connect(first).await, Some(host.as_str()))
             }
-        }
-        .map_err(|source| ConnectError::Tcp {
+        };
+        let tcp = tcp.map_err(|source| ConnectError::Tcp {
             addr: addr.to_owned(),
             source,
         })?;
@@ -181,13 +160,17 @@ impl Inner {
         let Some(tls) = &self.tls else {
             return Ok(Io::Plain(TokioIo::new(tcp)));
         };
-        let server_name = match &self.server_name {
-            Some(name) => name.clone(),
-            None => ServerName::try_from(host.to_owned()).map_err(|e| ConnectError::Tls {
-                addr: addr.to_owned(),
-                server_name: host.to_owned(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, e),
-            })?,
+        let server_name = match (&self.server_name, address) {
+            (Some(name), _) => name.clone(),
+            (None, Address::Socket(socket)) => ServerName::IpAddress(socket.ip().into()),
+            (None, Address::Name { .. }) => {
+                let host = host.unwrap_or_default().to_owned();
+                ServerName::try_from(host.clone()).map_err(|e| ConnectError::Tls {
+                    addr: addr.to_owned(),
+                    server_name: host,
+                    source: io::Error::new(io::ErrorKind::InvalidInput, e),
+                })?
+            }
         };
         let shown = server_name.to_str().into_owned();
         let stream = TlsConnector::from(tls.clone())

@@ -3,29 +3,20 @@
 //! Every listener address gets one listening socket per worker, bound with `SO_REUSEPORT`, so
 //! the kernel spreads new connections over the workers, and a connection lives its whole life
 //! on the thread that accepted it: its TLS, its requests and the pooled backend connections
-//! they use ([`current`] picks the pool) never wake another thread. nginx's workers with
+//! they use (each worker has its own idle lists, see `outbound::set_worker`) never wake
+//! another thread. nginx's workers with
 //! `reuseport` and HAProxy's threads with `shards` work the same way. What the workers share
 //! (the generation, health state, balancers, metrics) is behind atomics and short locks.
 //!
 //! Worker 0 is the runtime the server was started on; it also runs the health checks, reloads,
 //! ACME and the admin endpoint, all of them light.
 
-use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpSocket;
 use tokio::runtime::Handle;
-
-thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The worker this thread is (0 on any thread that is not a worker's).
-pub(crate) fn current() -> usize {
-    INDEX.with(Cell::get)
-}
 
 /// The runtimes that serve connections.
 #[derive(Debug, Clone)]
@@ -50,7 +41,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("farmgate-worker-{index}"))
                 .spawn(move || {
-                    INDEX.with(|i| i.set(index));
+                    crate::outbound::set_worker(index);
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build();
@@ -89,10 +80,6 @@ impl Workers {
     }
 }
 
-/// How many idle-connection lists a pool keeps, one per worker; workers beyond it share lists
-/// (`current() % SLOTS`), which is correct, only less local.
-pub(crate) const SLOTS: usize = 32;
-
 /// One listening socket per worker on `addr`, all of them listening before this returns.
 /// With more than one, they share the port with `SO_REUSEPORT`; a port that another socket
 /// holds already, even one with `SO_REUSEPORT` set (a second farmgate started by mistake), is
@@ -124,7 +111,7 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpSocket> {
         socket.set_reuseport(true)?;
     }
     // Linux hands TCP_NODELAY down to every accepted connection: set once here, it spares a
-    // `setsockopt` per connection (see `listener::accept`).
+    // `setsockopt` per connection (see `inbound::accept`).
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     Ok(socket)
@@ -139,7 +126,7 @@ fn listen(socket: TcpSocket) -> io::Result<std::net::TcpListener> {
 mod tests {
     #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-    /// `listener::accept` relies on this instead of a `setsockopt` per connection.
+    /// `inbound::accept` relies on this instead of a `setsockopt` per connection.
     #[tokio::test]
     async fn accepted_connections_inherit_nodelay_from_the_listening_socket() {
         let mut sockets = super::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();

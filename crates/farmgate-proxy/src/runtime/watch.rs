@@ -1,5 +1,5 @@
-//! Reloading: on request (SIGHUP) and whenever the configuration file or any file it names
-//! (certificates, keys, trust bundles, CRLs) changes on disk.
+//! Reloading whenever the configuration file or any file it names (certificates, keys, trust
+//! bundles, CRLs) changes on disk.
 //!
 //! Directories are watched, not files, so atomic renames and Kubernetes-style `..data` symlink
 //! swaps are seen; events are debounced; a reload happens only when the content of a watched
@@ -15,9 +15,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::error::LoadError;
-use crate::generation::Generation;
-use crate::server::{ReloadError, Server};
+use super::server::Server;
 
 /// Quiet time after the last file event before reloading (editors and `cp` write in steps).
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -25,60 +23,6 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// The safety net: how often files are re-read even without events.
 const REREAD: Duration = Duration::from_secs(300);
-
-/// How many reloads succeeded and failed since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReloadCounts {
-    /// Reloads that switched to a new generation.
-    pub succeeded: u64,
-    /// Reloads that failed; the previous generation kept serving.
-    pub failed: u64,
-}
-
-/// Why a reload failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReloadFailure {
-    /// The new configuration could not be built.
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// It could not be put in service.
-    #[error(transparent)]
-    Apply(#[from] ReloadError),
-}
-
-impl Server {
-    /// Build the configuration at `path` and switch to it; on failure keep the running
-    /// generation. Either way the outcome is logged and counted.
-    pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadFailure> {
-        let owned = path.to_path_buf();
-        // The ACME state carries over: same certificates, orders in flight go on.
-        let acme = self.acme();
-        // Reading files and building TLS configurations blocks: keep it off the runtime's workers.
-        let built = tokio::task::spawn_blocking(move || Generation::load_with(&owned, &acme))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let result = match built {
-            Ok(generation) => self.reload(generation).await.map_err(ReloadFailure::from),
-            Err(e) => Err(ReloadFailure::from(e)),
-        };
-        match &result {
-            Ok(()) => {
-                tracing::info!("reloaded {}", path.display());
-                self.count_reload(true);
-            }
-            Err(e) => {
-                tracing::error!(
-                    "reload of {} failed; still serving the previous configuration: {}",
-                    path.display(),
-                    crate::upstream::chain(e)
-                );
-                self.count_reload(false);
-            }
-        }
-        result
-    }
-}
 
 /// Watch the configuration at `path` and every file it names; reload when their content
 /// changes. The returned future runs until the server shuts down.
@@ -90,7 +34,7 @@ pub fn watch(server: Arc<Server>, path: PathBuf) -> impl Future<Output = ()> + S
     let (tx, events) = mpsc::unbounded_channel();
     let watcher = start_watcher(&files, tx.clone());
     let last = fingerprint(&files);
-    let stopping = server.stopping();
+    let stopping = server.stopping_signal();
     let state = Watch {
         server,
         path,

@@ -1,5 +1,5 @@
-//! Server health: active checks over the upstream's own TLS/mTLS, passive ejection after
-//! consecutive failures, and state carried across reloads.
+//! Server health: the verdict of active checks (run by the runtime over the upstream's own
+//! TLS/mTLS), passive ejection after consecutive failures, and state carried across reloads.
 //!
 //! A server takes traffic when its active checks say it is up (servers start up, and are
 //! always up without `health`) and it is not ejected. Passive ejection: after
@@ -8,16 +8,9 @@
 //! resets both. Passive ejection never takes out more than half of an upstream's servers (so
 //! never the only one): one broken URL answering 500 must not empty the farm.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-use http::Request;
-
-use crate::body::Body;
-use crate::generation::Generation;
-use crate::server::Shared;
-use crate::upstream::{ServerRt, UpstreamRt};
 
 /// Consecutive failures that eject a server.
 pub(crate) const EJECT_AFTER: u32 = 3;
@@ -148,109 +141,6 @@ impl Health {
             .store(old.ejected_until.load(Ordering::Relaxed), Ordering::Relaxed);
         self.up
             .store(old.up.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
-}
-
-/// Carry the health of every server the new generation shares with the old one (same
-/// upstream name, same address) over to the new generation.
-pub(crate) fn inherit(new: &Generation, old: &Generation) {
-    for upstream in &new.upstreams {
-        let Some(previous) = old.upstreams.iter().find(|u| u.name == upstream.name) else {
-            continue;
-        };
-        for server in &upstream.servers {
-            if let Some(before) = previous
-                .servers
-                .iter()
-                .find(|s| s.address == server.address)
-            {
-                server.health.inherit(&before.health);
-            }
-        }
-    }
-}
-
-/// Start the active checks of every upstream of `generation` with a `health` table. Each runs
-/// while `generation` is the current one.
-pub(crate) fn spawn_checks(shared: &Arc<Shared>, generation: &Arc<Generation>) {
-    for (u, upstream) in generation.upstreams.iter().enumerate() {
-        let Some(config) = upstream.config.health.clone() else {
-            continue;
-        };
-        for s in 0..upstream.servers.len() {
-            let shared = shared.clone();
-            let generation = generation.clone();
-            let config = config.clone();
-            let mut stopping = shared.stopping.subscribe();
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(config.interval);
-                loop {
-                    if *stopping.borrow_and_update() {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = interval.tick() => {}
-                        _ = stopping.changed() => return,
-                    }
-                    if !Arc::ptr_eq(&shared.generation.load(), &generation) {
-                        return;
-                    }
-                    let upstream = &generation.upstreams[u];
-                    let server = &upstream.servers[s];
-                    let verdict = check(upstream, server, &config).await;
-                    let ok = verdict.is_ok();
-                    if let Some(up) = server.health.checked(ok, config.rise, config.fall) {
-                        match &verdict {
-                            Ok(()) => {
-                                tracing::info!(upstream = %upstream.name, server = %server.address, "server is up again: {} health checks passed", config.rise)
-                            }
-                            Err(why) => {
-                                tracing::warn!(upstream = %upstream.name, server = %server.address, "server marked down after {} failed health checks: {why}", config.fall)
-                            }
-                        }
-                        let _ = up;
-                        shared.health_changed.send_modify(|n| *n += 1);
-                    }
-                }
-            });
-        }
-    }
-}
-
-/// One active check: GET the health path over the upstream's own pool (same TLS and client
-/// certificate as real traffic); a 2xx or 3xx within the timeout passes.
-async fn check(
-    upstream: &UpstreamRt,
-    server: &ServerRt,
-    config: &farmgate_config::Health,
-) -> Result<(), String> {
-    let host = upstream
-        .config
-        .tls
-        .as_ref()
-        .and_then(|t| t.server_name.clone())
-        .unwrap_or_else(|| server.address.to_string());
-    let mut req = Request::new(Body::Empty);
-    *req.uri_mut() = config
-        .path
-        .parse()
-        .map_err(|e| format!("bad health path: {e}"))?;
-    if let Ok(value) = http::HeaderValue::from_str(&host) {
-        req.headers_mut().insert(http::header::HOST, value);
-    }
-    req.headers_mut().insert(
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static("farmgate-health-check"),
-    );
-    match tokio::time::timeout(config.timeout, upstream.send(server, req, None)).await {
-        Err(_) => Err(format!("no answer within {:?}", config.timeout)),
-        Ok(Err(failure)) => Err(failure.cause),
-        Ok(Ok(response))
-            if response.status().is_success() || response.status().is_redirection() =>
-        {
-            Ok(())
-        }
-        Ok(Ok(response)) => Err(format!("{} answered {}", config.path, response.status())),
     }
 }
 

@@ -8,8 +8,8 @@
 //! has been read to its end. A body dropped before its end takes the connection with it, since
 //! the connection still holds unread bytes.
 //!
-//! Idle connections that no request needed for a while are surplus: every [`SWEEP_EVERY`],
-//! half of those that stayed idle through the whole interval are closed (as HAProxy's
+//! Idle connections that no request needed for a while are surplus: at every sweep (the
+//! runtime runs one every few seconds), half of those that stayed idle through the whole interval are closed (as HAProxy's
 //! `pool-purge-delay` does), keeping the most recently used one per worker until the upstream's
 //! idle timeout. A burst's connections, and the memory they hold at both ends, go away within
 //! seconds of its end instead of lingering for the idle timeout; a returning load finds half
@@ -19,20 +19,58 @@
 //! hashed scheme and authority, no task spawned per request to wait for the connection to
 //! become idle, and the request goes out in origin form as it is.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use farmgate_config::Address;
 use http::{Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use tower_service::Service as _;
 
-use crate::body::Body;
-use crate::connect::{ConnectError, Connector};
+use super::connect::{ConnectError, Connector};
+
+/// What a pool can send as a request body (the proxy's [`Body`](super::body::Body); the pool
+/// only hands it to hyper).
+pub(crate) trait RequestBody:
+    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Default
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Default
+        + Send
+        + Unpin
+        + 'static
+{
+}
+
+/// How many idle-connection lists a pool keeps, one per worker; workers beyond it share lists
+/// (`worker() % SLOTS`), which is correct, only less local.
+const SLOTS: usize = 32;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Make this thread worker `index`: requests sent from it use the idle lists of that slot.
+/// The runtime calls it when it starts a worker thread; other threads count as worker 0.
+pub(crate) fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+fn worker() -> usize {
+    WORKER.with(Cell::get)
+}
 
 /// The most a connection reads from its server at once: the size of the largest body chunk
 /// held per response in flight. hyper's default (about 400 KiB) multiplied by every connection
@@ -40,25 +78,30 @@ use crate::connect::{ConnectError, Connector};
 /// the per-chunk work.
 const MAX_READ_BUFFER: usize = 64 * 1024;
 
-/// How often surplus idle connections are swept (HAProxy's `pool-purge-delay` default).
-pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(5);
-
 /// The idle connections to one server.
 #[derive(Debug)]
-pub(crate) struct Pool {
-    /// Where the connector connects: `scheme://address`.
-    target: Uri,
+pub(crate) struct Pool<B> {
+    /// Where the connector connects.
+    address: Address,
+    /// The address as text, for errors and logs.
+    server: Arc<str>,
     connector: Connector,
     idle_timeout: Duration,
-    /// Indexed by worker ([`crate::workers::current`]).
-    idle: Box<[Slot]>,
+    /// Indexed by worker ([`set_worker`]).
+    idle: Box<[Slot<B>]>,
 }
 
 /// One worker's idle connections, on cache lines of its own (workers lock theirs on every
 /// request; sharing a line would bounce it between cores).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
-struct Slot(Mutex<IdleList<Idle>>);
+struct Slot<B>(Mutex<IdleList<Idle<B>>>);
+
+impl<B> Default for Slot<B> {
+    fn default() -> Self {
+        Slot(Mutex::default())
+    }
+}
 
 /// A stack of idle connections, most recently used on top.
 #[derive(Debug)]
@@ -103,8 +146,8 @@ impl<T> IdleList<T> {
 }
 
 #[derive(Debug)]
-struct Idle {
-    sender: http1::SendRequest<Body>,
+struct Idle<B> {
+    sender: http1::SendRequest<B>,
     since: Instant,
 }
 
@@ -117,15 +160,19 @@ pub(crate) enum SendError {
     Http(hyper::Error),
 }
 
-impl Pool {
-    pub(crate) fn new(target: Uri, connector: Connector, idle_timeout: Duration) -> Pool {
+impl<B: RequestBody> Pool<B> {
+    pub(crate) fn new(
+        address: Address,
+        server: Arc<str>,
+        connector: Connector,
+        idle_timeout: Duration,
+    ) -> Pool<B> {
         Pool {
-            target,
+            address,
+            server,
             connector,
             idle_timeout,
-            idle: (0..crate::workers::SLOTS)
-                .map(|_| Slot::default())
-                .collect(),
+            idle: (0..SLOTS).map(|_| Slot::default()).collect(),
         }
     }
 
@@ -139,10 +186,10 @@ impl Pool {
     /// its head anyway (for retries on other servers), else from a copy made before sending.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        mut req: Request<Body>,
+        mut req: Request<B>,
         kept: Option<&http::request::Parts>,
-    ) -> Result<Response<Body>, SendError> {
-        let replayable = matches!(req.body(), Body::Empty) && is_idempotent(req.method());
+    ) -> Result<Response<PooledBody<B>>, SendError> {
+        let replayable = http_body::Body::is_end_stream(req.body()) && is_idempotent(req.method());
         let mut fresh = false;
         loop {
             let idle = if fresh { None } else { self.take_idle().await };
@@ -156,7 +203,7 @@ impl Pool {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     let body = PooledBody::new(body, Checkin::new(self, sender));
-                    return Ok(Response::from_parts(parts, Body::Pooled(body)));
+                    return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => {
                     if let Some(unsent) = e.take_message().filter(|_| reused) {
@@ -168,7 +215,7 @@ impl Pool {
                     }
                     tracing::debug!(
                         "pooled connection to {} closed as we sent ({}): sending again on a new one",
-                        self.target,
+                        self.server,
                         e.error()
                     );
                     req = match (kept, copied) {
@@ -186,7 +233,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection that is still open and ready.
-    async fn take_idle(&self) -> Option<http1::SendRequest<Body>> {
+    async fn take_idle(&self) -> Option<http1::SendRequest<B>> {
         loop {
             let Idle { mut sender, since } = self.lock().pop()?;
             if sender.is_closed() || since.elapsed() > self.idle_timeout {
@@ -200,11 +247,10 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
+    async fn connect(&self) -> Result<http1::SendRequest<B>, SendError> {
         let io = self
             .connector
-            .clone()
-            .call(self.target.clone())
+            .connect(&self.address, &self.server)
             .await
             .map_err(SendError::Connect)?;
         let (sender, connection) = http1::Builder::new()
@@ -220,7 +266,7 @@ impl Pool {
         Ok(sender)
     }
 
-    fn checkin(&self, sender: http1::SendRequest<Body>) {
+    fn checkin(&self, sender: http1::SendRequest<B>) {
         if sender.is_closed() {
             return;
         }
@@ -243,34 +289,35 @@ impl Pool {
     }
 
     /// Idle connections, over all workers.
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn idle(&self) -> usize {
         self.idle.iter().map(|slot| lock(slot).conns.len()).sum()
     }
 
     /// This worker's idle connections.
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdleList<Idle>> {
-        lock(&self.idle[crate::workers::current() % self.idle.len()])
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleList<Idle<B>>> {
+        lock(&self.idle[worker() % self.idle.len()])
     }
 }
 
-fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, IdleList<Idle>> {
+fn lock<B>(slot: &Slot<B>) -> std::sync::MutexGuard<'_, IdleList<Idle<B>>> {
     // The list is valid after any panic (push and pop are atomic with respect to it).
     slot.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A copy of a body-less request.
-fn copy(req: &Request<Body>) -> Request<Body> {
+fn copy<B: Default>(req: &Request<B>) -> Request<B> {
     bodyless(req.method(), req.uri(), req.version(), req.headers())
 }
 
 /// A body-less request with this head (extensions are not copied).
-pub(crate) fn bodyless(
+pub(crate) fn bodyless<B: Default>(
     method: &http::Method,
     uri: &Uri,
     version: http::Version,
     headers: &http::HeaderMap,
-) -> Request<Body> {
-    let mut req = Request::new(Body::Empty);
+) -> Request<B> {
+    let mut req = Request::new(B::default());
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri.clone();
     *req.version_mut() = version;
@@ -314,13 +361,13 @@ fn closed_under_us(e: &hyper::Error) -> bool {
 
 /// A connection on loan to one response, returned to its pool by [`Checkin::finish`].
 #[derive(Debug)]
-struct Checkin {
-    pool: Arc<Pool>,
-    sender: http1::SendRequest<Body>,
+struct Checkin<B: RequestBody> {
+    pool: Arc<Pool<B>>,
+    sender: http1::SendRequest<B>,
 }
 
-impl Checkin {
-    fn new(pool: &Arc<Pool>, sender: http1::SendRequest<Body>) -> Checkin {
+impl<B: RequestBody> Checkin<B> {
+    fn new(pool: &Arc<Pool<B>>, sender: http1::SendRequest<B>) -> Checkin<B> {
         Checkin {
             pool: pool.clone(),
             sender,
@@ -335,14 +382,14 @@ impl Checkin {
 /// A response body from a backend; when it has been read to its end, the connection it came on
 /// goes back to the pool.
 #[derive(Debug)]
-pub struct PooledBody {
+pub(crate) struct PooledBody<B: RequestBody> {
     body: Incoming,
     /// `None` once the connection has gone back.
-    checkin: Option<Checkin>,
+    checkin: Option<Checkin<B>>,
 }
 
-impl PooledBody {
-    fn new(body: Incoming, checkin: Checkin) -> PooledBody {
+impl<B: RequestBody> PooledBody<B> {
+    fn new(body: Incoming, checkin: Checkin<B>) -> PooledBody<B> {
         let mut pooled = PooledBody {
             body,
             checkin: Some(checkin),
@@ -360,7 +407,7 @@ impl PooledBody {
     }
 }
 
-impl http_body::Body for PooledBody {
+impl<B: RequestBody> http_body::Body for PooledBody<B> {
     type Data = Bytes;
     type Error = hyper::Error;
 

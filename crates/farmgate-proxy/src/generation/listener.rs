@@ -1,0 +1,109 @@
+//! A listener as one generation built it: its TLS, its HTTP server settings, its routes and the
+//! metric handles its requests count into.
+
+use std::sync::{Arc, OnceLock};
+
+use farmgate_acme::{Acme, AcmeCertificate};
+use farmgate_admin::{Gauge, Metrics, RouteMetrics};
+use farmgate_config::{Config, Listener, Route};
+use farmgate_tls::{CertStore, GateStats, ServerTls, SniCerts};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+
+use crate::error::BuildError;
+
+use super::route;
+
+/// A listener's run-time state within one generation.
+#[derive(Debug)]
+pub(crate) struct ListenerRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) config: Listener,
+    pub(crate) tls: Option<ServerTls>,
+    /// Serves HTTP/1.1 and HTTP/2 on this listener's connections.
+    pub(crate) http: auto::Builder<TokioExecutor>,
+    /// Each route's metric label and upstream name, in route order.
+    route_labels: Vec<(String, Arc<str>)>,
+    /// Metric handles, resolved on first use (the registry belongs to the server, and a
+    /// generation is built before it knows which server will run it).
+    route_metrics: Vec<OnceLock<RouteMetrics>>,
+    unrouted_metrics: OnceLock<RouteMetrics>,
+    open_gauge: OnceLock<Gauge>,
+}
+
+impl ListenerRt {
+    /// Build the listener `config` of `whole`; an ACME listener gets its certificate from
+    /// `acme`, and returns it too. A gate's verifier counts into `gate_stats`.
+    pub(crate) fn build(
+        config: &Listener,
+        whole: &Config,
+        acme: &Acme,
+        gate_stats: Arc<GateStats>,
+    ) -> Result<(ListenerRt, Option<AcmeCertificate>), BuildError> {
+        let (tls, certificate) = match &config.tls {
+            Some(tls) => {
+                let (store, certificate) = match (tls.acme(), whole.acme.as_ref()) {
+                    (Some(cert), Some(settings)) => {
+                        let certificate = acme.certificate(settings, cert)?;
+                        (certificate.store(), Some(certificate))
+                    }
+                    _ => (Arc::new(CertStore::new(SniCerts::load(tls)?)), None),
+                };
+                let server = ServerTls::with_store(&config.name, tls, store, gate_stats)?;
+                (Some(server), certificate)
+            }
+            None => (None, None),
+        };
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.timeouts.request_header)
+            .max_headers(100);
+        http.http2().timer(TokioTimer::new());
+        let route_labels = config
+            .routes
+            .iter()
+            .map(|r| {
+                let upstream = Arc::from(whole.upstream(r.upstream).name.as_str());
+                (route::label(r), upstream)
+            })
+            .collect();
+        let listener = ListenerRt {
+            name: Arc::from(config.name.as_str()),
+            tls,
+            http,
+            route_labels,
+            route_metrics: config.routes.iter().map(|_| OnceLock::new()).collect(),
+            unrouted_metrics: OnceLock::new(),
+            open_gauge: OnceLock::new(),
+            config: config.clone(),
+        };
+        Ok((listener, certificate))
+    }
+
+    /// The route a request for `host` and `path` takes, and its index.
+    pub(crate) fn route(&self, host: &str, path: &str) -> Option<(usize, &Route)> {
+        route::find(&self.config.routes, host, path)
+    }
+
+    /// The request counters of route `route` (`None`: requests answered before routing).
+    pub(crate) fn route_metrics(&self, route: Option<usize>, metrics: &Metrics) -> &RouteMetrics {
+        let found =
+            route.and_then(|i| Some((self.route_metrics.get(i)?, self.route_labels.get(i)?)));
+        match found {
+            Some((slot, (label, upstream))) => {
+                slot.get_or_init(|| metrics.route(&self.name, label, upstream))
+            }
+            None => self
+                .unrouted_metrics
+                .get_or_init(|| metrics.route(&self.name, "-", "-")),
+        }
+    }
+
+    /// The open-connections gauge of this listener.
+    pub(crate) fn open_gauge(&self, metrics: &Metrics) -> Gauge {
+        self.open_gauge
+            .get_or_init(|| metrics.open_connections(&self.name))
+            .clone()
+    }
+}

@@ -1,0 +1,238 @@
+//! From a listening socket to a connection ready for HTTP: accepting, the `sources` check,
+//! the TLS handshake (where a gate's verifier refuses clients), and the connection's
+//! [`ConnInfo`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use farmgate_identity::{PeerIdentity, client_cert_header};
+use farmgate_tls::{ACME_TLS_ALPN, RefusalReason};
+use http::HeaderValue;
+use rustls_pki_types::CertificateDer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::generation::{Generation, ListenerRt};
+
+use super::client::{ClientHeaders, ConnInfo, TlsInfo};
+use super::conn::{self, Signals};
+use super::shared::Shared;
+
+/// How long a refused client may keep sending before we close its connection.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Accept connections on `socket` until this listener is stopped (`stop`) or the server shuts
+/// down (`stopping`, subscribed before this loop was spawned, so a shutdown that comes before
+/// its first poll is seen);
+/// each connection is served by the generation current when it was accepted, on the runtime
+/// this loop runs on.
+pub(crate) async fn accept_loop(
+    name: Arc<str>,
+    socket: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let socket = match TcpListener::from_std(socket) {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::error!(listener = %name, "cannot accept on this worker: {e}");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            accepted = socket.accept() => accepted,
+            _ = stop.changed() => break,
+            _ = stopping.changed() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(5);
+                pair
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: say so, back off, keep the listener.
+                tracing::error!(listener = %name, "accept failed: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        // Watch for reloads before loading the generation, so a reload in between is seen.
+        let signals = Signals {
+            stopping: stopping.clone(),
+            reloaded: shared.reloaded.subscribe(),
+        };
+        let generation = shared.generation.load_full();
+        let Some(listener) = generation.listener(&name).cloned() else {
+            continue;
+        };
+        let shared_ = shared.clone();
+        shared.connections.spawn(async move {
+            serve(tcp, peer, generation, listener, &shared_, signals).await;
+        });
+    }
+    // The socket closes before the loop's task ends: once shutdown returns, nothing listens.
+}
+
+/// A connection ready for HTTP: its stream and what its requests share.
+enum Accepted {
+    Plain(TcpStream, ConnInfo),
+    Tls(
+        Box<tokio_rustls::server::TlsStream<TcpStream>>,
+        ConnInfo,
+        Vec<CertificateDer<'static>>,
+    ),
+}
+
+/// Serve one connection. Its log lines carry a `conn` span naming the listener and the peer;
+/// the span is entered around the TLS handshake (the verifier's refusals log inside it) and
+/// around each log line after it, not on every poll of the connection, which would cost some
+/// 500 instructions per request.
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    generation: Arc<Generation>,
+    listener: Arc<ListenerRt>,
+    shared: &Arc<Shared>,
+    signals: Signals,
+) {
+    let span = tracing::info_span!("conn", listener = %listener.name, peer = %peer);
+    let accepted = accept(tcp, peer, generation, listener, shared)
+        .instrument(span.clone())
+        .await;
+    match accepted {
+        Some(Accepted::Plain(tcp, info)) => {
+            conn::serve_http(tcp, info, shared, Vec::new(), signals, &span).await;
+        }
+        Some(Accepted::Tls(stream, info, chain)) => {
+            conn::serve_http(stream, info, shared, chain, signals, &span).await;
+        }
+        None => {}
+    }
+}
+
+/// From a new TCP connection to one ready for HTTP: the `sources` check and the TLS handshake.
+async fn accept(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    generation: Arc<Generation>,
+    listener: Arc<ListenerRt>,
+    shared: &Arc<Shared>,
+) -> Option<Accepted> {
+    let sources = listener.config.sources();
+    if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
+        tracing::info!("closed before TLS: source address not in sources");
+        return None;
+    }
+    // Responses go out as soon as they are written. Linux accepted sockets inherit the
+    // listening socket's TCP_NODELAY (`workers::bind` sets it); elsewhere, set it on each one.
+    #[cfg(not(target_os = "linux"))]
+    let _ = tcp.set_nodelay(true);
+    let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+        .unwrap_or(HeaderValue::from_static("unknown"));
+    let Some(tls) = &listener.tls else {
+        let info = ConnInfo {
+            generation,
+            listener: listener.clone(),
+            metrics: shared.metrics.clone(),
+            peer,
+            peer_ip,
+            client: None,
+            tls: None,
+        };
+        return Some(Accepted::Plain(tcp, info));
+    };
+    let handshake = TlsAcceptor::from(tls.config()).accept(tcp).into_fallible();
+    let limit = listener.config.timeouts.handshake;
+    let stream = match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err((e, tcp))) => {
+            handshake_failed(&listener, &e);
+            linger(tcp).await;
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(
+                "closed: TLS handshake not completed within {limit:?} (listener timeouts.handshake)"
+            );
+            return None;
+        }
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+        // An ACME server validating tls-alpn-01: it has seen the challenge certificate, and
+        // sends nothing more (RFC 8737 §3).
+        tracing::debug!("answered a tls-alpn-01 validation");
+        let mut stream = stream;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        return None;
+    }
+    let chain: Vec<CertificateDer<'static>> = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+    let client = chain.first().and_then(|leaf| client_headers(leaf.as_ref()));
+    let tls_info = Arc::new(TlsInfo::of(stream.get_ref().1));
+    let info = ConnInfo {
+        generation,
+        listener: listener.clone(),
+        metrics: shared.metrics.clone(),
+        peer,
+        peer_ip,
+        client,
+        tls: Some(tls_info),
+    };
+    Some(Accepted::Tls(Box::new(stream), info, chain))
+}
+
+/// A gate's verified client as the headers the application receives. Computed once per
+/// connection, not per request.
+fn client_headers(leaf: &[u8]) -> Option<ClientHeaders> {
+    let identity = PeerIdentity::from_der(leaf).ok()?;
+    Some(ClientHeaders {
+        name: identity.name(),
+        xfcc: HeaderValue::from_str(&identity.xfcc()).ok()?,
+        client_cert: HeaderValue::from_str(&client_cert_header(leaf)).ok()?,
+    })
+}
+
+fn handshake_failed(listener: &ListenerRt, e: &std::io::Error) {
+    let tls = farmgate_tls::explain::find_tls_error(e);
+    match tls {
+        // Refusals of a presented certificate were logged by the verifier, with its details.
+        Some(rustls::Error::InvalidCertificate(_)) => {}
+        Some(rustls::Error::NoCertificatesPresented) if listener.config.is_gate() => {
+            tracing::info!(
+                reason = "no_certificate",
+                "client refused: it presented no client certificate"
+            );
+            if let Some(verifier) = listener.tls.as_ref().and_then(|t| t.verifier()) {
+                verifier
+                    .stats()
+                    .record_refused(RefusalReason::NoCertificate);
+            }
+        }
+        Some(other) => tracing::debug!("TLS handshake failed: {other}"),
+        None => tracing::debug!("TLS handshake failed: {e}"),
+    }
+}
+
+/// After a refused handshake, close our side but keep reading for a moment, so the client
+/// reads our alert instead of a connection reset (a TLS 1.3 client is already sending its
+/// request when a gate refuses its certificate; closing with unread data would reset).
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}

@@ -1,0 +1,234 @@
+//! One request through the proxy: route it, rewrite its headers, send it to a backend, and
+//! answer failures with the right status and a log line that says why.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use farmgate_acme::HTTP01_PREFIX;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::outbound::{Body, Chain, Outgoing};
+
+use super::access::{Record, ResponseBody};
+use super::client::ConnInfo;
+use super::failure::{Failure, Fault};
+use super::headers;
+use super::strict;
+
+/// What forwarding one request learned along the way, for logs and metrics.
+#[derive(Debug, Default)]
+struct Exchange {
+    /// Index of the route taken.
+    route: Option<usize>,
+    host: Option<String>,
+    upstream: Option<Arc<str>>,
+    server: Option<Arc<str>>,
+    upstream_time: Option<Duration>,
+    /// Request body bytes, counted when the access log is on.
+    bytes_in: Option<Arc<AtomicU64>>,
+}
+
+/// hyper's service function: never fails, failures become responses.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let access = conn.generation.config().log.access;
+    // Cheap clones (an enum and a reference-counted URI), kept for the log lines.
+    let method = req.method().clone();
+    let target = req.uri().clone();
+    let mut exchange = Exchange {
+        bytes_in: access.then(|| Arc::new(AtomicU64::new(0))),
+        ..Exchange::default()
+    };
+    let result = forward(req, &conn, &mut exchange).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(failure) => {
+            let upstream = exchange.upstream.as_deref().unwrap_or("-");
+            let identity = conn.client.as_ref().map_or("-", |c| c.name.as_str());
+            let path = target.path();
+            let status = failure.status().as_u16();
+            match failure.fault() {
+                Fault::Downstream => tracing::debug!(
+                    listener = %conn.listener.name, client = %conn.peer, %method, %path, status,
+                    "{}", Chain(&failure)
+                ),
+                Fault::Upstream => tracing::warn!(
+                    listener = %conn.listener.name, client = %conn.peer, %identity, %method, %path, %upstream, status,
+                    "{}", Chain(&failure)
+                ),
+            }
+            error_response(&failure)
+        }
+    };
+    let status = response.status().as_u16();
+    conn.listener
+        .route_metrics(exchange.route, &conn.metrics)
+        .record(status, started.elapsed());
+    if !access {
+        return Ok(response.map(ResponseBody::Plain));
+    }
+    let record = Record {
+        listener: conn.listener.name.clone(),
+        client: conn.peer,
+        identity: conn.client.as_ref().map(|c| c.name.clone()),
+        method,
+        host: exchange.host.unwrap_or_default(),
+        target,
+        status,
+        upstream: exchange.upstream,
+        server: exchange.server,
+        upstream_time: exchange.upstream_time,
+        started,
+        bytes_in: exchange.bytes_in.unwrap_or_default(),
+        tls: conn.tls.clone(),
+    };
+    Ok(response.map(|body| ResponseBody::logged(body, record)))
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    conn: &ConnInfo,
+    exchange: &mut Exchange,
+) -> Result<Response<Body>, Failure> {
+    strict::check(&req).map_err(Failure::Strict)?;
+    // ACME http-01 validations arrive on plain-HTTP listeners, before any redirect or route.
+    if conn.listener.tls.is_none()
+        && let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX)
+        && let Some(answer) = conn.generation.acme().http01(token).await
+    {
+        tracing::debug!(listener = %conn.listener.name, client = %conn.peer, "answered an http-01 validation");
+        return Ok(challenge_answer(&answer));
+    }
+    let authority = authority(&req).ok_or(Failure::NoHost)?;
+    // `authority` holds visible ASCII only (checked by `authority()`).
+    let host = host_of(authority.to_str().unwrap_or_default());
+    if exchange.bytes_in.is_some() {
+        exchange.host = Some(authority.to_str().unwrap_or_default().to_owned());
+    }
+    if conn.listener.config.redirect_https {
+        return Ok(redirect(&host, &req));
+    }
+    let (index, route) = conn
+        .listener
+        .route(&host, req.uri().path())
+        .ok_or_else(|| Failure::NoRoute {
+            host: host.to_string(),
+            path: req.uri().path().to_owned(),
+        })?;
+    exchange.route = Some(index);
+    let upstream = conn.generation.upstream(route.upstream);
+    exchange.upstream = Some(upstream.name.clone());
+
+    headers::rewrite_request(&mut req, conn, &authority);
+    let (parts, body) = req.into_parts();
+    let body = (!http_body::Body::is_end_stream(&body)).then(|| match &exchange.bytes_in {
+        Some(count) => Body::Counted(body, count.clone()),
+        None => Body::Stream(body),
+    });
+    // The client's address as text was formatted once per connection (`peer_ip`).
+    let key = upstream
+        .hash_key(&parts, conn.peer_ip.as_bytes())
+        .map(|k| k.into_owned());
+    let outgoing = Outgoing { parts, body };
+    let sent = Instant::now();
+    let (response, server) = upstream
+        .dispatch(outgoing, key.as_deref(), &conn.metrics)
+        .await?;
+    exchange.upstream_time = Some(sent.elapsed());
+    exchange.server = Some(server.address.clone());
+    let (mut parts, body) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header, as a
+/// header value of visible ASCII. The Host header's value is shared, not copied.
+fn authority<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if let Some(a) = req.uri().authority() {
+        return HeaderValue::from_str(a.as_str()).ok();
+    }
+    req.headers()
+        .get(header::HOST)
+        .filter(|h| h.to_str().is_ok_and(|h| !h.is_empty()))
+        .cloned()
+}
+
+/// The host part of an authority, lower-case, without port or IPv6 brackets; borrowed when
+/// the authority has it that way already, as it nearly always does.
+fn host_of(authority: &str) -> Cow<'_, str> {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                authority
+            }
+        }),
+    };
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+fn redirect<B>(host: &str, req: &Request<B>) -> Response<Body> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{host}{path}");
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// The key authorization an ACME server expects for an http-01 token (RFC 8555 §8.3).
+fn challenge_answer(key_authorization: &str) -> Response<Body> {
+    let mut response = Response::new(Body::text(key_authorization.to_owned()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+fn error_response(failure: &Failure) -> Response<Body> {
+    let status = failure.status();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut response = Response::new(Body::text(format!("{} {reason}\n", status.as_u16())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::BAD_REQUEST {
+        // A request we could not read safely leaves the connection in an unknown state.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_without_port() {
+        assert_eq!(host_of("WWW.Example.com:8443"), "www.example.com");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("[::1]:8443"), "::1");
+        assert_eq!(host_of("example.com."), "example.com");
+    }
+}

@@ -1,0 +1,250 @@
+//! The headers a hop manages: hop-by-hop headers removed, `X-Forwarded-*` set, and on a gate
+//! the verified identity headers set after any client-supplied copies are dropped.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Version};
+use hyper::body::Incoming;
+
+use super::client::ConnInfo;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+const CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
+const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Rewrite a request's headers for its upstream; `authority` is its host as the client sent it.
+pub(crate) fn rewrite_request(
+    req: &mut Request<Incoming>,
+    conn: &ConnInfo,
+    authority: &HeaderValue,
+) {
+    let version = req.version();
+    let tls = conn.listener.tls.is_some();
+    let headers = req.headers_mut();
+    let present = Present::scan(headers);
+    present.remove_hop_by_hop(headers);
+
+    // Only a verified peer (a gate's authenticated client, i.e. the edge) may tell us who it
+    // forwarded for; anyone else's claims are replaced.
+    let trusted = conn.client.is_some();
+    let prior = if trusted && present.forwarded_for {
+        headers.get(&X_FORWARDED_FOR)
+    } else {
+        None
+    };
+    let xff = match prior {
+        Some(prior) => {
+            let mut v = prior.as_bytes().to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(conn.peer_ip.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.peer_ip.clone())
+        }
+        None => conn.peer_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR, xff);
+    if !(trusted && present.forwarded_proto) {
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        headers.insert(X_FORWARDED_PROTO, proto);
+    }
+    if !(trusted && present.forwarded_host) {
+        headers.insert(X_FORWARDED_HOST, authority.clone());
+    }
+
+    // Identity headers are ours alone: drop what the client sent, set the verified identity.
+    if present.identity {
+        headers.remove(&X_FORWARDED_CLIENT_CERT);
+        headers.remove(&CLIENT_CERT);
+        headers.remove(&CLIENT_CERT_CHAIN);
+    }
+    if let Some(client) = &conn.client {
+        headers.insert(X_FORWARDED_CLIENT_CERT, client.xfcc.clone());
+        headers.insert(CLIENT_CERT, client.client_cert.clone());
+    }
+
+    // HTTP/2 clients carry the host in :authority; backends get it as Host, unchanged.
+    if !present.host {
+        headers.insert(header::HOST, authority.clone());
+    }
+    if version == Version::HTTP_2 || version == Version::HTTP_10 {
+        *req.version_mut() = Version::HTTP_11;
+    }
+}
+
+/// Which of the headers the proxy removes or sets a message carries, learnt in one pass over
+/// its names, so that hashed lookups happen only for those present: most messages carry none
+/// of them, or only `Connection: keep-alive`.
+#[derive(Debug, Default)]
+struct Present {
+    /// Hop-by-hop headers present or named by `Connection`, by index in [`HOP_BY_HOP`].
+    hop_by_hop: [bool; HOP_BY_HOP.len()],
+    /// Other headers `Connection` names: hop-by-hop too.
+    named: Vec<HeaderName>,
+    forwarded_for: bool,
+    forwarded_proto: bool,
+    forwarded_host: bool,
+    /// Any of the client-identity headers.
+    identity: bool,
+    host: bool,
+}
+
+impl Present {
+    fn scan(headers: &HeaderMap) -> Present {
+        let mut present = Present::default();
+        for (name, value) in headers.iter() {
+            if let Some(i) = hop_by_hop_index(name.as_str()) {
+                present.hop_by_hop[i] = true;
+            }
+            present.note(name.as_str(), true);
+            if name != header::CONNECTION {
+                continue;
+            }
+            let tokens = value.to_str().into_iter().flat_map(|v| v.split(','));
+            for token in tokens.map(str::trim) {
+                match HOP_BY_HOP
+                    .iter()
+                    .position(|h| h.as_str().eq_ignore_ascii_case(token))
+                {
+                    Some(i) => present.hop_by_hop[i] = true,
+                    None => present
+                        .named
+                        .extend(HeaderName::from_bytes(token.as_bytes()).ok()),
+                }
+            }
+        }
+        // A header that `Connection` names is removed, so it no longer counts as present.
+        for name in std::mem::take(&mut present.named) {
+            present.note(name.as_str(), false);
+            present.named.push(name);
+        }
+        present
+    }
+
+    /// Record whether `name` (lower case) is there, if it is one the proxy sets.
+    fn note(&mut self, name: &str, there: bool) {
+        let flag = match name {
+            "x-forwarded-for" => &mut self.forwarded_for,
+            "x-forwarded-proto" => &mut self.forwarded_proto,
+            "x-forwarded-host" => &mut self.forwarded_host,
+            "x-forwarded-client-cert" | "client-cert" | "client-cert-chain" => {
+                // Removal is harmless either way: keep the flag set.
+                self.identity |= there;
+                return;
+            }
+            "host" => &mut self.host,
+            _ => return,
+        };
+        *flag = there;
+    }
+
+    /// Remove the hop-by-hop headers found, including those `Connection` names.
+    fn remove_hop_by_hop(&self, headers: &mut HeaderMap) {
+        for name in &self.named {
+            headers.remove(name);
+        }
+        let found = HOP_BY_HOP.iter().zip(self.hop_by_hop);
+        for (name, _) in found.filter(|(_, found)| *found) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Remove hop-by-hop headers, including those the Connection header names.
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    Present::scan(headers).remove_hop_by_hop(headers);
+}
+
+/// The position of `name` (lower case, as header names are) in [`HOP_BY_HOP`]. A `match` on
+/// the text compares lengths first, so most names are passed over in a few instructions.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    match name {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "proxy-connection" => Some(2),
+        "te" => Some(3),
+        "trailer" => Some(4),
+        "transfer-encoding" => Some(5),
+        "upgrade" => Some(6),
+        "proxy-authenticate" => Some(7),
+        "proxy-authorization" => Some(8),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_tokens_name_headers_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Keep-Alive , X-Private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn a_header_connection_names_no_longer_counts_as_present() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("X-Forwarded-Proto"),
+        );
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        h.insert(CLIENT_CERT, HeaderValue::from_static(":eA==:"));
+        let present = Present::scan(&h);
+        present.remove_hop_by_hop(&mut h);
+        assert!(!present.forwarded_proto);
+        assert!(!h.contains_key(X_FORWARDED_PROTO));
+        assert!(present.forwarded_for && present.identity);
+        assert!(!present.forwarded_host && !present.host);
+        assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index("host"), None);
+    }
+}

@@ -1,0 +1,345 @@
+//! Why a request got no usable response from an upstream: the one place a failure is
+//! classified. Its variant decides the status the client gets, the metric label, whether the
+//! request may be retried on another server, and the words in the log; its source error is
+//! kept.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use farmgate_tls::explain;
+use http::StatusCode;
+
+use super::connect::ConnectError;
+
+/// The error a TLS failure came with: the handshake's I/O error, or hyper's when the alert
+/// arrived with the response (TLS 1.3).
+pub(crate) type TlsSource = Box<dyn StdError + Send + Sync>;
+
+/// A failed attempt to get a response from an upstream.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamFailure {
+    /// The server refused the TCP connection.
+    #[error("cannot connect to backend {server}: connection refused")]
+    ConnectRefused {
+        server: Arc<str>,
+        #[source]
+        source: io::Error,
+    },
+    /// The TCP connection failed otherwise.
+    #[error("cannot connect to backend {server}")]
+    Connect {
+        server: Arc<str>,
+        #[source]
+        source: io::Error,
+    },
+    /// TCP connect plus TLS handshake took longer than `timeouts.connect`.
+    #[error("connecting to {server} timed out after {after:?}")]
+    ConnectTimeout { server: Arc<str>, after: Duration },
+    /// The server's host name did not resolve.
+    #[error("cannot resolve {host}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The server refused the client certificate we presented (a TLS alert that says so).
+    #[error("{} (backend {server})", Tls(&**source, server_name))]
+    ClientCertRefused {
+        server: Arc<str>,
+        server_name: String,
+        #[source]
+        source: TlsSource,
+    },
+    /// We refused the server's certificate.
+    #[error("{} (backend {server})", Tls(&**source, server_name))]
+    ServerCert {
+        server: Arc<str>,
+        server_name: String,
+        #[source]
+        source: TlsSource,
+    },
+    /// The TLS handshake failed for another reason.
+    #[error("{} (backend {server})", Tls(&**source, server_name))]
+    Tls {
+        server: Arc<str>,
+        server_name: String,
+        #[source]
+        source: TlsSource,
+    },
+    /// The connection failed while sending the request or reading the response head.
+    #[error("backend {server} failed before responding")]
+    Reset {
+        server: Arc<str>,
+        #[source]
+        source: hyper::Error,
+    },
+    /// No response head within `timeouts.response_header`.
+    #[error("backend {server} sent no response header within {}", Seconds(*after))]
+    ResponseTimeout { server: Arc<str>, after: Duration },
+    /// Every server is down or ejected.
+    #[error("upstream {upstream}: no healthy server (all are down or ejected)")]
+    NoHealthyServer { upstream: Arc<str> },
+}
+
+impl UpstreamFailure {
+    /// What the client is answered.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            UpstreamFailure::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamFailure::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamFailure::ConnectRefused { .. }
+            | UpstreamFailure::Connect { .. }
+            | UpstreamFailure::ConnectTimeout { .. }
+            | UpstreamFailure::Resolve { .. }
+            | UpstreamFailure::ClientCertRefused { .. }
+            | UpstreamFailure::ServerCert { .. }
+            | UpstreamFailure::Tls { .. }
+            | UpstreamFailure::Reset { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The `reason` label of `farmgate_upstream_errors_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            UpstreamFailure::ConnectRefused { .. } => "connect_refused",
+            UpstreamFailure::Connect { .. } => "connect_error",
+            UpstreamFailure::ConnectTimeout { .. } => "connect_timeout",
+            UpstreamFailure::Resolve { .. } => "resolve",
+            UpstreamFailure::ClientCertRefused { .. } => "client_cert_refused",
+            UpstreamFailure::ServerCert { .. } => "server_cert",
+            UpstreamFailure::Tls { .. } => "tls",
+            UpstreamFailure::Reset { .. } => "reset",
+            UpstreamFailure::ResponseTimeout { .. } => "response_timeout",
+            UpstreamFailure::NoHealthyServer { .. } => "no_healthy_server",
+        }
+    }
+
+    /// Whether the server cannot have processed the request, so that an idempotent request
+    /// without a body may go to another server. A response timeout may have been processed.
+    pub(crate) fn retryable(&self) -> bool {
+        match self {
+            UpstreamFailure::ConnectRefused { .. }
+            | UpstreamFailure::Connect { .. }
+            | UpstreamFailure::ConnectTimeout { .. }
+            | UpstreamFailure::Resolve { .. }
+            | UpstreamFailure::ClientCertRefused { .. }
+            | UpstreamFailure::ServerCert { .. }
+            | UpstreamFailure::Tls { .. }
+            | UpstreamFailure::Reset { .. } => true,
+            UpstreamFailure::ResponseTimeout { .. } | UpstreamFailure::NoHealthyServer { .. } => {
+                false
+            }
+        }
+    }
+
+    /// Classify a connection that could not be opened to `server`.
+    pub(crate) fn connect(e: ConnectError, server: &Arc<str>) -> UpstreamFailure {
+        match e {
+            ConnectError::Tcp { source, .. }
+                if source.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                UpstreamFailure::ConnectRefused {
+                    server: server.clone(),
+                    source,
+                }
+            }
+            ConnectError::Tcp { source, .. } => UpstreamFailure::Connect {
+                server: server.clone(),
+                source,
+            },
+            ConnectError::Timeout { after, .. } => UpstreamFailure::ConnectTimeout {
+                server: server.clone(),
+                after,
+            },
+            ConnectError::Resolve { host, source } => UpstreamFailure::Resolve { host, source },
+            ConnectError::Tls {
+                server_name,
+                source,
+                ..
+            } => UpstreamFailure::tls(server, server_name, Box::new(source)),
+        }
+    }
+
+    /// Classify a failure while sending the request to `server` or reading its response head.
+    /// With TLS 1.3 a gate refuses our certificate after we consider the handshake done, so its
+    /// alert arrives here, when we read the response.
+    pub(crate) fn exchange(e: hyper::Error, server: &Arc<str>) -> UpstreamFailure {
+        if explain::find_tls_error(&e).is_some() {
+            return UpstreamFailure::tls(server, server.to_string(), Box::new(e));
+        }
+        UpstreamFailure::Reset {
+            server: server.clone(),
+            source: e,
+        }
+    }
+
+    /// A failed TLS handshake with `server`, checked against `server_name`.
+    fn tls(server: &Arc<str>, server_name: String, source: TlsSource) -> UpstreamFailure {
+        let server = server.clone();
+        match explain::find_tls_error(&*source) {
+            Some(rustls::Error::AlertReceived(a)) if explain::client_cert_alert(*a).is_some() => {
+                UpstreamFailure::ClientCertRefused {
+                    server,
+                    server_name,
+                    source,
+                }
+            }
+            Some(rustls::Error::InvalidCertificate(_)) => UpstreamFailure::ServerCert {
+                server,
+                server_name,
+                source,
+            },
+            _ => UpstreamFailure::Tls {
+                server,
+                server_name,
+                source,
+            },
+        }
+    }
+}
+
+/// A TLS failure in an operator's words ("backend refused our client certificate: ...").
+struct Tls<'a>(&'a (dyn StdError + 'static), &'a str);
+
+impl fmt::Display for Tls<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match explain::find_tls_error(self.0) {
+            Some(tls) => f.write_str(&explain::upstream_failure(tls, self.1)),
+            None => write!(f, "TLS handshake failed: {}", self.0),
+        }
+    }
+}
+
+/// A duration as an operator writes it in the configuration: `30s`, `300ms`.
+pub(crate) struct Seconds(pub(crate) Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.subsec_millis() == 0 {
+            write!(f, "{}s", self.0.as_secs())
+        } else {
+            write!(f, "{}ms", self.0.as_millis())
+        }
+    }
+}
+
+/// An error and its sources, joined with ": ", each source left out when the text so far
+/// already says it.
+pub(crate) struct Chain<'a>(pub(crate) &'a dyn std::error::Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            let part = s.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            source = s.source();
+        }
+        f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> Arc<str> {
+        Arc::from("10.0.0.11:8443")
+    }
+
+    #[test]
+    fn a_refused_connection_is_a_retryable_502() {
+        let e = ConnectError::Tcp {
+            addr: "10.0.0.11:8443".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        let failure = UpstreamFailure::connect(e, &server());
+        assert_eq!(failure.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(failure.label(), "connect_refused");
+        assert!(failure.retryable());
+        assert_eq!(
+            failure.to_string(),
+            "cannot connect to backend 10.0.0.11:8443: connection refused"
+        );
+    }
+
+    #[test]
+    fn a_refused_client_certificate_says_so() {
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::UnsupportedCertificate);
+        let e = ConnectError::Tls {
+            addr: "10.0.0.11:8443".into(),
+            server_name: "backend.farm.internal".into(),
+            source: io::Error::new(io::ErrorKind::InvalidData, alert),
+        };
+        let failure = UpstreamFailure::connect(e, &server());
+        assert_eq!(failure.label(), "client_cert_refused");
+        let text = failure.to_string();
+        assert!(
+            text.starts_with("backend refused our client certificate: "),
+            "{text}"
+        );
+        assert!(text.ends_with("(backend 10.0.0.11:8443)"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_server_certificate_is_ours_to_explain() {
+        let invalid = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        let e = ConnectError::Tls {
+            addr: "10.0.0.11:8443".into(),
+            server_name: "backend.farm.internal".into(),
+            source: io::Error::new(io::ErrorKind::InvalidData, invalid),
+        };
+        let failure = UpstreamFailure::connect(e, &server());
+        assert_eq!(failure.label(), "server_cert");
+        assert!(
+            failure
+                .to_string()
+                .starts_with("backend's certificate refused")
+        );
+    }
+
+    #[test]
+    fn timeouts_and_an_empty_farm_are_not_retried() {
+        let timeout = UpstreamFailure::ResponseTimeout {
+            server: server(),
+            after: Duration::from_millis(300),
+        };
+        assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(!timeout.retryable());
+        assert_eq!(
+            timeout.to_string(),
+            "backend 10.0.0.11:8443 sent no response header within 300ms"
+        );
+        let none = UpstreamFailure::NoHealthyServer {
+            upstream: Arc::from("farm"),
+        };
+        assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(none.label(), "no_healthy_server");
+        assert!(!none.retryable());
+        let connect = UpstreamFailure::ConnectTimeout {
+            server: server(),
+            after: Duration::from_secs(2),
+        };
+        assert!(connect.retryable(), "nothing reached the server");
+        assert_eq!(connect.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_chain_leaves_out_what_was_said() {
+        let e = UpstreamFailure::Connect {
+            server: server(),
+            source: io::Error::other("network unreachable"),
+        };
+        assert_eq!(
+            Chain(&e).to_string(),
+            "cannot connect to backend 10.0.0.11:8443: network unreachable"
+        );
+    }
+}

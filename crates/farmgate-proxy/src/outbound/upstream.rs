@@ -1,0 +1,340 @@
+//! An upstream at run time: its servers, balancer and pooled client, and the dispatch of one
+//! request with retries on other servers.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use farmgate_admin::{Histogram, Metrics};
+use farmgate_balance::{Balancer, Policy, Ticket};
+use farmgate_config::{Balance, HashKey, Upstream};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use rustls_pki_types::ServerName;
+
+use crate::error::BuildError;
+
+use super::body::Body;
+use super::connect::Connector;
+use super::failure::{Chain, Seconds, UpstreamFailure};
+use super::health::{self, Health, Passive};
+use super::pool::{self, Pool, SendError};
+use super::retry::{MAX_ATTEMPTS, RetryBudget};
+
+/// ALPN offered to backends. HTTP/1.1 only: the pool speaks HTTP/1.1, which carries the
+/// client's Host header unchanged.
+const UPSTREAM_ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// One server of an upstream.
+#[derive(Debug)]
+pub(crate) struct ServerRt {
+    /// `10.0.0.11:8443`, for logs.
+    pub(crate) address: Arc<str>,
+    /// Idle connections to this server.
+    pool: Arc<Pool<Body>>,
+    pub(crate) health: Arc<Health>,
+}
+
+/// An upstream ready to take requests.
+#[derive(Debug)]
+pub(crate) struct UpstreamRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) servers: Vec<ServerRt>,
+    balancer: Balancer,
+    hash_key: Option<HashKey>,
+    connector: Connector,
+    pub(crate) config: Upstream,
+    retry_budget: RetryBudget,
+    /// Resolved on first use: the registry lives in the server, not in the generation.
+    response_seconds: OnceLock<Histogram>,
+    /// The client certificate presented to the servers (leaf, DER), for expiry reports.
+    pub(crate) client_leaf: Option<Vec<u8>>,
+}
+
+/// A request ready to go upstream: its head, and its body unless it can be replayed.
+pub(crate) struct Outgoing {
+    pub(crate) parts: http::request::Parts,
+    /// `None` when the request has no body, so that it can be sent again to another server.
+    pub(crate) body: Option<Body>,
+}
+
+impl UpstreamRt {
+    pub(crate) fn build(config: &Upstream) -> Result<UpstreamRt, BuildError> {
+        let (tls, server_name) = match &config.tls {
+            Some(tls) => {
+                let client = farmgate_tls::upstream_client_config(tls, UPSTREAM_ALPN)?;
+                let name = match &tls.server_name {
+                    Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| {
+                        BuildError::ServerName {
+                            at: tls.at.clone(),
+                            name: n.clone(),
+                        }
+                    })?),
+                    None => None,
+                };
+                (Some(client), name)
+            }
+            None => (None, None),
+        };
+        let connector = Connector::new(tls, server_name, config.timeouts.connect);
+        let servers: Vec<ServerRt> = config
+            .servers
+            .iter()
+            .map(|s| {
+                let address: Arc<str> = Arc::from(s.address.to_string());
+                ServerRt {
+                    pool: Arc::new(Pool::new(
+                        s.address.clone(),
+                        address.clone(),
+                        connector.clone(),
+                        config.timeouts.idle,
+                    )),
+                    address,
+                    health: Arc::new(Health::default()),
+                }
+            })
+            .collect();
+        let client_leaf = match config.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+            Some(pair) => farmgate_tls::load::certificates(&pair.certificate)?
+                .into_iter()
+                .next()
+                .map(|c| c.as_ref().to_vec()),
+            None => None,
+        };
+        let (policy, hash_key) = match &config.balance {
+            Balance::RoundRobin => (Policy::RoundRobin, None),
+            Balance::LeastRequests => (Policy::LeastRequests, None),
+            Balance::P2cEwma => (Policy::P2cEwma, None),
+            Balance::Hash(key) => (Policy::Hash, Some(key.clone())),
+            _ => (Policy::RoundRobin, None),
+        };
+        let balancer = Balancer::with_names(
+            policy,
+            servers
+                .iter()
+                .zip(&config.servers)
+                .map(|(s, c)| (s.address.as_bytes().to_vec(), c.weight)),
+        );
+        Ok(UpstreamRt {
+            name: Arc::from(config.name.as_str()),
+            servers,
+            balancer,
+            hash_key,
+            connector,
+            config: config.clone(),
+            retry_budget: RetryBudget::default(),
+            response_seconds: OnceLock::new(),
+            client_leaf,
+        })
+    }
+
+    /// Connections opened to this upstream's servers so far.
+    pub(crate) fn connections_opened(&self) -> u64 {
+        self.connector.opened()
+    }
+
+    /// Connections to this upstream's servers open now (in use or idle in the pool).
+    pub(crate) fn connections_open(&self) -> i64 {
+        self.connector.open()
+    }
+
+    /// Close surplus idle connections to every server (see `pool`); returns how many.
+    pub(crate) fn sweep_idle(&self) -> usize {
+        self.servers.iter().map(|s| s.pool.sweep()).sum()
+    }
+
+    /// Idle pooled connections to this upstream's servers.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn idle_connections(&self) -> usize {
+        self.servers.iter().map(|s| s.pool.idle()).sum()
+    }
+
+    /// The balancer, for in-flight counts.
+    pub(crate) fn in_flight(&self, server: usize) -> usize {
+        self.balancer.in_flight(server)
+    }
+
+    /// The bytes `balance = "hash"` hashes for this request, if any.
+    pub(crate) fn hash_key<'r>(
+        &self,
+        parts: &'r http::request::Parts,
+        client: &'r [u8],
+    ) -> Option<Cow<'r, [u8]>> {
+        match self.hash_key.as_ref()? {
+            HashKey::Header(name) => parts
+                .headers
+                .get(name.as_str())
+                .map(|v| Cow::Borrowed(v.as_bytes())),
+            HashKey::Cookie(name) => cookie(&parts.headers, name).map(Cow::Borrowed),
+            HashKey::ClientIp => Some(Cow::Borrowed(client)),
+        }
+    }
+
+    /// Send a request to a server chosen by the balancer among the healthy ones. A request
+    /// that can be replayed (no body, idempotent method) and fails before any response byte
+    /// arrived is retried on another server, within the attempt limit and the retry budget.
+    pub(crate) async fn dispatch(
+        &self,
+        request: Outgoing,
+        key: Option<&[u8]>,
+        metrics: &Metrics,
+    ) -> Result<(Response<Body>, &ServerRt), UpstreamFailure> {
+        let replayable = request.body.is_none() && pool::is_idempotent(&request.parts.method);
+        self.retry_budget.deposit();
+        let Outgoing {
+            parts: mut head,
+            mut body,
+        } = request;
+        origin_form(&mut head.uri);
+        let attempts = MAX_ATTEMPTS.min(self.servers.len());
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        let now = health::now_ms();
+        let mut attempt = 0;
+        let mut last_failure = None;
+        loop {
+            let picked = self.balancer.pick(key, |i| {
+                self.servers[i].health.available(now) && !tried.contains(&i)
+            });
+            let Some(ticket) = picked else {
+                // With nothing left to retry on, the client hears about the real failure.
+                return Err(
+                    last_failure.unwrap_or_else(|| UpstreamFailure::NoHealthyServer {
+                        upstream: self.name.clone(),
+                    }),
+                );
+            };
+            tried[attempt] = ticket.server();
+            let server = &self.servers[ticket.server()];
+            attempt += 1;
+            if !(replayable && attempt < attempts) {
+                // The last possible attempt (the only one, for most requests) takes the head
+                // instead of a copy.
+                // Extensions belong to the downstream connection, not to this request.
+                head.extensions.clear();
+                let req = Request::from_parts(head, body.take().unwrap_or_default());
+                let sent = self.attempt(server, ticket, req, None, metrics).await;
+                return sent.map(|response| (response, server));
+            }
+            let sent = self
+                .attempt(server, ticket, replay(&head), Some(&head), metrics)
+                .await;
+            let failure = match sent {
+                Ok(response) => return Ok((response, server)),
+                Err(failure) => failure,
+            };
+            if !(failure.retryable() && self.withdraw_retry()) {
+                return Err(failure);
+            }
+            metrics.retry(&self.name);
+            tracing::info!(upstream = %self.name, server = %server.address, "retrying on another server: {}", Chain(&failure));
+            last_failure = Some(failure);
+        }
+    }
+
+    /// One attempt on `server`, its outcome counted: passive health, the balancer's ticket,
+    /// response time or error metrics.
+    async fn attempt(
+        &self,
+        server: &ServerRt,
+        ticket: Ticket<'_>,
+        req: Request<Body>,
+        kept: Option<&http::request::Parts>,
+        metrics: &Metrics,
+    ) -> Result<Response<Body>, UpstreamFailure> {
+        let started = Instant::now();
+        let sent = self.send(server, req, kept).await;
+        let elapsed = started.elapsed();
+        match &sent {
+            Ok(response) => {
+                let failed = response.status().is_server_error();
+                self.observe(server, failed);
+                ticket.finish(elapsed, failed);
+                self.response_seconds
+                    .get_or_init(|| metrics.upstream_seconds(&self.name))
+                    .observe(elapsed);
+            }
+            Err(failure) => {
+                self.observe(server, true);
+                ticket.finish(elapsed, true);
+                metrics.upstream_error(&self.name, failure.label());
+            }
+        }
+        sent
+    }
+
+    fn withdraw_retry(&self) -> bool {
+        let granted = self.retry_budget.withdraw();
+        if !granted {
+            tracing::warn!(upstream = %self.name, "retry budget exhausted: not retrying, so a failing farm is not amplified");
+        }
+        granted
+    }
+
+    /// Passive health: count the outcome against the server.
+    fn observe(&self, server: &ServerRt, failed: bool) {
+        if !failed {
+            server.health.success();
+            return;
+        }
+        let now = health::now_ms();
+        let out = self
+            .servers
+            .iter()
+            .filter(|s| !s.health.available(now))
+            .count();
+        let may_eject = (out + 1) * 2 <= self.servers.len();
+        if let Passive::Ejected(length) = server.health.failure(now, may_eject) {
+            tracing::warn!(upstream = %self.name, server = %server.address, "server ejected for {}: {} failures in a row", Seconds(length), health::EJECT_AFTER);
+        }
+    }
+
+    /// Send `req` (its URI in origin form) to `server` over a pooled connection; `kept` is a
+    /// head the caller keeps anyway, to build the request again from if the pool must resend it.
+    pub(crate) async fn send(
+        &self,
+        server: &ServerRt,
+        req: Request<Body>,
+        kept: Option<&http::request::Parts>,
+    ) -> Result<Response<Body>, UpstreamFailure> {
+        let wait = self.config.timeouts.response_header;
+        match tokio::time::timeout(wait, server.pool.send(req, kept)).await {
+            Ok(Ok(response)) => Ok(response.map(Body::Pooled)),
+            Ok(Err(SendError::Connect(e))) => Err(UpstreamFailure::connect(e, &server.address)),
+            Ok(Err(SendError::Http(e))) => Err(UpstreamFailure::exchange(e, &server.address)),
+            Err(_) => Err(UpstreamFailure::ResponseTimeout {
+                server: server.address.clone(),
+                after: wait,
+            }),
+        }
+    }
+}
+
+/// HTTP/2 clients' absolute URIs lose scheme and authority (the Host header carries the
+/// latter): backends get origin form.
+fn origin_form(uri: &mut Uri) {
+    if uri.scheme().is_some() || uri.path_and_query().is_none() {
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *uri = Uri::from(path);
+    }
+}
+
+/// A copy of a body-less request, for one attempt.
+fn replay(parts: &http::request::Parts) -> Request<Body> {
+    pool::bodyless(&parts.method, &parts.uri, parts.version, &parts.headers)
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+            (k == name.as_bytes()).then(|| &v[1..])
+        })
+}

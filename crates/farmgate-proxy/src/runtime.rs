@@ -1,0 +1,24 @@
+//! Runtime: the running server and everything that changes over its life.
+//!
+//! Worker threads and their listening sockets, the current generation and the reload path
+//! (one ordered [`Server::reload`]: build off the workers, swap, start the new generation's
+//! background work), the file watcher, graceful shutdown, and what the admin endpoint shows
+//! (`/status`, scrape-time metrics). The top layer: it drives inbound, generation and outbound
+//! (docs/architecture.md).
+
+mod reload;
+mod scrape;
+mod server;
+mod status;
+mod upkeep;
+mod watch;
+mod workers;
+
+pub use reload::{ReloadCounts, ReloadError, ReloadFailure};
+pub use server::{Drained, Server};
+pub use status::{
+    AcmeStatus, CertificateStatus, ClientAuthStatus, ListenerRole, ListenerStatus, Reloads,
+    ServerStatus, Status, UpstreamStatus, UpstreamTlsStatus,
+};
+pub use watch::watch;
+pub use workers::Workers;
