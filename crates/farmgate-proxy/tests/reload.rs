@@ -211,3 +211,74 @@ async fn tightened_allow_list_closes_connections_after_their_current_request() {
     }
     assert!(!crate::logs::lines_with(&["no longer allows this client", "not_allowed"]).is_empty());
 }
+
+/// How many clients gate listener `gate` of `server` refused as not allowed, as `/metrics`
+/// says.
+fn not_allowed(server: &farmgate_proxy::Server) -> u64 {
+    let metrics = server.metrics().encode();
+    let prefix = r#"farmgate_client_cert_refusals_total{listener="gate",reason="not_allowed"} "#;
+    let line = metrics.lines().find(|l| l.starts_with(prefix));
+    line.and_then(|l| l[prefix.len()..].parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+}
+
+/// Regression: a gate's counters were folded into a history just before a reload swapped
+/// generations, so a scrape in between counted its refusals twice. Now a gate listener's
+/// counters outlive its generations: scrapes during reloads see each refusal once, and
+/// refusals after a reload add to the same count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_refusals_are_counted_once_while_reloads_swap_generations() {
+    let pki = TestPki::new();
+    let origin = Origin::start("app").await;
+    let (server, addr) = gate(
+        pki.dir(),
+        "gate",
+        &pki.server(BACKEND),
+        &pki.ca_file(),
+        &["dns:edge.farm.test"],
+        origin.addr,
+    )
+    .await;
+    let server = Arc::new(server);
+    let intruder =
+        TlsClient::new(&pki.ca_file(), BACKEND).with_client_cert(&pki.client("intruder.farm.test"));
+    let refuse = || async {
+        match intruder.probe(addr).await {
+            farmgate_testkit::client::Probe::Refused(_) => {}
+            other => panic!("the intruder got in: {other:?}"),
+        }
+    };
+    for _ in 0..3 {
+        refuse().await;
+    }
+    assert_eq!(not_allowed(&server), 3);
+
+    // A scraper reads /metrics as often as it can while the gate reloads 30 times.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = tokio::spawn({
+        let (server, stop) = (server.clone(), stop.clone());
+        async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.push(not_allowed(&server));
+                tokio::task::yield_now().await;
+            }
+            seen
+        }
+    });
+    let path = pki.dir().join("gate.toml");
+    for _ in 0..30 {
+        server.reload_from(&path).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = scraper.await.unwrap();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|n| *n == 3),
+        "scrapes during reloads: {seen:?}"
+    );
+
+    // The generation now serving counts into the same counter.
+    refuse().await;
+    assert_eq!(not_allowed(&server), 4);
+}

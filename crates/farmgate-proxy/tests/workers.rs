@@ -43,6 +43,40 @@ async fn workers_share_the_port_and_each_keeps_its_own_backend_connections() {
     );
 }
 
+/// Regression: `/status` subtracted one accept loop per listener from its task count, where
+/// there is one per listener and worker, so with two workers it reported a connection more
+/// than were open.
+#[tokio::test]
+async fn open_connections_are_counted_once_whatever_the_number_of_workers() {
+    let pki = TestPki::new();
+    let origin = Origin::start("origin-0").await;
+    let allow = format!("dns:{EDGE}");
+    let (_gate, gate_addr) = gate(
+        pki.dir(),
+        "gate",
+        &pki.server(BACKEND),
+        &pki.ca_file(),
+        &[&allow],
+        origin.addr,
+    )
+    .await;
+    let text = edge_listener(&pki.server(SITE))
+        + &edge_upstream(&[(gate_addr, 1)], &pki.ca_file(), &pki.client(EDGE), "");
+    let edge = start_on(pki.dir(), "edge", &text, Workers::start(2).unwrap()).await;
+    let addr = edge.local_addr("public").unwrap();
+    let browser = TlsClient::new(&pki.ca_file(), SITE);
+    assert_eq!(edge.open_connections(), 0);
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut conn = browser.connect(addr).await;
+        // Answered: the edge has accepted it and serves it.
+        assert_eq!(conn.get("/").await.status, 200);
+        held.push(conn);
+    }
+    assert_eq!(edge.open_connections(), 5);
+    assert_eq!(edge.status().open_connections, 5);
+}
+
 /// A plain listener on `listen` in front of a backend that is never asked.
 fn plain(listen: &str) -> Generation {
     let text = format!(
