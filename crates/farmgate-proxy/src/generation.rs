@@ -18,6 +18,7 @@ use farmgate_acme::{Acme, AcmeCertificate};
 use farmgate_config::{Config, UpstreamId};
 use farmgate_pki::advice::Warning;
 use farmgate_tls::GateStats;
+use tokio::sync::watch;
 
 use crate::error::{BuildError, LoadError};
 use crate::outbound::{UpstreamRt, now_ms};
@@ -43,6 +44,8 @@ pub struct Lasting {
     acme: Acme,
     /// Each gate listener's verifier counters, by listener name.
     gate_stats: Arc<Mutex<BTreeMap<String, Arc<GateStats>>>>,
+    /// Generations built with this state and not yet dropped.
+    alive: Arc<watch::Sender<usize>>,
 }
 
 impl Default for Lasting {
@@ -50,6 +53,7 @@ impl Default for Lasting {
         Lasting {
             acme: Acme::new(),
             gate_stats: Arc::default(),
+            alive: Arc::new(watch::channel(0).0),
         }
     }
 }
@@ -58,6 +62,17 @@ impl Lasting {
     /// The ACME state: statuses ([`Acme::status`]), changes, renewals on request.
     pub fn acme(&self) -> &Acme {
         &self.acme
+    }
+
+    /// How many generations built with this state are alive: the one serving, plus those
+    /// that requests in progress (or, once they exist, tunnels) still hold.
+    pub fn generations_alive(&self) -> usize {
+        *self.alive.borrow()
+    }
+
+    /// [`Lasting::generations_alive`], as it changes.
+    pub fn generations(&self) -> watch::Receiver<usize> {
+        self.alive.subscribe()
     }
 
     /// The counters of gate listener `name`, the same for every generation.
@@ -123,6 +138,7 @@ impl Generation {
             .map(UpstreamRt::build)
             .collect::<Result<Vec<_>, _>>()?;
         let warnings = farmgate_pki::advice::warnings(&config, time::OffsetDateTime::now_utc());
+        lasting.alive.send_modify(|n| *n += 1);
         Ok(Generation {
             config,
             listeners,
@@ -257,5 +273,11 @@ impl Generation {
 
     pub(crate) fn listener(&self, name: &str) -> Option<&Arc<ListenerRt>> {
         self.listeners.iter().find(|l| &*l.name == name)
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.lasting.alive.send_modify(|n| *n -= 1);
     }
 }

@@ -16,14 +16,14 @@ use crate::farm::{BACKEND, EDGE, Farm, SITE, gate};
 use farmgate_testkit::load::{Load, assert_no_failures};
 
 /// Replace `path` the way deployment tools do: write a temporary file, rename it over.
-fn write_atomically(path: &Path, contents: impl AsRef<[u8]>) {
+pub(crate) fn write_atomically(path: &Path, contents: impl AsRef<[u8]>) {
     let tmp = path.with_extension("tmp-new");
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Wait until the reload counts satisfy `done` (a safety timeout turns a hang into a failure).
-async fn reloads_until(
+pub(crate) async fn reloads_until(
     counts: &mut channel::Receiver<ReloadCounts>,
     done: impl Fn(&ReloadCounts) -> bool,
 ) -> ReloadCounts {

@@ -385,6 +385,15 @@ impl Connection {
         }
     }
 
+    /// Wait until this connection can take a request; false if the server closed it (after a
+    /// response with `Connection: close`, or a GOAWAY): a browser opens a new one then.
+    pub async fn ready(&mut self) -> bool {
+        match &mut self.sender {
+            Sender::H1(s) => s.ready().await.is_ok(),
+            Sender::H2(s) => s.ready().await.is_ok(),
+        }
+    }
+
     /// Whether the server has closed this connection (HTTP/1: the next request would fail).
     pub fn is_closed(&self) -> bool {
         match &self.sender {

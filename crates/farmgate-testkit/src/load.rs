@@ -16,6 +16,8 @@ pub struct Report {
     pub ok: u64,
     /// What went wrong with the others.
     pub failed: Vec<String>,
+    /// Connections the server closed between two requests (not failures).
+    pub reconnects: u64,
 }
 
 /// A running load.
@@ -50,13 +52,19 @@ impl Load {
                         }
                     }
                     let Some(c) = conn.as_mut() else { continue };
+                    if !c.ready().await {
+                        // Closed by the server between requests, as it may: reconnect.
+                        report.reconnects += 1;
+                        conn = None;
+                        continue;
+                    }
                     match c.try_get(&path).await {
                         Ok(r) if r.status == 200 => report.ok += 1,
                         Ok(r) => report
                             .failed
                             .push(format!("{}: {}", r.status, r.body.trim())),
                         Err(e) => {
-                            report.failed.push(format!("request: {e}"));
+                            report.failed.push(format!("request: {e} ({e:?})"));
                             conn = None;
                         }
                     }
@@ -78,6 +86,7 @@ impl Load {
             let r = task.await.expect("load task");
             total.ok += r.ok;
             total.failed.extend(r.failed);
+            total.reconnects += r.reconnects;
         }
         total
     }

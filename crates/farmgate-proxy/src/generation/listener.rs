@@ -1,6 +1,7 @@
 //! A listener as one generation built it: its TLS, its HTTP server settings, its routes and the
 //! metric handles its requests count into.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use farmgate_acme::{Acme, AcmeCertificate};
@@ -29,6 +30,8 @@ pub(crate) struct ListenerRt {
     route_metrics: Vec<OnceLock<RouteMetrics>>,
     unrouted_metrics: OnceLock<RouteMetrics>,
     open_gauge: OnceLock<Gauge>,
+    /// A digest of what a connection is set up with (see [`ListenerRt::sets_up_like`]).
+    setup: u64,
 }
 
 impl ListenerRt {
@@ -68,7 +71,9 @@ impl ListenerRt {
                 (route::label(r), upstream)
             })
             .collect();
+        let setup = setup_digest(config, tls.as_ref());
         let listener = ListenerRt {
+            setup,
             name: Arc::from(config.name.as_str()),
             tls,
             http,
@@ -79,6 +84,16 @@ impl ListenerRt {
             config: config.clone(),
         };
         Ok((listener, certificate))
+    }
+
+    /// Whether a connection set up by `self` is one `other` would set up too: the same
+    /// certificates served, the same kind of TLS (none, server-only, or a gate's), the same
+    /// timeouts. When a reload changes any of these, open connections are closed after their
+    /// current request, so that every client reconnects to what the new configuration serves.
+    /// A gate's trust, CRLs and allow-list are not part of it: open gate connections are
+    /// checked again against them instead, and stay if they still pass.
+    pub(crate) fn sets_up_like(&self, other: &ListenerRt) -> bool {
+        self.setup == other.setup
     }
 
     /// The route a request for `host` and `path` takes, and its index.
@@ -106,4 +121,26 @@ impl ListenerRt {
             .get_or_init(|| metrics.open_connections(&self.name))
             .clone()
     }
+}
+
+/// The digest behind [`ListenerRt::sets_up_like`]. An ACME listener's certificates change in
+/// place, in a store every generation shares, so they are not part of it.
+fn setup_digest(config: &Listener, tls: Option<&ServerTls>) -> u64 {
+    let mut digest = DefaultHasher::new();
+    let timeouts = &config.timeouts;
+    (timeouts.handshake, timeouts.request_header, timeouts.idle).hash(&mut digest);
+    config.is_gate().hash(&mut digest);
+    match (tls, config.tls.as_ref().and_then(|t| t.acme())) {
+        (None, _) => 0u8.hash(&mut digest),
+        (Some(_), Some(_)) => 1u8.hash(&mut digest),
+        (Some(tls), None) => {
+            2u8.hash(&mut digest);
+            for key in tls.store().current().all() {
+                for cert in &key.cert {
+                    cert.as_ref().hash(&mut digest);
+                }
+            }
+        }
+    }
+    digest.finish()
 }

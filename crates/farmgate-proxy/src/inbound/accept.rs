@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::generation::{Generation, ListenerRt};
+use crate::generation::ListenerRt;
 
-use super::client::{ClientHeaders, ConnInfo, TlsInfo};
+use super::client::{ClientHeaders, ConnInfo, TlsInfo, View};
 use super::conn::{self, Signals};
 use super::shared::Shared;
 
@@ -27,8 +27,9 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Accept connections on `socket` until this listener is stopped (`stop`) or the server shuts
 /// down (`stopping`, subscribed before this loop was spawned, so a shutdown that comes before
 /// its first poll is seen);
-/// each connection is served by the generation current when it was accepted, on the runtime
-/// this loop runs on.
+/// each connection is set up (TLS, timeouts) by the generation current when it was accepted, on
+/// the runtime this loop runs on; each of its requests is served by the generation current
+/// when the request starts.
 pub(crate) async fn accept_loop(
     name: Arc<str>,
     socket: std::net::TcpListener,
@@ -68,13 +69,13 @@ pub(crate) async fn accept_loop(
             stopping: stopping.clone(),
             reloaded: shared.reloaded.subscribe(),
         };
-        let generation = shared.generation.load_full();
-        let Some(listener) = generation.listener(&name).cloned() else {
+        let (version, generation) = shared.versioned();
+        let Some(view) = View::of(version, generation, &name) else {
             continue;
         };
         let shared_ = shared.clone();
         shared.connections.spawn(async move {
-            serve(tcp, peer, generation, listener, &shared_, signals).await;
+            serve(tcp, peer, view, shared_, signals).await;
         });
     }
     // The socket closes before the loop's task ends: once shutdown returns, nothing listens.
@@ -97,21 +98,22 @@ enum Accepted {
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
-    generation: Arc<Generation>,
-    listener: Arc<ListenerRt>,
-    shared: &Arc<Shared>,
+    view: View,
+    shared: Arc<Shared>,
     signals: Signals,
 ) {
-    let span = tracing::info_span!("conn", listener = %listener.name, peer = %peer);
-    let accepted = accept(tcp, peer, generation, listener, shared)
+    // What the connection is set up with stays with it; its requests follow reloads.
+    let setup = view.listener.clone();
+    let span = tracing::info_span!("conn", listener = %setup.name, peer = %peer);
+    let accepted = accept(tcp, peer, view, &setup, shared)
         .instrument(span.clone())
         .await;
     match accepted {
         Some(Accepted::Plain(tcp, info)) => {
-            conn::serve_http(tcp, info, shared, Vec::new(), signals, &span).await;
+            conn::serve_http(tcp, info, &setup, Vec::new(), signals, &span).await;
         }
         Some(Accepted::Tls(stream, info, chain)) => {
-            conn::serve_http(stream, info, shared, chain, signals, &span).await;
+            conn::serve_http(stream, info, &setup, chain, signals, &span).await;
         }
         None => {}
     }
@@ -121,9 +123,9 @@ async fn serve(
 async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
-    generation: Arc<Generation>,
-    listener: Arc<ListenerRt>,
-    shared: &Arc<Shared>,
+    view: View,
+    listener: &ListenerRt,
+    shared: Arc<Shared>,
 ) -> Option<Accepted> {
     let sources = listener.config.sources();
     if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
@@ -134,18 +136,8 @@ async fn accept(
     // listening socket's TCP_NODELAY (`workers::bind` sets it); elsewhere, set it on each one.
     #[cfg(not(target_os = "linux"))]
     let _ = tcp.set_nodelay(true);
-    let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-        .unwrap_or(HeaderValue::from_static("unknown"));
     let Some(tls) = &listener.tls else {
-        let info = ConnInfo {
-            generation,
-            listener: listener.clone(),
-            metrics: shared.metrics.clone(),
-            peer,
-            peer_ip,
-            client: None,
-            tls: None,
-        };
+        let info = ConnInfo::new(shared, view, peer, None, None);
         return Some(Accepted::Plain(tcp, info));
     };
     let handshake = TlsAcceptor::from(tls.config()).accept(tcp).into_fallible();
@@ -153,7 +145,7 @@ async fn accept(
     let stream = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err((e, tcp))) => {
-            handshake_failed(&listener, &e);
+            handshake_failed(listener, &e);
             linger(tcp).await;
             return None;
         }
@@ -180,15 +172,7 @@ async fn accept(
         .unwrap_or_default();
     let client = chain.first().and_then(|leaf| client_headers(leaf.as_ref()));
     let tls_info = Arc::new(TlsInfo::of(stream.get_ref().1));
-    let info = ConnInfo {
-        generation,
-        listener: listener.clone(),
-        metrics: shared.metrics.clone(),
-        peer,
-        peer_ip,
-        client,
-        tls: Some(tls_info),
-    };
+    let info = ConnInfo::new(shared, view, peer, client, Some(tls_info));
     Some(Accepted::Tls(Box::new(stream), info, chain))
 }
 

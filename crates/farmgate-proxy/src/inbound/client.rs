@@ -1,19 +1,52 @@
 //! Who is on the other end of a connection, as every request on it sees it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use farmgate_admin::Metrics;
 use http::HeaderValue;
+use tokio::sync::Notify;
 
 use crate::generation::{Generation, ListenerRt};
+
+use super::shared::Shared;
+
+/// The configuration a request is served with: the generation current when it started, and
+/// this connection's listener in it (its routes, its upstreams and their pools, its header
+/// rules). Requests hold it to their response head; a connection keeps the last one only
+/// between reloads.
+#[derive(Debug)]
+pub(crate) struct View {
+    version: u64,
+    pub(crate) generation: Arc<Generation>,
+    pub(crate) listener: Arc<ListenerRt>,
+}
+
+impl View {
+    /// Listener `name` in generation `generation` of version `version`, if it has it.
+    pub(crate) fn of(version: u64, generation: Arc<Generation>, name: &str) -> Option<View> {
+        let listener = generation.listener(name)?.clone();
+        Some(View {
+            version,
+            generation,
+            listener,
+        })
+    }
+}
 
 /// What every request on one connection shares.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
-    pub(crate) generation: Arc<Generation>,
-    pub(crate) listener: Arc<ListenerRt>,
-    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shared: Arc<Shared>,
+    /// The configuration the next request is served with, unless a reload came since.
+    view: Mutex<Arc<View>>,
+    /// Set by a reload: the next response ends this connection (HTTP/1.1 `Connection: close`;
+    /// HTTP/2 `finish`).
+    closing: AtomicBool,
+    /// Some request arrived on this connection: it is past its protocol's handshake.
+    served: AtomicBool,
+    /// Woken when a closing HTTP/2 connection has answered a request: its watcher sends GOAWAY.
+    pub(crate) finish: Arc<Notify>,
     pub(crate) peer: SocketAddr,
     /// The peer's address as a header value, formatted once per connection.
     pub(crate) peer_ip: HeaderValue,
@@ -21,6 +54,83 @@ pub(crate) struct ConnInfo {
     pub(crate) client: Option<ClientHeaders>,
     /// TLS parameters, for the access log.
     pub(crate) tls: Option<Arc<TlsInfo>>,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        view: View,
+        peer: SocketAddr,
+        client: Option<ClientHeaders>,
+        tls: Option<Arc<TlsInfo>>,
+    ) -> ConnInfo {
+        // Formatted once per connection, not per request.
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        ConnInfo {
+            shared,
+            view: Mutex::new(Arc::new(view)),
+            closing: AtomicBool::new(false),
+            served: AtomicBool::new(false),
+            finish: Arc::new(Notify::new()),
+            peer,
+            peer_ip,
+            client,
+            tls,
+        }
+    }
+
+    /// The configuration a request starting now is served with: the current generation (one
+    /// atomic load tells whether the one at hand still is).
+    pub(crate) fn view(&self) -> Arc<View> {
+        let version = self.shared.version();
+        let mut view = self.lock();
+        if view.version != version {
+            Self::renew(&mut view, &self.shared);
+        }
+        view.clone()
+    }
+
+    /// After a reload: serve the next request with the new generation, and let go of the old
+    /// one now, so that it ends with its last request rather than with this connection.
+    pub(crate) fn refresh(&self) {
+        Self::renew(&mut self.lock(), &self.shared);
+    }
+
+    /// Close this connection with the next response it sends.
+    pub(crate) fn close_after_next_response(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the response being made must close the connection.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// A request arrived.
+    pub(crate) fn served(&self) {
+        if !self.served.load(Ordering::Relaxed) {
+            self.served.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether any request arrived on this connection.
+    pub(crate) fn has_served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    fn renew(view: &mut Arc<View>, shared: &Shared) {
+        let (version, generation) = shared.versioned();
+        // A listener a reload removed keeps its last view: the connection is closing.
+        if let Some(current) = View::of(version, generation, &view.listener.name) {
+            *view = Arc::new(current);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Arc<View>> {
+        // Replacing an `Arc` cannot be left half done by a panic: keep going.
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The verified client of a gate connection, as headers for the application.

@@ -11,12 +11,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+
+use crate::generation::ListenerRt;
 
 use super::client::ConnInfo;
 use super::forward;
 use super::on_wake::OnWake;
-use super::shared::Shared;
 
 /// What a connection listens for besides its client.
 pub(crate) struct Signals {
@@ -26,31 +27,34 @@ pub(crate) struct Signals {
     pub(crate) reloaded: watch::Receiver<u64>,
 }
 
+/// Serve HTTP on a connection `setup` accepted (its HTTP settings and timeouts stay with the
+/// connection), each request with the configuration current when it starts (`info`), until
+/// the client closes, the server stops, or a reload closes it (see [`reason_to_close`]).
 pub(crate) async fn serve_http<S>(
     stream: S,
     info: ConnInfo,
-    shared: &Shared,
+    setup: &ListenerRt,
     chain: Vec<CertificateDer<'static>>,
     signals: Signals,
     span: &tracing::Span,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let name = info.listener.name.clone();
-    let open = info.listener.open_gauge(&shared.metrics);
+    let open = setup.open_gauge(&info.shared.metrics);
     open.inc();
-    let idle_limit = info.listener.config.timeouts.idle;
-    let header_limit = info.listener.config.timeouts.request_header;
-    let listener = info.listener.clone();
+    let idle_limit = setup.config.timeouts.idle;
+    let header_limit = setup.config.timeouts.request_header;
     let info = Arc::new(info);
     let activity = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Activity {
         inner: stream,
         moved: activity.clone(),
     });
+    let h2 = info.tls.as_ref().is_some_and(|t| t.alpn == "h2");
     let watcher = Watcher {
-        shared,
-        name: &name,
+        info: &info,
+        setup,
+        h2,
         chain: &chain,
         span,
         activity: &activity,
@@ -60,14 +64,14 @@ pub(crate) async fn serve_http<S>(
     // holds the whole upstream exchange (some 4 KiB): boxed, each move is a pointer's. An
     // HTTP/1 request's future is moved once, into its connection's slot, where a box would
     // cost more than it saves.
-    let h2 = info.tls.as_ref().is_some_and(|t| t.alpn == "h2");
+    let served = info.clone();
     let result = if h2 {
-        let service = service_fn(move |req| Box::pin(forward::handle(req, info.clone())));
-        let conn = listener.http.serve_connection(io, service);
+        let service = service_fn(move |req| Box::pin(forward::handle(req, served.clone())));
+        let conn = setup.http.serve_connection(io, service);
         watcher.run(conn, |c| c.graceful_shutdown(), signals).await
     } else {
-        let service = service_fn(move |req| forward::handle(req, info.clone()));
-        let conn = listener.http.serve_connection(io, service);
+        let service = service_fn(move |req| forward::handle(req, served.clone()));
+        let conn = setup.http.serve_connection(io, service);
         watcher.run(conn, |c| c.graceful_shutdown(), signals).await
     };
     open.dec();
@@ -90,8 +94,10 @@ pub(crate) async fn serve_http<S>(
 
 /// What a connection's task watches besides its client, and what it needs to act on it.
 struct Watcher<'a> {
-    shared: &'a Shared,
-    name: &'a str,
+    info: &'a ConnInfo,
+    setup: &'a ListenerRt,
+    /// The connection speaks HTTP/2.
+    h2: bool,
     chain: &'a [CertificateDer<'static>],
     span: &'a tracing::Span,
     activity: &'a AtomicU64,
@@ -100,7 +106,8 @@ struct Watcher<'a> {
 
 impl Watcher<'_> {
     /// Serve `conn` to its end, shutting it down gracefully (`graceful`) when the server
-    /// stops, when a reload no longer allows its client, or when it has been idle too long.
+    /// stops, when a reload changed what it was set up with or no longer allows its client,
+    /// or when it has been idle too long.
     async fn run<C, E>(
         &self,
         conn: C,
@@ -111,8 +118,9 @@ impl Watcher<'_> {
         C: Future<Output = Result<(), E>>,
     {
         let Watcher {
-            shared,
-            name,
+            info,
+            setup,
+            h2,
             chain,
             span,
             activity,
@@ -135,6 +143,7 @@ impl Watcher<'_> {
                 stopping,
                 reloaded,
                 idle,
+                finish: info.finish.clone(),
             };
             Some(OnWake::new(events.next()))
         };
@@ -148,13 +157,34 @@ impl Watcher<'_> {
                 (event, rest) = pending => {
                     let close = match event {
                         Event::Stopping => true,
-                        Event::Reloaded => match no_longer_allowed(shared, name, chain) {
-                            Some(why) => {
-                                span.in_scope(|| tracing::info!("closing after the current request: {why}"));
-                                true
+                        Event::Reloaded => {
+                            // The next request takes the new configuration; the old
+                            // generation need not wait for this connection to end.
+                            info.refresh();
+                            match reason_to_close(info, setup, chain) {
+                                None => false,
+                                Some(Closing::Now(why)) => {
+                                    span.in_scope(|| tracing::info!("closing after the current request: {why}"));
+                                    true
+                                }
+                                // HTTP/2 says so with GOAWAY, and requests the client sends
+                                // after it are refused unprocessed (once the connection is
+                                // past its preface; before, closing would drop what the
+                                // client sent). An HTTP/1.1 connection closed while idle
+                                // would race the client's next request, so that request is
+                                // answered first, with `Connection: close`.
+                                Some(Closing::AfterNextResponse(why)) if h2 && info.has_served() => {
+                                    span.in_scope(|| tracing::debug!("closing after the current requests: {why}"));
+                                    true
+                                }
+                                Some(Closing::AfterNextResponse(why)) => {
+                                    span.in_scope(|| tracing::debug!("closing after the next response: {why}"));
+                                    info.close_after_next_response();
+                                    false
+                                }
                             }
-                            None => false,
-                        },
+                        }
+                        Event::Finish => true,
                         Event::IdleTick => {
                             let now = activity.load(Ordering::Relaxed);
                             let idle = now == last_seen;
@@ -185,6 +215,7 @@ struct Events {
     stopping: watch::Receiver<bool>,
     reloaded: watch::Receiver<u64>,
     idle: tokio::time::Interval,
+    finish: Arc<Notify>,
 }
 
 enum Event {
@@ -194,6 +225,8 @@ enum Event {
     Reloaded,
     /// Time to check whether the connection moved any bytes since the last tick.
     IdleTick,
+    /// A closing HTTP/2 connection answered a request: time for GOAWAY.
+    Finish,
 }
 
 impl Events {
@@ -203,31 +236,60 @@ impl Events {
             _ = self.stopping.changed() => Event::Stopping,
             _ = self.reloaded.changed() => Event::Reloaded,
             _ = self.idle.tick() => Event::IdleTick,
+            _ = self.finish.notified() => Event::Finish,
         };
         (event, self)
     }
 }
 
-/// Why the current generation would refuse this connection, if it would: its listener is
-/// gone, or (on a gate) the client's certificate no longer passes trust and allow-list.
-fn no_longer_allowed(
-    shared: &Shared,
-    name: &str,
+/// How a reload ends a connection.
+enum Closing {
+    /// Its client may no longer be served: in-flight requests finish, nothing more is read.
+    Now(String),
+    /// Its client must reconnect to get what the listener serves now; it loses nothing.
+    AfterNextResponse(String),
+}
+
+/// Why, after a reload, this connection must close, if it must: its listener is gone, its
+/// address is no longer in `sources`, or (on a gate) its client's certificate no longer passes
+/// trust, CRLs and allow-list — then at once; or the listener now sets connections up
+/// differently (other certificates, TLS or not, gate or not, other timeouts: see
+/// [`ListenerRt::sets_up_like`]) — then after the next response.
+fn reason_to_close(
+    info: &ConnInfo,
+    setup: &ListenerRt,
     chain: &[CertificateDer<'static>],
-) -> Option<String> {
-    let generation = shared.generation.load();
-    let Some(listener) = generation.listener(name) else {
-        return Some("the listener was removed by a reload".to_owned());
+) -> Option<Closing> {
+    let generation = info.shared.generation();
+    let Some(listener) = generation.listener(&setup.name) else {
+        return Some(Closing::Now(
+            "the listener was removed by a reload".to_owned(),
+        ));
     };
-    let verifier = listener.tls.as_ref()?.verifier()?;
-    let (leaf, intermediates) = chain.split_first()?;
-    match verifier.check(leaf, intermediates, UnixTime::now()) {
-        Ok(_) => None,
-        Err(refusal) => Some(format!(
-            "after a reload the gate no longer allows this client ({}: {})",
-            refusal.reason, refusal.detail
-        )),
+    let sources = listener.config.sources();
+    if !sources.is_empty() && !sources.iter().any(|r| r.contains(info.peer.ip())) {
+        return Some(Closing::Now(
+            "after a reload the source address is not in sources".to_owned(),
+        ));
     }
+    if let Some(verifier) = listener.tls.as_ref().and_then(|t| t.verifier()) {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Some(Closing::Now(
+                "after a reload the listener requires a client certificate".to_owned(),
+            ));
+        };
+        if let Err(refusal) = verifier.check(leaf, intermediates, UnixTime::now()) {
+            return Some(Closing::Now(format!(
+                "after a reload the gate no longer allows this client ({}: {})",
+                refusal.reason, refusal.detail
+            )));
+        }
+    }
+    (!listener.sets_up_like(setup)).then(|| {
+        Closing::AfterNextResponse(
+            "a reload changed the listener's certificates, TLS settings or timeouts".to_owned(),
+        )
+    })
 }
 
 /// A connection's stream, counting the reads and writes that moved bytes (for the idle timer;

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use farmgate_acme::HTTP01_PREFIX;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::outbound::{Body, Chain, Outgoing};
 
 use super::access::{Record, ResponseBody};
-use super::client::ConnInfo;
+use super::client::{ConnInfo, View};
 use super::failure::{Failure, Fault};
 use super::headers;
 use super::strict;
@@ -39,7 +39,12 @@ pub(crate) async fn handle(
     conn: Arc<ConnInfo>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
-    let access = conn.generation.config().log.access;
+    // The configuration current now serves this request to its response head, whatever
+    // reloads come meanwhile (docs/architecture.md, "A request's path").
+    let view = conn.view();
+    conn.served();
+    let access = view.generation.config().log.access;
+    let version = req.version();
     // Cheap clones (an enum and a reference-counted URI), kept for the log lines.
     let method = req.method().clone();
     let target = req.uri().clone();
@@ -47,7 +52,7 @@ pub(crate) async fn handle(
         bytes_in: access.then(|| Arc::new(AtomicU64::new(0))),
         ..Exchange::default()
     };
-    let result = forward(req, &conn, &mut exchange).await;
+    let result = forward(req, &conn, &view, &mut exchange).await;
     let response = match result {
         Ok(response) => response,
         Err(failure) => {
@@ -57,26 +62,38 @@ pub(crate) async fn handle(
             let status = failure.status().as_u16();
             match failure.fault() {
                 Fault::Downstream => tracing::debug!(
-                    listener = %conn.listener.name, client = %conn.peer, %method, %path, status,
+                    listener = %view.listener.name, client = %conn.peer, %method, %path, status,
                     "{}", Chain(&failure)
                 ),
                 Fault::Upstream => tracing::warn!(
-                    listener = %conn.listener.name, client = %conn.peer, %identity, %method, %path, %upstream, status,
+                    listener = %view.listener.name, client = %conn.peer, %identity, %method, %path, %upstream, status,
                     "{}", Chain(&failure)
                 ),
             }
             error_response(&failure)
         }
     };
+    let mut response = response;
+    if conn.closing() {
+        // A reload asked this connection to end after this response: HTTP/1.1 says so in
+        // the response (hyper then closes it); HTTP/2 with GOAWAY, from the watcher.
+        if version == Version::HTTP_2 {
+            conn.finish.notify_one();
+        } else {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
     let status = response.status().as_u16();
-    conn.listener
-        .route_metrics(exchange.route, &conn.metrics)
+    view.listener
+        .route_metrics(exchange.route, &conn.shared.metrics)
         .record(status, started.elapsed());
     if !access {
         return Ok(response.map(ResponseBody::Plain));
     }
     let record = Record {
-        listener: conn.listener.name.clone(),
+        listener: view.listener.name.clone(),
         client: conn.peer,
         identity: conn.client.as_ref().map(|c| c.name.clone()),
         method,
@@ -96,15 +113,16 @@ pub(crate) async fn handle(
 async fn forward(
     mut req: Request<Incoming>,
     conn: &ConnInfo,
+    view: &View,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     strict::check(&req).map_err(Failure::Strict)?;
     // ACME http-01 validations arrive on plain-HTTP listeners, before any redirect or route.
-    if conn.listener.tls.is_none()
+    if view.listener.tls.is_none()
         && let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX)
-        && let Some(answer) = conn.generation.acme().http01(token).await
+        && let Some(answer) = view.generation.acme().http01(token).await
     {
-        tracing::debug!(listener = %conn.listener.name, client = %conn.peer, "answered an http-01 validation");
+        tracing::debug!(listener = %view.listener.name, client = %conn.peer, "answered an http-01 validation");
         return Ok(challenge_answer(&answer));
     }
     let authority = authority(&req).ok_or(Failure::NoHost)?;
@@ -113,10 +131,10 @@ async fn forward(
     if exchange.bytes_in.is_some() {
         exchange.host = Some(authority.to_str().unwrap_or_default().to_owned());
     }
-    if conn.listener.config.redirect_https {
+    if view.listener.config.redirect_https {
         return Ok(redirect(&host, &req));
     }
-    let (index, route) = conn
+    let (index, route) = view
         .listener
         .route(&host, req.uri().path())
         .ok_or_else(|| Failure::NoRoute {
@@ -124,10 +142,10 @@ async fn forward(
             path: req.uri().path().to_owned(),
         })?;
     exchange.route = Some(index);
-    let upstream = conn.generation.upstream(route.upstream);
+    let upstream = view.generation.upstream(route.upstream);
     exchange.upstream = Some(upstream.name.clone());
 
-    headers::rewrite_request(&mut req, conn, &authority);
+    headers::rewrite_request(&mut req, conn, view.listener.tls.is_some(), &authority);
     let (parts, body) = req.into_parts();
     let body = (!http_body::Body::is_end_stream(&body)).then(|| match &exchange.bytes_in {
         Some(count) => Body::Counted(body, count.clone()),
@@ -140,7 +158,7 @@ async fn forward(
     let outgoing = Outgoing { parts, body };
     let sent = Instant::now();
     let (response, server) = upstream
-        .dispatch(outgoing, key.as_deref(), &conn.metrics)
+        .dispatch(outgoing, key.as_deref(), &conn.shared.metrics)
         .await?;
     exchange.upstream_time = Some(sent.elapsed());
     exchange.server = Some(server.address.clone());

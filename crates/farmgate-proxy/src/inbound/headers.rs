@@ -29,14 +29,15 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-/// Rewrite a request's headers for its upstream; `authority` is its host as the client sent it.
+/// Rewrite a request's headers for its upstream; `tls` says whether it came over TLS, and
+/// `authority` is its host as the client sent it.
 pub(crate) fn rewrite_request(
     req: &mut Request<Incoming>,
     conn: &ConnInfo,
+    tls: bool,
     authority: &HeaderValue,
 ) {
     let version = req.version();
-    let tls = conn.listener.tls.is_some();
     let headers = req.headers_mut();
     let present = Present::scan(headers);
     present.remove_hop_by_hop(headers);

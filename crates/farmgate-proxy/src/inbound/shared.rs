@@ -1,6 +1,7 @@
 //! What every connection of one server shares with the others and with the runtime.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use farmgate_admin::Metrics;
@@ -13,8 +14,11 @@ use crate::generation::Generation;
 /// generation and bumps `reloaded`; a shutdown sets `stopping`).
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// The generation new connections are served with.
-    pub(crate) generation: ArcSwap<Generation>,
+    /// The generation new connections and new requests are served with.
+    generation: ArcSwap<Generation>,
+    /// Bumped after every swap of `generation`: a connection compares it with the version it
+    /// last served a request with, one atomic load per request.
+    version: AtomicU64,
     /// Bumped by every reload, so open connections can re-check what the new generation allows.
     pub(crate) reloaded: watch::Sender<u64>,
     /// Set once, when the server begins to shut down.
@@ -30,11 +34,38 @@ impl Shared {
     pub(crate) fn new(generation: Generation, metrics: Arc<Metrics>) -> Shared {
         Shared {
             generation: ArcSwap::from_pointee(generation),
+            version: AtomicU64::new(0),
             reloaded: watch::channel(0).0,
             stopping: watch::channel(false).0,
             metrics,
             connections: TaskTracker::new(),
         }
+    }
+
+    /// The current generation.
+    pub(crate) fn generation(&self) -> Arc<Generation> {
+        self.generation.load_full()
+    }
+
+    /// The current generation and its version.
+    pub(crate) fn versioned(&self) -> (u64, Arc<Generation>) {
+        // The version first: if a swap comes between the two loads, the version is the older
+        // one, and the next request looks again.
+        let version = self.version();
+        (version, self.generation.load_full())
+    }
+
+    /// The version of the current generation.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Serve new connections and requests with `generation` from now on; returns the one it
+    /// replaces.
+    pub(crate) fn swap(&self, generation: Arc<Generation>) -> Arc<Generation> {
+        let previous = self.generation.swap(generation);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        previous
     }
 
     /// Client connections open now.

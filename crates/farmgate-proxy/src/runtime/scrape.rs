@@ -19,7 +19,14 @@ impl Source for Scrape {
         let Some(shared) = self.0.upgrade() else {
             return;
         };
-        let generation = shared.generation.load_full();
+        let generation = shared.generation();
+        out.push(sample(
+            "farmgate_generations",
+            "Configuration generations alive: 1, plus those requests in progress since a reload still hold",
+            Kind::Gauge,
+            Vec::new(),
+            generation.lasting().generations_alive() as f64,
+        ));
         gate_samples(&generation, out);
         upstream_samples(&generation, out);
         certificate_samples(&generation, out);

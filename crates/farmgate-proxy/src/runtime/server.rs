@@ -105,13 +105,24 @@ impl Server {
 
     /// The generation serving new connections.
     pub fn generation(&self) -> Arc<Generation> {
-        self.shared.generation.load_full()
+        self.shared.generation()
     }
 
     /// The ACME state: every ACME certificate's status (`acme().status()`), a watch for changes,
     /// renewal on request. It is the same across reloads.
     pub fn acme(&self) -> farmgate_acme::Acme {
         self.lasting.acme().clone()
+    }
+
+    /// How many configuration generations are alive: the one serving, plus those that
+    /// requests in progress since a reload still hold.
+    pub fn generations_alive(&self) -> usize {
+        self.lasting.generations_alive()
+    }
+
+    /// [`Server::generations_alive`], as it changes.
+    pub fn generations(&self) -> watch::Receiver<usize> {
+        self.lasting.generations()
     }
 
     /// Open client connections right now.
@@ -164,11 +175,11 @@ impl Server {
             .map(|b| (b.name.clone(), b.configured))
             .collect();
         let sockets = bind_new(&generation, &keep, self.workers.count())?;
-        let running = self.shared.generation.load_full();
+        let running = self.shared.generation();
         warn_restart_only(&running, &generation);
         generation.inherit(&running);
         let generation = Arc::new(generation);
-        let previous = self.shared.generation.swap(generation.clone());
+        let previous = self.shared.swap(generation.clone());
         if !previous.acme().is_same(generation.acme()) {
             // Built with other ACME state (not by `reload_from`): the old one has nothing to
             // renew for any more.

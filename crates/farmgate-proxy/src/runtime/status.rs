@@ -22,6 +22,9 @@ pub struct Status {
     pub config: String,
     /// Client connections open now, over every listener and worker.
     pub open_connections: usize,
+    /// Configuration generations alive: 1, plus those that requests still in progress since
+    /// a reload hold.
+    pub generations: usize,
     /// Reload outcomes since start.
     pub reloads: Reloads,
     /// Each listener, in configuration order.
@@ -263,6 +266,7 @@ pub(crate) fn build(
     Status {
         config: config.file.display().to_string(),
         open_connections,
+        generations: generation.lasting().generations_alive(),
         reloads: Reloads {
             succeeded: reloads.succeeded,
             failed: reloads.failed,

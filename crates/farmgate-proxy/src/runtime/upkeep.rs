@@ -49,7 +49,8 @@ pub(crate) fn spawn_checks(
         };
         for s in 0..upstream.servers.len() {
             let shared = shared.clone();
-            let generation = generation.clone();
+            // Weak: a replaced generation ends with its last request, not at the next tick.
+            let generation = Arc::downgrade(generation);
             let changed = changed.clone();
             let config = config.clone();
             let mut stopping = shared.stopping.subscribe();
@@ -63,7 +64,10 @@ pub(crate) fn spawn_checks(
                         _ = interval.tick() => {}
                         _ = stopping.changed() => return,
                     }
-                    if !Arc::ptr_eq(&shared.generation.load(), &generation) {
+                    let Some(generation) = generation.upgrade() else {
+                        return;
+                    };
+                    if !Arc::ptr_eq(&shared.generation(), &generation) {
                         return;
                     }
                     let upstream = &generation.upstreams[u];
