@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use farmgate_tls::AlpnChallenges;
 use rustls::sign::CertifiedKey;
@@ -34,9 +36,8 @@ impl Answers {
         self.tokens().get(token).cloned()
     }
 
-    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<str>>> {
-        // A panic while holding the lock cannot leave the map half-changed: keep going.
-        self.http01.lock().unwrap_or_else(|e| e.into_inner())
+    fn tokens(&self) -> MutexGuard<'_, HashMap<String, Arc<str>>> {
+        self.http01.lock()
     }
 }
 

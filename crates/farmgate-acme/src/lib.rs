@@ -43,7 +43,9 @@ mod storage;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use farmgate_config::{Acme as Settings, AcmeCert, Challenge, Trust};
 use farmgate_tls::CertStore;
@@ -251,8 +253,7 @@ impl fmt::Debug for Shared {
 
 impl Shared {
     fn certs(&self) -> MutexGuard<'_, HashMap<String, Arc<Managed>>> {
-        // A panic while holding the lock cannot leave the map half-changed: keep going.
-        self.certs.lock().unwrap_or_else(|e| e.into_inner())
+        self.certs.lock()
     }
 
     /// The storage directories of the configured certificates, each once.

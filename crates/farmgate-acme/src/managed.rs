@@ -9,7 +9,9 @@
 //! connections already open keep theirs.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use farmgate_config::{Acme as Settings, AcmeCert, Challenge};
@@ -161,8 +163,7 @@ impl Managed {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves a consistent enough state to keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Adopt the challenge and listeners of the configuration now in service; start the task if

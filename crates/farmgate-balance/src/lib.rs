@@ -44,7 +44,6 @@ mod p2c;
 mod random;
 mod ring;
 mod round_robin;
-mod xxh64;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

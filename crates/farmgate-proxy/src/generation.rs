@@ -12,12 +12,13 @@ mod route;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use farmgate_acme::{Acme, AcmeCertificate};
 use farmgate_config::{Config, UpstreamId};
 use farmgate_pki::advice::Warning;
 use farmgate_tls::GateStats;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::error::{BuildError, LoadError};
@@ -77,8 +78,7 @@ impl Lasting {
 
     /// The counters of gate listener `name`, the same for every generation.
     fn gate_stats(&self, name: &str) -> Arc<GateStats> {
-        // A panic elsewhere cannot leave the map half-changed: keep going.
-        let mut stats = self.gate_stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = self.gate_stats.lock();
         stats.entry(name.to_owned()).or_default().clone()
     }
 }

@@ -1,10 +1,11 @@
 //! Who is on the other end of a connection, as every request on it sees it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderValue;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::generation::{Generation, ListenerRt};
@@ -128,8 +129,7 @@ impl ConnInfo {
     }
 
     fn lock(&self) -> MutexGuard<'_, Arc<View>> {
-        // Replacing an `Arc` cannot be left half done by a panic: keep going.
-        self.view.lock().unwrap_or_else(|e| e.into_inner())
+        self.view.lock()
     }
 }
 

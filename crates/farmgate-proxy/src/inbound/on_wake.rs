@@ -8,9 +8,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+
+use parking_lot::Mutex;
 
 /// `inner`, polled on the first poll and then only after it asked to be woken.
 pub(crate) struct OnWake<F> {
@@ -31,7 +33,7 @@ impl Wake for Flag {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        let task = self.task.lock();
         if let Some(task) = task.as_ref() {
             task.wake_by_ref();
         }
@@ -61,7 +63,7 @@ impl<F: Future> Future for OnWake<F> {
             return Poll::Pending;
         }
         {
-            let mut task = this.flag.task.lock().unwrap_or_else(|e| e.into_inner());
+            let mut task = this.flag.task.lock();
             if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
                 *task = Some(cx.waker().clone());
             }
@@ -88,7 +90,7 @@ mod tests {
         type Output = ();
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
             self.polls.fetch_add(1, Ordering::SeqCst);
-            *self.waker.lock().unwrap() = Some(cx.waker().clone());
+            *self.waker.lock() = Some(cx.waker().clone());
             if self.ready.load(Ordering::SeqCst) {
                 Poll::Ready(())
             } else {
@@ -130,7 +132,7 @@ mod tests {
         assert_eq!(polls.load(Ordering::SeqCst), 1, "other wake-ups do not");
 
         ready.store(true, Ordering::SeqCst);
-        let waker = inner_waker.lock().unwrap().take().unwrap();
+        let waker = inner_waker.lock().take().unwrap();
         waker.wake();
         assert_eq!(
             task.0.load(Ordering::SeqCst),

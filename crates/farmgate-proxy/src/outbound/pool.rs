@@ -21,7 +21,7 @@
 
 use std::cell::Cell;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use http::{Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::connect::{ConnectError, Connector};
 
@@ -295,14 +296,13 @@ impl<B: RequestBody> Pool<B> {
     }
 
     /// This worker's idle connections.
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdleList<Idle<B>>> {
+    fn lock(&self) -> MutexGuard<'_, IdleList<Idle<B>>> {
         lock(&self.idle[worker() % self.idle.len()])
     }
 }
 
-fn lock<B>(slot: &Slot<B>) -> std::sync::MutexGuard<'_, IdleList<Idle<B>>> {
-    // The list is valid after any panic (push and pop are atomic with respect to it).
-    slot.0.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<B>(slot: &Slot<B>) -> MutexGuard<'_, IdleList<Idle<B>>> {
+    slot.0.lock()
 }
 
 /// A copy of a body-less request.

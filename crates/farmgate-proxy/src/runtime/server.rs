@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use farmgate_admin::Metrics;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -261,9 +262,8 @@ impl Server {
         }
     }
 
-    fn bound(&self) -> std::sync::MutexGuard<'_, Vec<Bound>> {
-        // A panic while holding this lock cannot leave the list half-changed: keep going.
-        self.bound.lock().unwrap_or_else(|e| e.into_inner())
+    fn bound(&self) -> MutexGuard<'_, Vec<Bound>> {
+        self.bound.lock()
     }
 
     /// What a generation needs while it serves: active health checks, the idle sweep, ACME.
