@@ -26,8 +26,6 @@
 //! acceptances and at least [`MIN_VALID_ACCEPTED`] of the 32 valid chains accepted.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,13 +34,12 @@ use farmgate_config::{Location, Trust};
 use farmgate_identity::PeerIdentity;
 use farmgate_tls::TrustStore;
 use rustls::client::danger::ServerCertVerifier;
-use rustls::time_provider::TimeProvider;
-use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::Deserialize;
 
 use crate::gate::{quoted, verifier};
+use crate::handshake;
 
 /// Issue 16's targets, over the server handshakes with a DNS name: today's numbers were 44
 /// wrong acceptances of 120 and 27 of 32 valid chains accepted.
@@ -371,8 +368,11 @@ fn upstream(case: &Case, dir: &Path, time: UnixTime) -> Verdict {
                 .and_then(|pem| PrivateKeyDer::from_pem_slice(pem.as_bytes()).ok());
             let mut chain = vec![leaf.clone()];
             chain.extend(intermediates.iter().cloned());
-            match key.map(|key| server_config(chain, key, time)) {
-                Some(Ok(server)) => handshake(server, client_config(verifier, time), server_name),
+            match key.map(|key| handshake::server_config(chain, key, None, time)) {
+                Some(Ok(server)) => {
+                    let client = handshake::client_config(verifier, None, time);
+                    handshake::handshake(server, client, server_name).client
+                }
                 // rustls cannot sign with this key: the verifier judges the chain alone.
                 _ => verifier
                     .verify_server_cert(&leaf, &intermediates, &server_name, &[], time)
@@ -393,82 +393,6 @@ fn upstream(case: &Case, dir: &Path, time: UnixTime) -> Verdict {
         accepted: result.is_ok(),
         why: result.err().unwrap_or_default(),
     }
-}
-
-/// The case's validation time for both ends of the handshake.
-#[derive(Debug)]
-struct FixedTime(UnixTime);
-
-impl TimeProvider for FixedTime {
-    fn current_time(&self) -> Option<UnixTime> {
-        Some(self.0)
-    }
-}
-
-fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    time: UnixTime,
-) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let config =
-        ServerConfig::builder_with_details(farmgate_tls::provider(), Arc::new(FixedTime(time)))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
-    Ok(Arc::new(config))
-}
-
-/// An upstream's client configuration, as `upstream_client_config` builds it, at `time`.
-fn client_config(verifier: Arc<farmgate_tls::ServerVerifier>, time: UnixTime) -> Arc<ClientConfig> {
-    let config =
-        ClientConfig::builder_with_details(farmgate_tls::provider(), Arc::new(FixedTime(time)))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-    Arc::new(config)
-}
-
-/// One handshake over loopback; the client's verdict. The read timeout only bounds a peer
-/// that hangs (a failure either way), it synchronises nothing.
-fn handshake(
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-    name: ServerName<'static>,
-) -> Result<(), String> {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let backend = std::thread::spawn(move || {
-        let (mut tcp, _) = listener.accept().unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut conn = ServerConnection::new(server).unwrap();
-        while conn.is_handshaking() {
-            if conn.complete_io(&mut tcp).is_err() {
-                return;
-            }
-        }
-        // Read the client's close_notify (or its closing), so it never sees a reset.
-        let _ = rustls::Stream::new(&mut conn, &mut tcp).read(&mut [0u8; 64]);
-    });
-    let mut tcp = TcpStream::connect(address).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut conn = ClientConnection::new(client, name).unwrap();
-    let mut result = Ok(());
-    while conn.is_handshaking() {
-        if let Err(e) = conn.complete_io(&mut tcp) {
-            result = Err(e.to_string());
-            break;
-        }
-    }
-    if result.is_ok() {
-        conn.send_close_notify();
-        let _ = conn.complete_io(&mut tcp);
-        let _ = tcp.flush();
-    }
-    drop(tcp);
-    backend.join().unwrap();
-    result
 }
 
 /// A gate: compatibility mode with CRLs for SERVER cases, strict for CLIENT cases.

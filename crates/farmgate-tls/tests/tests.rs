@@ -4,6 +4,8 @@
 
 mod acme;
 mod gate;
+mod handshake;
 
 mod crl;
 mod limbo;
+mod real_world;
