@@ -8,4 +8,5 @@ mod handshake;
 
 mod crl;
 mod limbo;
+mod props;
 mod real_world;
