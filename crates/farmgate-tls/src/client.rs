@@ -62,7 +62,7 @@ pub fn server_verifier(trust: &TrustStore, at: &Location) -> Result<Arc<ServerVe
 
 /// The edge's verifier of backend certificates: serverAuth across the chain to `trust`, the
 /// name checked per connection, as rustls' WebPKI verifier does; then, like the gate, the
-/// [`profile`](crate::profile) checks on the path and the trust anchor's validity dates. A
+/// [`profile`](crate::profile) checks on the path and the trust anchor's expiry. A
 /// profile refusal is a `CertificateError::Other` holding the [`Finding`], which
 /// [`explain`](crate::explain) puts into words.
 #[derive(Debug)]

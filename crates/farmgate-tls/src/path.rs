@@ -19,8 +19,8 @@ pub(crate) enum PathError {
     Webpki(webpki::Error),
     /// webpki accepted it, but a certificate on it breaks the profile.
     Profile(Finding),
-    /// webpki accepted it, but its trust anchor is outside its validity dates: the finding on
-    /// the anchor, and the webpki error an expired (or not yet valid) certificate gets.
+    /// webpki accepted it, but its trust anchor has expired: the finding on the anchor, and the
+    /// webpki error an expired certificate gets.
     Anchor(Finding, webpki::Error),
 }
 
@@ -79,24 +79,21 @@ fn judge(
     trust: &TrustStore,
     now: UnixTime,
 ) -> Result<Vec<Finding>, PathError> {
+    // Only expiry: a root's notBefore is no reason to refuse (webpki checks the leaf's and
+    // the intermediates' own dates, and a clock a little behind a brand-new CA would refuse
+    // every chain to it).
     if let Some((subject, validity)) = trust.anchor_validity(path.anchor())
-        && let Some(defect) = validity.defect_at(now)
+        && validity.defect_at(now) == Some(Defect::Expired)
     {
         let finding = Finding {
             role: profile::Role::Anchor,
             position: path.intermediate_certificates().count() + 1,
             subject: subject.to_owned(),
-            defect,
+            defect: Defect::Expired,
         };
-        let error = match defect {
-            Defect::NotYetValid => webpki::Error::CertNotValidYet {
-                time: now,
-                not_before: validity.not_before,
-            },
-            _ => webpki::Error::CertExpired {
-                time: now,
-                not_after: validity.not_after,
-            },
+        let error = webpki::Error::CertExpired {
+            time: now,
+            not_after: validity.not_after,
         };
         return Err(PathError::Anchor(finding, error));
     }

@@ -183,8 +183,8 @@ pub enum Defect {
     /// A trust anchor past its notAfter.
     #[error("it has expired; chains to it are refused")]
     Expired,
-    /// A trust anchor before its notBefore.
-    #[error("it is not valid yet; chains to it are refused until it is")]
+    /// A trust anchor before its notBefore (a warning: chains to it are still accepted).
+    #[error("it is not valid yet (its notBefore is in the future: check the clock)")]
     NotYetValid,
 }
 

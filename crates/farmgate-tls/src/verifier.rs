@@ -3,7 +3,7 @@
 //! Order, as DESIGN.md fixes it: the chain must lead to `trust` under the configured purpose
 //! (with validity dates and revocation checked on the way), then the path webpki accepted must
 //! follow the certificate profile ([`profile`](crate::profile): RFC 5280 rules webpki leaves
-//! out, and the trust anchor's own dates), then the certificate's identity must match the
+//! out, and the trust anchor's expiry), then the certificate's identity must match the
 //! allow-list. The first failure ends the handshake with the fitting TLS alert and is
 //! logged once, with the rule that failed and the certificate's subject, SANs and fingerprint.
 
@@ -331,9 +331,7 @@ impl ClientVerifier {
                 let (reason, error) = classify(&e);
                 return Box::new(Refusal {
                     reason,
-                    detail: format!(
-                        "the chain leads to a trust anchor outside its validity dates: {finding}"
-                    ),
+                    detail: format!("the chain leads to an expired trust anchor: {finding}"),
                     identity,
                     error,
                 });

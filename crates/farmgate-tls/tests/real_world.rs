@@ -369,7 +369,7 @@ fn a_chain_to_an_expired_trust_anchor_is_refused_as_expired() {
     let refusal = gate.check(&leaf, &[], UnixTime::now()).unwrap_err();
     assert_eq!(refusal.reason, RefusalReason::Expired);
     assert!(
-        refusal.detail.starts_with("the chain leads to a trust anchor outside its validity dates: trust anchor \"CN=profile test root\": it has expired"),
+        refusal.detail.starts_with("the chain leads to an expired trust anchor: trust anchor \"CN=profile test root\": it has expired"),
         "{}",
         refusal.detail
     );
