@@ -4,7 +4,9 @@
 //! URI SANs, common name, SPKI and certificate hashes) and matches it against an [`AllowList`] of
 //! [`AllowRule`]s parsed from configuration text (`dns:NAME`, `uri:URI`, `cn:NAME`,
 //! `spki-sha256:BASE64`). It also renders the identity for the headers a gate sends to its
-//! application: Envoy's `x-forwarded-client-cert` and RFC 9440 `Client-Cert`.
+//! application: Envoy's `x-forwarded-client-cert` and RFC 9440 `Client-Cert`, as
+//! [`FieldValue`]s that are valid header values whatever the certificate holds, with subjects
+//! written as RFC 4514 names ([`rfc4514`]) that read one way only.
 //!
 //! The crate is synchronous and does no I/O. It never verifies a certificate chain: by the time a
 //! certificate reaches [`PeerIdentity::from_der`], the TLS layer has already checked it.
@@ -24,11 +26,13 @@
 #![warn(missing_docs)]
 
 mod allow;
+mod dn;
 mod dns;
 mod header;
 mod peer;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError, RuleKind};
+pub use dn::rfc4514;
 pub use dns::DnsNameProblem;
-pub use header::client_cert_header;
+pub use header::{FieldValue, client_cert_header};
 pub use peer::{IdentityError, PeerIdentity};

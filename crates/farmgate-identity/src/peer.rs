@@ -38,9 +38,6 @@ pub enum IdentityError {
     /// A certificate was read, but bytes follow it.
     #[error("the peer certificate is followed by {0} bytes of trailing data")]
     TrailingData(usize),
-    /// The subject distinguished name cannot be rendered as text.
-    #[error("the peer certificate's subject name is unreadable")]
-    Subject(#[source] X509Error),
     /// The subject common name is not a text string.
     #[error("the peer certificate's subject common name is not a text string")]
     CommonName(#[source] X509Error),
@@ -63,10 +60,7 @@ impl PeerIdentity {
             return Err(IdentityError::TrailingData(rest.len()));
         }
 
-        let subject = cert
-            .subject()
-            .to_string_with_registry(x509_parser::objects::oid_registry());
-        let subject = subject.map_err(IdentityError::Subject)?;
+        let subject = crate::rfc4514(cert.subject());
 
         let mut common_names = cert.subject().iter_common_name();
         let common_name = match common_names.next() {
@@ -103,7 +97,10 @@ impl PeerIdentity {
         })
     }
 
-    /// The subject distinguished name as text, e.g. `CN=edge.farm.test, O=farm`.
+    /// The subject distinguished name as an RFC 4514 string, e.g. `CN=edge.farm.test,O=farm`:
+    /// separators inside values escaped (`OU=a\,b`), every byte outside printable ASCII as
+    /// `\XX` (see [`rfc4514`](crate::rfc4514)), so it reads one way only and is safe in a log
+    /// line or a header.
     pub fn subject(&self) -> &str {
         &self.subject
     }
@@ -156,25 +153,28 @@ impl PeerIdentity {
     }
 
     /// One element of Envoy's `x-forwarded-client-cert` header describing this identity:
-    /// `Hash=<hex>;Subject="<subject>";URI=<uri>;DNS=<dns>...`.
-    pub fn xfcc(&self) -> String {
+    /// `Hash=<hex>;Subject="<subject>";URI=<uri>;DNS=<dns>...`, always a valid header value
+    /// (see [`FieldValue`](crate::FieldValue)) in which no SAN can forge a field.
+    pub fn xfcc(&self) -> crate::FieldValue {
         header::xfcc(self)
     }
 }
 
-/// For refusal log lines: `subject="...", sans=[dns:a, uri:b], sha256=<hex>`.
+/// For refusal log lines: `subject="...", sans=[dns:a, uri:b], sha256=<hex>`. Printable ASCII
+/// only: the subject is an RFC 4514 string (its `"` and `\` already escaped), and a SAN that
+/// holds anything but plain visible characters is quoted and escaped as in XFCC, so a
+/// certificate cannot break a log line.
 impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("subject=")?;
-        header::write_quoted(f, &self.subject)?;
-        f.write_str(", sans=[")?;
+        write!(f, "subject=\"{}\", sans=[", self.subject)?;
         let dns = self.dns_names.iter().map(|n| ("dns", n));
         let uri = self.uris.iter().map(|u| ("uri", u));
         for (i, (kind, name)) in dns.chain(uri).enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{kind}:{name}")?;
+            write!(f, "{kind}:")?;
+            header::write_value(f, name)?;
         }
         write!(f, "], sha256={}", self.fingerprint_hex())
     }
@@ -245,7 +245,7 @@ pub(crate) mod tests {
                 "dns:Alt.Farm.Test.",
             ],
         );
-        assert_eq!(id.subject(), "CN=edge.farm.test, O=farm");
+        assert_eq!(id.subject(), "O=farm,CN=edge.farm.test");
         assert_eq!(id.common_name(), Some("edge.farm.test"));
         assert_eq!(id.dns_names(), ["edge.farm.test", "Alt.Farm.Test."]);
         assert_eq!(id.uris(), ["spiffe://farm/edge"]);
@@ -307,7 +307,7 @@ pub(crate) mod tests {
         assert_eq!(
             id.to_string(),
             format!(
-                r#"subject="CN=say \"hi\", O=farm", sans=[dns:a.example, uri:spiffe://farm/b], sha256={}"#,
+                r#"subject="O=farm,CN=say \"hi\"", sans=[dns:a.example, uri:spiffe://farm/b], sha256={}"#,
                 id.fingerprint_hex()
             )
         );

@@ -8,5 +8,6 @@
 pub mod acme;
 pub mod client;
 pub mod load;
+pub mod lookalike;
 pub mod origin;
 pub mod pki;

@@ -232,6 +232,22 @@ pub enum TlsErrorKind {
         /// Its issuer.
         issuer: String,
     },
+    /// A certificate in a trust file cannot be a trust anchor: it breaks a rule of RFC 5280 or
+    /// of the CA/Browser Forum's root profile that makes its meaning unclear (see
+    /// [`profile`](crate::profile)).
+    #[error("{at}: certificate #{index} in {} (\"{subject}\") cannot be a trust anchor: {defect}; trust needs the CA certificates that issue your certificates, each well-formed (see docs/verification.md)", path.display())]
+    TrustAnchor {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// 1-based position in the file.
+        index: usize,
+        /// The certificate's subject, as an RFC 4514 string.
+        subject: String,
+        /// The rule it breaks.
+        defect: crate::profile::Defect,
+    },
     /// The operating system's trust store holds no usable certificate.
     #[error(
         "{at}: \"system\" trust: the operating system's certificate store could not be loaded ({detail})"

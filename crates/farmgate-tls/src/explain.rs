@@ -9,6 +9,8 @@ use std::error::Error as StdError;
 
 use rustls::{AlertDescription, CertificateError};
 
+use crate::profile::Finding;
+
 /// The rustls error somewhere in `err`'s source chain (including inside `std::io::Error`s, which
 /// is how tokio-rustls and hyper carry it).
 pub fn find_tls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
@@ -45,7 +47,9 @@ pub fn client_cert_alert(alert: AlertDescription) -> Option<&'static str> {
         AlertDescription::CertificateExpired => "certificate expired or not yet valid",
         AlertDescription::CertificateRevoked => "certificate revoked",
         AlertDescription::AccessDenied => "our identity is not on its allow-list",
-        AlertDescription::BadCertificate => "bad certificate",
+        AlertDescription::BadCertificate => {
+            "bad certificate: malformed, or a certificate of our chain breaks the RFC 5280 profile it checks (a farmgate gate logs which rule)"
+        }
         AlertDescription::CertificateUnknown => "certificate unacceptable",
         AlertDescription::CertificateRequired => {
             "it requires a client certificate and we sent none"
@@ -132,6 +136,10 @@ pub fn server_cert_problem(err: &CertificateError, server_name: &str) -> String 
         | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
             "its chain is signed with an algorithm we do not accept".to_owned()
         }
+        CertificateError::Other(other) => match other.0.downcast_ref::<Finding>() {
+            Some(finding) => format!("its chain breaks the certificate profile: {finding}"),
+            None => format!("{other}"),
+        },
         other => format!("{other}"),
     }
 }

@@ -4,9 +4,14 @@
 //! - [`load`] reads certificates, keys and CRLs from the files the configuration names, and
 //!   refuses a key that does not match its certificate.
 //! - [`TrustStore`] turns `trust = [...]` into trust anchors: PEM files, `"mozilla"`
-//!   (webpki-roots) or `"system"` (rustls-native-certs).
+//!   (webpki-roots) or `"system"` (rustls-native-certs), linting each anchor as it loads
+//!   ([`AnchorWarning`]s for `farmgate check`).
+//! - [`profile`] holds the RFC 5280 rules rustls-webpki leaves out, run on trust anchors and on
+//!   every path webpki accepts, by both verifiers.
 //! - [`ClientVerifier`] is the gate: our own rustls `ClientCertVerifier` on rustls-webpki, with the
-//!   extended-key-usage policy and revocation as parameters, then the allow-list. It counts what
+//!   extended-key-usage policy and revocation as parameters, then the profile checks, then the
+//!   allow-list; [`ServerVerifier`] is the edge's verifier of backends, with the same profile
+//!   checks. It counts what
 //!   it decides in [`GateStats`]; [`crl`] loads and checks its revocation lists.
 //! - [`ServerTls`] is a listener's rustls `ServerConfig` with an SNI certificate store that can be
 //!   swapped while running ([`CertStore`]; the ACME client swaps its certificates there, and
@@ -24,7 +29,9 @@ pub mod crl;
 mod error;
 pub mod explain;
 pub mod load;
+mod path;
 pub mod probe;
+pub mod profile;
 mod server;
 mod stats;
 mod trust;
@@ -35,11 +42,11 @@ use std::sync::Arc;
 use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 
-pub use client::{server_verifier, upstream_client_config};
+pub use client::{ServerVerifier, server_verifier, upstream_client_config};
 pub use error::{TlsError, TlsErrorKind};
 pub use server::{ACME_TLS_ALPN, AlpnChallenges, CertStore, ServerTls, SniCerts};
 pub use stats::{GateStats, GateStatsSnapshot};
-pub use trust::TrustStore;
+pub use trust::{AnchorSource, AnchorWarning, TrustStore};
 pub use verifier::{Accepted, ClientVerifier, Refusal, RefusalReason};
 
 /// The crypto provider every configuration uses: aws-lc-rs, with rustls' default cipher suites and

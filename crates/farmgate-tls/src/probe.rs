@@ -15,8 +15,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{
     AlertDescription, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
@@ -288,7 +288,7 @@ fn failure(e: &io::Error, request: &ProbeRequest<'_>, stage: &str) -> Outcome {
 /// Wraps the upstream server verifier to keep the chain the server sent and the verdict.
 #[derive(Debug)]
 struct Recorder {
-    inner: Arc<WebPkiServerVerifier>,
+    inner: Arc<crate::ServerVerifier>,
     seen: Mutex<Option<ServerChain>>,
 }
 
@@ -398,7 +398,9 @@ pub fn summarize(der: &CertificateDer<'_>) -> CertSummary {
             .filter_map(|n| match n {
                 GeneralName::DNSName(d) => Some(format!("dns:{d}")),
                 GeneralName::URI(u) => Some(format!("uri:{u}")),
-                GeneralName::IPAddress(ip) => ip_text(ip).map(|ip| format!("ip:{ip}")),
+                GeneralName::IPAddress(ip) => {
+                    crate::profile::ip_text(ip).map(|ip| format!("ip:{ip}"))
+                }
                 _ => None,
             })
             .collect(),
@@ -414,18 +416,6 @@ pub fn summarize(der: &CertificateDer<'_>) -> CertSummary {
         names,
         not_after: not_after.to_string(),
         days_left: (not_after.timestamp() - now).div_euclid(86_400),
-    }
-}
-
-fn ip_text(bytes: &[u8]) -> Option<String> {
-    match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes)
-            .ok()
-            .map(|b| std::net::Ipv4Addr::from(b).to_string()),
-        16 => <[u8; 16]>::try_from(bytes)
-            .ok()
-            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
-        _ => None,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The gate: a rustls `ClientCertVerifier` built on rustls-webpki.
 //!
 //! Order, as DESIGN.md fixes it: the chain must lead to `trust` under the configured purpose
-//! (with validity dates and revocation checked on the way), then the certificate's identity must
-//! match the allow-list. The first failure ends the handshake with the fitting TLS alert and is
+//! (with validity dates and revocation checked on the way), then the path webpki accepted must
+//! follow the certificate profile ([`profile`](crate::profile): RFC 5280 rules webpki leaves
+//! out, and the trust anchor's expiry), then the certificate's identity must match the
+//! allow-list. The first failure ends the handshake with the fitting TLS alert and is
 //! logged once, with the rule that failed and the certificate's subject, SANs and fingerprint.
 
 use std::fmt;
@@ -20,6 +22,8 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::KeyUsage;
 
 use crate::crl::{self, RevocationList};
+use crate::path::{self, PathError};
+use crate::profile::Finding;
 use crate::{GateStats, TlsError, TrustStore};
 
 /// Why a gate refused a client certificate; also the metric label.
@@ -45,6 +49,10 @@ pub enum RefusalReason {
     RevocationUnknown,
     /// A signature in the chain is invalid or uses an unsupported algorithm.
     BadSignature,
+    /// webpki accepted the chain, but a certificate on its path breaks a rule of the RFC 5280
+    /// profile (a [`Defect`](crate::profile::Defect), named in the log line). TLS alert
+    /// `bad_certificate`.
+    Profile,
     /// The chain is valid but the identity is not on the allow-list.
     NotAllowed,
     /// Anything else the path validation rejected (name constraints, path length...).
@@ -53,7 +61,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in declaration order (the order of [`GateStats`] snapshots).
-    pub const ALL: [RefusalReason; 11] = [
+    pub const ALL: [RefusalReason; 12] = [
         RefusalReason::NoCertificate,
         RefusalReason::BadEncoding,
         RefusalReason::UnknownCa,
@@ -63,6 +71,7 @@ impl RefusalReason {
         RefusalReason::Revoked,
         RefusalReason::RevocationUnknown,
         RefusalReason::BadSignature,
+        RefusalReason::Profile,
         RefusalReason::NotAllowed,
         RefusalReason::Invalid,
     ];
@@ -86,6 +95,7 @@ impl RefusalReason {
             RefusalReason::Revoked => "revoked",
             RefusalReason::RevocationUnknown => "revocation_unknown",
             RefusalReason::BadSignature => "bad_signature",
+            RefusalReason::Profile => "profile",
             RefusalReason::NotAllowed => "not_allowed",
             RefusalReason::Invalid => "invalid",
         }
@@ -105,6 +115,7 @@ impl RefusalReason {
                 "certificates must not be revoked (crl)"
             }
             RefusalReason::BadSignature => "signatures must verify",
+            RefusalReason::Profile => "certificates must follow the RFC 5280 profile",
             RefusalReason::NotAllowed => "identity must match an allow entry",
             RefusalReason::Invalid => "chain must satisfy path validation",
         }
@@ -231,10 +242,18 @@ impl ClientVerifier {
             )
         })?;
         let relaxed = match self.path(&cert, intermediates, now, KeyUsage::client_auth()) {
-            Ok(()) => false,
-            Err(e) if self.eku == EkuPolicy::ClientOrServerAuth && is_purpose_error(&e) => {
+            Ok(warnings) => {
+                self.note(&warnings);
+                false
+            }
+            Err(PathError::Webpki(e))
+                if self.eku == EkuPolicy::ClientOrServerAuth && is_purpose_error(&e) =>
+            {
                 match self.path(&cert, intermediates, now, KeyUsage::server_auth()) {
-                    Ok(()) => true,
+                    Ok(warnings) => {
+                        self.note(&warnings);
+                        true
+                    }
                     Err(e) => return Err(self.refusal(e, identity.clone())),
                 }
             }
@@ -283,7 +302,7 @@ impl ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         usage: KeyUsage,
-    ) -> Result<(), webpki::Error> {
+    ) -> Result<Vec<Finding>, PathError> {
         let crls: Vec<&webpki::CertRevocationList<'_>> =
             self.crls.iter().map(RevocationList::crl).collect();
         let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
@@ -292,19 +311,45 @@ impl ClientVerifier {
                 .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
                 .build()
         });
-        cert.verify_for_usage(
-            self.algorithms.all,
-            self.trust.anchors(),
+        path::verify(
+            cert,
+            &self.trust,
             intermediates,
             now,
             usage,
             revocation,
-            None,
+            self.algorithms.all,
         )
-        .map(|_| ())
     }
 
-    fn refusal(&self, e: webpki::Error, identity: Option<PeerIdentity>) -> Box<Refusal> {
+    /// The profile warnings of an accepted chain: worth a debug line, not a refusal.
+    fn note(&self, warnings: &[Finding]) {
+        for warning in warnings {
+            tracing::debug!(listener = %self.listener, defect = ?warning.defect, "client chain accepted with a profile warning: {warning}");
+        }
+    }
+
+    fn refusal(&self, e: PathError, identity: Option<PeerIdentity>) -> Box<Refusal> {
+        let e = match e {
+            PathError::Webpki(e) => e,
+            PathError::Profile(finding) => {
+                return Box::new(Refusal {
+                    reason: RefusalReason::Profile,
+                    detail: format!("the chain breaks the certificate profile: {finding}"),
+                    identity,
+                    error: CertificateError::BadEncoding,
+                });
+            }
+            PathError::Anchor(finding, e) => {
+                let (reason, error) = classify(&e);
+                return Box::new(Refusal {
+                    reason,
+                    detail: format!("the chain leads to an expired trust anchor: {finding}"),
+                    identity,
+                    error,
+                });
+            }
+        };
         let (reason, error) = classify(&e);
         let detail = match (&e, reason, self.eku) {
             (webpki::Error::CrlExpired { time, .. }, _, _) => self.expired_crls(*time),
@@ -481,14 +526,27 @@ fn is_purpose_error(e: &webpki::Error) -> bool {
     )
 }
 
-/// Map a path-validation error to our reason and to the rustls error that picks the TLS alert.
+/// Map a path-validation error to our reason and to the rustls error that picks the TLS alert
+/// (with the context rustls' own verifiers give where the words need it: the dates).
 #[allow(deprecated)] // older webpki versions still return the variants without context
 pub(crate) fn classify(e: &webpki::Error) -> (RefusalReason, CertificateError) {
     use webpki::Error as E;
     match e {
         E::UnknownIssuer => (RefusalReason::UnknownCa, CertificateError::UnknownIssuer),
-        E::CertExpired { .. } => (RefusalReason::Expired, CertificateError::Expired),
-        E::CertNotValidYet { .. } => (RefusalReason::NotYetValid, CertificateError::NotValidYet),
+        E::CertExpired { time, not_after } => (
+            RefusalReason::Expired,
+            CertificateError::ExpiredContext {
+                time: *time,
+                not_after: *not_after,
+            },
+        ),
+        E::CertNotValidYet { time, not_before } => (
+            RefusalReason::NotYetValid,
+            CertificateError::NotValidYetContext {
+                time: *time,
+                not_before: *not_before,
+            },
+        ),
         E::CertRevoked => (RefusalReason::Revoked, CertificateError::Revoked),
         E::UnknownRevocationStatus => (
             RefusalReason::RevocationUnknown,

@@ -4,6 +4,9 @@
 
 mod acme;
 mod gate;
+mod handshake;
 
 mod crl;
 mod limbo;
+mod props;
+mod real_world;

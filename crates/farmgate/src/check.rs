@@ -1,5 +1,6 @@
 //! `farmgate check`: build the configuration exactly as `run` would, then summarise it, then
-//! warn about what is valid today but will break (`farmgate_pki::advice`). Warnings never change
+//! warn about trust anchors with mild defects (`farmgate_tls::AnchorWarning`) and about what is
+//! valid today but will break (`farmgate_pki::advice`). Warnings never change
 //! the exit code: a valid configuration exits 0.
 //!
 //! With ACME, building also opens (creates) the storage directory and proves it writable, and
@@ -37,6 +38,9 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             for warning in acme.warnings {
                 outln!("warning: {warning}");
             }
+            for warning in trust_warnings(generation.config()) {
+                outln!("warning: {warning}");
+            }
             for warning in generation.warnings() {
                 outln!("warning: {warning}");
             }
@@ -48,6 +52,29 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// What the trust-anchor lint found in every `trust` list, loaded as `run` loads them (a
+/// defect that refuses an anchor already failed the build): mild defects, and system-store
+/// anchors left out.
+fn trust_warnings(config: &Config) -> Vec<farmgate_tls::AnchorWarning> {
+    let gates = config
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref()?.client_auth.as_ref())
+        .map(|auth| (&auth.trust, &auth.at));
+    let upstreams = config
+        .upstreams
+        .iter()
+        .filter_map(|u| u.tls.as_ref())
+        .map(|tls| (&tls.trust, &tls.at));
+    let acme = config.acme.iter().map(|acme| (&acme.trust, &acme.at));
+    gates
+        .chain(upstreams)
+        .chain(acme)
+        .filter_map(|(trust, at)| farmgate_tls::TrustStore::load(trust, at).ok())
+        .flat_map(|store| store.warnings().to_vec())
+        .collect()
 }
 
 /// What reading the ACME server's directory found.

@@ -251,3 +251,29 @@ fn expired_listener_certificate_is_warned_about() {
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(warnings[0].contains("expired on"), "{}", warnings[0]);
 }
+
+#[test]
+fn check_names_a_trust_anchor_with_a_mild_defect() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let shapes = farmgate_testkit::lookalike::all();
+    let openssl = shapes
+        .iter()
+        .find(|s| s.name == "openssl-req-x509")
+        .unwrap();
+    let path = gate(&pki, &backend, "allow = [\"dns:edge.farm.test\"]");
+    // The same gate, trusting an `openssl req -x509` root too (no keyUsage: a warning).
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("trust = [{:?}]", pki.ca_file()),
+        &format!("trust = [{:?}, {:?}]", pki.ca_file(), openssl.trust),
+    );
+    std::fs::write(&path, text).unwrap();
+    let warnings = warnings(&path);
+    assert!(
+        warnings.iter().any(|w| w.contains(&format!(
+            "trust anchor #1 in {} (\"CN=My CA\"): it is a CA without keyUsage",
+            openssl.trust.display()
+        ))),
+        "{warnings:?}"
+    );
+}
