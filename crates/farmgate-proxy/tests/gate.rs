@@ -234,3 +234,27 @@ async fn gate_never_resumes_sessions_so_every_connection_is_verified() {
             .await
     );
 }
+
+/// Regression: a client certificate whose subject held a newline passed the gate, and the app
+/// received no identity headers at all. Now the subject is escaped (RFC 4514, `\0A` for the
+/// newline) and both headers arrive; nothing in it becomes a header of its own.
+#[tokio::test]
+async fn a_subject_with_a_newline_reaches_the_app_escaped_never_as_a_header() {
+    let g = Gate::start(&["dns:edge.farm.test"]).await;
+    let odd = g.pki.issue(
+        "odd-subject",
+        &CertSpec::client(EDGE).organization("a,b\nX-Evil: 1"),
+    );
+    let response = g.client().with_client_cert(&odd).get(g.addr, "/").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let (_, headers) = farmgate_testkit::origin::parse_echo(&response.body);
+    let xfcc = farmgate_testkit::origin::header_values(&headers, "x-forwarded-client-cert");
+    assert_eq!(xfcc.len(), 1, "{headers:?}");
+    assert!(xfcc[0].contains(r"O=a\,b\0AX-Evil: 1"), "{}", xfcc[0]);
+    assert!(xfcc[0].contains(&odd.identity().fingerprint_hex()));
+    assert_eq!(
+        farmgate_testkit::origin::header_values(&headers, "client-cert").len(),
+        1
+    );
+    assert!(farmgate_testkit::origin::header_values(&headers, "x-evil").is_empty());
+}

@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use farmgate_identity::{PeerIdentity, client_cert_header};
 use farmgate_tls::{ACME_TLS_ALPN, RefusalReason};
-use http::HeaderValue;
 use rustls_pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -16,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::generation::ListenerRt;
+use crate::outbound::Chain;
 
 use super::client::{ClientHeaders, ConnInfo, TlsInfo, View};
 use super::conn::{self, Signals};
@@ -170,21 +169,18 @@ async fn accept(
         .peer_certificates()
         .map(<[_]>::to_vec)
         .unwrap_or_default();
-    let client = chain.first().and_then(|leaf| client_headers(leaf.as_ref()));
+    let client = chain.first().map(|leaf| {
+        ClientHeaders::of(leaf.as_ref()).map_err(|e| {
+            tracing::error!(
+                "the gate verified this client but cannot pass its identity on: {}; its requests get 502",
+                Chain(&e)
+            );
+            Arc::new(e)
+        })
+    });
     let tls_info = Arc::new(TlsInfo::of(stream.get_ref().1));
     let info = ConnInfo::new(shared, view, peer, client, Some(tls_info));
     Some(Accepted::Tls(Box::new(stream), info, chain))
-}
-
-/// A gate's verified client as the headers the application receives. Computed once per
-/// connection, not per request.
-fn client_headers(leaf: &[u8]) -> Option<ClientHeaders> {
-    let identity = PeerIdentity::from_der(leaf).ok()?;
-    Some(ClientHeaders {
-        name: identity.name(),
-        xfcc: HeaderValue::from_str(&identity.xfcc()).ok()?,
-        client_cert: HeaderValue::from_str(&client_cert_header(leaf)).ok()?,
-    })
 }
 
 fn handshake_failed(listener: &ListenerRt, e: &std::io::Error) {

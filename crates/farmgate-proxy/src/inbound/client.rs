@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use farmgate_identity::{FieldValue, PeerIdentity, client_cert_header};
 use http::HeaderValue;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -51,8 +52,10 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     /// The peer's address as a header value, formatted once per connection.
     pub(crate) peer_ip: HeaderValue,
-    /// The verified client certificate's identity, on a gate.
-    pub(crate) client: Option<ClientHeaders>,
+    /// On a gate, the verified client certificate's identity as headers, or why they could
+    /// not be built (then every request is answered 502: the identity reaches the app, or the
+    /// request does not).
+    pub(crate) client: Option<Result<ClientHeaders, Arc<HeadersError>>>,
     /// TLS parameters, for the access log.
     pub(crate) tls: Option<Arc<TlsInfo>>,
 }
@@ -62,7 +65,7 @@ impl ConnInfo {
         shared: Arc<Shared>,
         view: View,
         peer: SocketAddr,
-        client: Option<ClientHeaders>,
+        client: Option<Result<ClientHeaders, Arc<HeadersError>>>,
         tls: Option<Arc<TlsInfo>>,
     ) -> ConnInfo {
         // Formatted once per connection, not per request.
@@ -96,6 +99,11 @@ impl ConnInfo {
     /// one now, so that it ends with its last request rather than with this connection.
     pub(crate) fn refresh(&self) {
         Self::renew(&mut self.lock(), &self.shared);
+    }
+
+    /// The verified client, on a gate whose identity headers could be built.
+    pub(crate) fn verified(&self) -> Option<&ClientHeaders> {
+        self.client.as_ref().and_then(|c| c.as_ref().ok())
     }
 
     /// Close this connection with the next response it sends.
@@ -144,6 +152,37 @@ pub(crate) struct ClientHeaders {
     pub(crate) client_cert: HeaderValue,
 }
 
+impl ClientHeaders {
+    /// The headers of the client whose verified leaf certificate is `leaf`. Computed once per
+    /// connection, not per request.
+    pub(crate) fn of(leaf: &[u8]) -> Result<ClientHeaders, HeadersError> {
+        let identity = PeerIdentity::from_der(leaf).map_err(HeadersError::Parse)?;
+        let header = |name: &'static str, value: FieldValue| {
+            HeaderValue::from_str(&value).map_err(|source| HeadersError::Value { name, source })
+        };
+        Ok(ClientHeaders {
+            name: identity.name(),
+            xfcc: header("x-forwarded-client-cert", identity.xfcc())?,
+            client_cert: header("client-cert", client_cert_header(leaf))?,
+        })
+    }
+}
+
+/// Why a verified client's identity headers could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HeadersError {
+    /// The certificate the verifier accepted does not parse here.
+    #[error("the client certificate cannot be read for its identity")]
+    Parse(#[source] farmgate_identity::IdentityError),
+    /// A header value came out invalid.
+    #[error("the {name} header of the client's identity is not a valid header value")]
+    Value {
+        name: &'static str,
+        #[source]
+        source: http::header::InvalidHeaderValue,
+    },
+}
+
 /// The TLS parameters of a connection.
 #[derive(Debug)]
 pub(crate) struct TlsInfo {
@@ -180,5 +219,18 @@ fn alpn_name(alpn: Option<&[u8]>) -> &'static str {
         Some(b"http/1.1") => "http/1.1",
         Some(_) => "other",
         None => "-",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_that_does_not_parse_gives_no_headers_but_a_reason() {
+        match ClientHeaders::of(b"not a certificate") {
+            Err(HeadersError::Parse(_)) => {}
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,9 +1,13 @@
 //! A request farmgate answers itself because forwarding it failed or is impossible: who is at
 //! fault decides the status, the log level and what the client is told.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 
 use crate::outbound::UpstreamFailure;
+
+use super::client::HeadersError;
 
 /// Why a request was not forwarded, or got no response.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +24,9 @@ pub(crate) enum Failure {
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamFailure),
+    /// A gate cannot pass its verified client's identity on to the application.
+    #[error("not forwarded: the client's identity headers cannot be built")]
+    Identity(#[source] Arc<HeadersError>),
 }
 
 /// Who caused a failed request.
@@ -29,6 +36,8 @@ pub(crate) enum Fault {
     Downstream,
     /// A backend failed or is unreachable.
     Upstream,
+    /// We failed.
+    Internal,
 }
 
 impl Failure {
@@ -38,6 +47,7 @@ impl Failure {
             Failure::Strict(_) | Failure::NoHost => StatusCode::BAD_REQUEST,
             Failure::NoRoute { .. } => StatusCode::NOT_FOUND,
             Failure::Upstream(upstream) => upstream.status(),
+            Failure::Identity(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -46,6 +56,7 @@ impl Failure {
         match self {
             Failure::Strict(_) | Failure::NoHost | Failure::NoRoute { .. } => Fault::Downstream,
             Failure::Upstream(_) => Fault::Upstream,
+            Failure::Identity(_) => Fault::Internal,
         }
     }
 }
@@ -75,7 +86,7 @@ mod tests {
     #[test]
     fn an_upstream_failure_keeps_its_status() {
         let failure = Failure::from(UpstreamFailure::NoHealthyServer {
-            upstream: std::sync::Arc::from("farm"),
+            upstream: Arc::from("farm"),
         });
         assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(failure.fault(), Fault::Upstream);

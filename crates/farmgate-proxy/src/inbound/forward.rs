@@ -57,7 +57,7 @@ pub(crate) async fn handle(
         Ok(response) => response,
         Err(failure) => {
             let upstream = exchange.upstream.as_deref().unwrap_or("-");
-            let identity = conn.client.as_ref().map_or("-", |c| c.name.as_str());
+            let identity = conn.verified().map_or("-", |c| c.name.as_str());
             let path = target.path();
             let status = failure.status().as_u16();
             match failure.fault() {
@@ -65,7 +65,7 @@ pub(crate) async fn handle(
                     listener = %view.listener.name, client = %conn.peer, %method, %path, status,
                     "{}", Chain(&failure)
                 ),
-                Fault::Upstream => tracing::warn!(
+                Fault::Upstream | Fault::Internal => tracing::warn!(
                     listener = %view.listener.name, client = %conn.peer, %identity, %method, %path, %upstream, status,
                     "{}", Chain(&failure)
                 ),
@@ -95,7 +95,7 @@ pub(crate) async fn handle(
     let record = Record {
         listener: view.listener.name.clone(),
         client: conn.peer,
-        identity: conn.client.as_ref().map(|c| c.name.clone()),
+        identity: conn.verified().map(|c| c.name.clone()),
         method,
         host: exchange.host.unwrap_or_default(),
         target,
@@ -117,6 +117,9 @@ async fn forward(
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     strict::check(&req).map_err(Failure::Strict)?;
+    if let Some(Err(unusable)) = &conn.client {
+        return Err(Failure::Identity(unusable.clone()));
+    }
     // ACME http-01 validations arrive on plain-HTTP listeners, before any redirect or route.
     if view.listener.tls.is_none()
         && let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX)

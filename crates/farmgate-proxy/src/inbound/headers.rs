@@ -44,7 +44,7 @@ pub(crate) fn rewrite_request(
 
     // Only a verified peer (a gate's authenticated client, i.e. the edge) may tell us who it
     // forwarded for; anyone else's claims are replaced.
-    let trusted = conn.client.is_some();
+    let trusted = conn.verified().is_some();
     let prior = if trusted && present.forwarded_for {
         headers.get(&X_FORWARDED_FOR)
     } else {
@@ -74,7 +74,7 @@ pub(crate) fn rewrite_request(
         headers.remove(&CLIENT_CERT);
         headers.remove(&CLIENT_CERT_CHAIN);
     }
-    if let Some(client) = &conn.client {
+    if let Some(client) = conn.verified() {
         headers.insert(X_FORWARDED_CLIENT_CERT, client.xfcc.clone());
         headers.insert(CLIENT_CERT, client.client_cert.clone());
     }
