@@ -6,6 +6,10 @@
 //! `spki-sha256:BASE64`). It also renders the identity for the headers a gate sends to its
 //! application: Envoy's `x-forwarded-client-cert` and RFC 9440 `Client-Cert`.
 //!
+//! For reports rather than decisions, [`CertificateSummary`] reads everything a person wants to
+//! see about one certificate (names, issuer, validity, key, purposes, hashes): `inspect`,
+//! `probe`, ACME status and the admin status page all show certificates through it.
+//!
 //! The crate is synchronous and does no I/O. It never verifies a certificate chain: by the time a
 //! certificate reaches [`PeerIdentity::from_der`], the TLS layer has already checked it.
 //!
@@ -27,8 +31,10 @@ mod allow;
 mod dns;
 mod header;
 mod peer;
+mod summary;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError, RuleKind};
 pub use dns::DnsNameProblem;
 pub use header::client_cert_header;
 pub use peer::{IdentityError, PeerIdentity};
+pub use summary::{CertificateSummary, KeyPurpose, SubjectAltName};
