@@ -1,5 +1,5 @@
 //! [`PkiError`]: what can go wrong minting keys, certificates and CRLs, keeping a CA in a
-//! directory, or reading certificates to inspect.
+//! directory.
 
 use std::path::PathBuf;
 
@@ -214,22 +214,5 @@ pub enum PkiError {
         days: u32,
         /// When the CA expires.
         ca_not_after: OffsetDateTime,
-    },
-    /// A file to inspect is not valid PEM.
-    #[error("not valid PEM")]
-    Pem(#[source] rustls_pki_types::pem::Error),
-    /// A file to inspect holds no certificate.
-    #[error(
-        "holds no certificate; expected PEM \"-----BEGIN CERTIFICATE-----\" blocks or one DER certificate"
-    )]
-    NoCertificate,
-    /// A certificate to inspect is not valid X.509.
-    #[error("certificate #{index} is not a valid X.509 certificate")]
-    Der {
-        /// 1-based position in the file.
-        index: usize,
-        /// Why.
-        #[source]
-        source: X509Error,
     },
 }

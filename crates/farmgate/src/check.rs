@@ -1,5 +1,5 @@
 //! `farmgate check`: build the configuration exactly as `run` would, then summarise it, then
-//! warn about what is valid today but will break (`farmgate_pki::advice`). Warnings never change
+//! warn about what is valid today but will break (`farmgate_doctor::advice`). Warnings never change
 //! the exit code: a valid configuration exits 0.
 //!
 //! With ACME, building also opens (creates) the storage directory and proves it writable, and
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use farmgate_acme::{CertificateState, DirectoryCheck};
 use farmgate_config::{Balance, Config, EkuPolicy, ListenerCerts, Trust};
+use farmgate_doctor::advice;
 use farmgate_identity::PeerIdentity;
-use farmgate_pki::advice;
 use farmgate_proxy::{Generation, LoadError};
 use time::OffsetDateTime;
 

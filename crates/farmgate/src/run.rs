@@ -13,7 +13,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     crate::logging::init(generation.config().log.format);
     // What `farmgate check` would warn about, said once at start-up too.
     for warning in
-        farmgate_pki::advice::warnings(generation.config(), time::OffsetDateTime::now_utc())
+        farmgate_doctor::advice::warnings(generation.config(), time::OffsetDateTime::now_utc())
     {
         tracing::warn!("{}: {}", warning.at, warning.message);
     }
@@ -99,7 +99,7 @@ fn status(server: &Server) -> serde_json::Value {
     let mut status = server.status();
     let generation = server.generation();
     let warnings =
-        farmgate_pki::advice::warnings(generation.config(), time::OffsetDateTime::now_utc());
+        farmgate_doctor::advice::warnings(generation.config(), time::OffsetDateTime::now_utc());
     if let Some(object) = status.as_object_mut() {
         object.insert(
             "warnings".to_owned(),
