@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use farmgate_identity::AllowRuleError;
 use time::OffsetDateTime;
 use x509_parser::error::X509Error;
 
@@ -161,15 +160,6 @@ pub enum PkiError {
         /// Why.
         #[source]
         source: std::io::Error,
-    },
-    /// A name for a certificate or a name constraint is not a DNS name (or IP address).
-    #[error("`{name}` is not a usable DNS name or IP address")]
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        #[source]
-        source: AllowRuleError,
     },
     /// A wildcard where one exact name is needed (a client identity, a name constraint).
     #[error("`{name}` is a wildcard; {what} names exactly one DNS name")]
