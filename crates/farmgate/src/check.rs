@@ -182,8 +182,8 @@ fn summary(path: &Path, generation: &Generation) -> String {
                 match status {
                     Some(s) if s.state != CertificateState::Issuing => {
                         let until = s
-                            .not_after
-                            .map(|t| OffsetDateTime::from(t).date().to_string())
+                            .certificate
+                            .map(|c| c.not_after.date().to_string())
                             .unwrap_or_default();
                         let _ = write!(out, " (stored certificate valid until {until})");
                     }
