@@ -14,9 +14,8 @@
 //! Certificates are read through [`farmgate_tls::load`], exactly as a gate or edge reads them;
 //! the facts behind each warning are rows of [`crate::facts::FACTS`].
 
-use std::fmt;
-
 use std::error::Error;
+use std::fmt;
 
 use farmgate_config::{Config, EkuPolicy, FileRef, ListenerCerts, Trust};
 use farmgate_identity::{KeyPurpose, RuleKind};
