@@ -14,8 +14,7 @@
 //!   entries (a chain that only permits serverAuth needs an exact `dns:` or `spki-sha256:` one).
 //!
 //! Path validation is never done here: the client and gate verdicts run the gate's own
-//! [`ClientVerifier`](farmgate_tls::ClientVerifier), the server verdict runs rustls-webpki as
-//! the edge's upstream client does.
+//! [`ClientVerifier`], the server verdict runs rustls-webpki as the edge's upstream client does.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,8 +29,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::InspectError;
-use crate::reason::CertLabel;
-pub use crate::reason::{Purpose, Reason};
+pub use crate::reason::{CertLabel, Purpose, Reason};
 use crate::verdict::Context;
 pub use crate::verdict::{Verdict, Verdicts};
 
