@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use farmgate_identity::CertificateSummary;
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, DnType, KeyPair};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::AcmeError;
 
@@ -25,21 +25,15 @@ pub(crate) struct Issued {
     pub(crate) key: Arc<CertifiedKey>,
     /// The stored form: the private key (PKCS#8 PEM), then the chain (PEM), leaf first.
     pub(crate) pem: String,
-    /// The leaf's validity.
-    pub(crate) not_before: SystemTime,
-    /// The leaf's validity.
-    pub(crate) not_after: SystemTime,
-    /// The leaf's DNS names, lower-case.
-    pub(crate) names: Vec<String>,
+    /// The leaf: its names and validity.
+    pub(crate) summary: CertificateSummary,
 }
 
 /// Names and dates only: the stored form holds the private key.
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issued")
-            .field("names", &self.names)
-            .field("not_before", &self.not_before)
-            .field("not_after", &self.not_after)
+            .field("summary", &self.summary)
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +53,7 @@ pub(crate) enum CertProblem {
     #[error("its private key does not belong to its certificate")]
     KeyMismatch,
     #[error("its certificate cannot be read")]
-    X509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    X509(#[source] x509_parser::error::X509Error),
 }
 
 impl Issued {
@@ -73,33 +67,9 @@ impl Issued {
             rustls_pki_types::pem::Error::NoItemsFound => CertProblem::NoKey,
             other => CertProblem::Pem(other),
         })?;
-        let (_, x509) = X509Certificate::from_der(leaf.as_ref()).map_err(CertProblem::X509)?;
-        let validity = x509.validity();
-        let not_before = system_time(validity.not_before.timestamp());
-        let not_after = system_time(validity.not_after.timestamp());
-        let names = x509
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let summary = CertificateSummary::from_der(leaf.as_ref()).map_err(CertProblem::X509)?;
         let key = certified_key(chain, key)?;
-        Ok(Issued {
-            key,
-            pem,
-            not_before,
-            not_after,
-            names,
-        })
+        Ok(Issued { key, pem, summary })
     }
 
     /// The leaf certificate.
@@ -107,11 +77,29 @@ impl Issued {
         self.key.cert.first()
     }
 
-    /// Whether it carries every name in `domains` and is valid at `now`.
+    /// Start of the leaf's validity.
+    pub(crate) fn not_before(&self) -> SystemTime {
+        self.summary.not_before.into()
+    }
+
+    /// End of the leaf's validity.
+    pub(crate) fn not_after(&self) -> SystemTime {
+        self.summary.not_after.into()
+    }
+
+    /// The leaf's DNS names, `a, b`.
+    pub(crate) fn names(&self) -> String {
+        let names: Vec<&str> = self.summary.dns_names().collect();
+        names.join(", ")
+    }
+
+    /// Whether it carries every name in `domains` (case aside) and is valid at `now`.
     pub(crate) fn serves(&self, domains: &[String], now: SystemTime) -> bool {
-        domains.iter().all(|d| self.names.contains(d))
-            && self.not_before <= now + Duration::from_secs(300)
-            && now < self.not_after
+        domains
+            .iter()
+            .all(|d| self.summary.dns_names().any(|n| n.eq_ignore_ascii_case(d)))
+            && self.not_before() <= now + Duration::from_secs(300)
+            && now < self.not_after()
     }
 }
 
@@ -129,15 +117,6 @@ fn certified_key(
         .keys_match()
         .map_err(|_| CertProblem::KeyMismatch)?;
     Ok(Arc::new(certified))
-}
-
-fn system_time(unix: i64) -> SystemTime {
-    let secs = Duration::from_secs(unix.unsigned_abs());
-    if unix >= 0 {
-        SystemTime::UNIX_EPOCH + secs
-    } else {
-        SystemTime::UNIX_EPOCH - secs
-    }
 }
 
 /// A new private key and a certificate request for `domains` (names only in the SANs, as public
@@ -213,6 +192,8 @@ fn self_signed(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+
     use super::*;
 
     fn domains() -> Vec<String> {
@@ -232,12 +213,12 @@ mod tests {
     #[test]
     fn stored_key_and_chain_read_back() {
         let issued = Issued::from_pem(issued_pem(&domains())).unwrap();
-        assert_eq!(issued.names, domains());
+        assert_eq!(issued.names(), domains().join(", "));
         let now = SystemTime::now();
         assert!(issued.serves(&domains(), now));
         assert!(issued.serves(&domains()[..1], now));
         assert!(!issued.serves(&["other.example.com".to_owned()], now));
-        assert!(!issued.serves(&domains(), issued.not_after));
+        assert!(!issued.serves(&domains(), issued.not_after()));
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Managed {
         let now = SystemTime::now();
         let lifecycle = match (&state.current, state.ordering) {
             (None, _) => CertificateState::Issuing,
-            (Some(c), _) if c.issued.not_after <= now => CertificateState::Expired,
+            (Some(c), _) if c.issued.not_after() <= now => CertificateState::Expired,
             (Some(_), true) => CertificateState::Renewing,
             (Some(_), false) => CertificateState::Valid,
         };
@@ -215,8 +215,8 @@ impl Managed {
             file: self.file.clone(),
             state: lifecycle,
             ordering: state.ordering,
-            not_before: state.current.as_ref().map(|c| c.issued.not_before),
-            not_after: state.current.as_ref().map(|c| c.issued.not_after),
+            certificate: state.current.as_ref().map(|c| c.issued.summary.clone()),
+            not_after: state.current.as_ref().map(|c| c.issued.not_after()),
             next_renewal: state.next.map(|(at, _)| at),
             renewal_basis: state.next.map(|(_, basis)| basis),
             last_error: state.last_error.clone(),
@@ -270,7 +270,7 @@ impl Managed {
             Some(c) => tracing::info!(
                 "ACME certificate for {}: serving the stored certificate, valid until {}",
                 self.names(),
-                when(c.issued.not_after)
+                when(c.issued.not_after())
             ),
             None => tracing::warn!(
                 "ACME certificate for {}: none yet; serving a temporary self-signed certificate \
@@ -291,8 +291,8 @@ impl Managed {
             (retry, RenewalBasis::Retry, retry, Step::Order)
         } else if let Some(current) = &state.current {
             let by_lifetime = schedule::lifetime_renewal(
-                current.issued.not_before,
-                current.issued.not_after,
+                current.issued.not_before(),
+                current.issued.not_after(),
                 current.jitter,
             );
             match state.ari {
@@ -460,9 +460,9 @@ impl Managed {
         };
         let state = self.state();
         let newer = state.current.as_ref().is_none_or(|c| {
-            c.issued.leaf() != stored.leaf() && stored.not_after > c.issued.not_after
+            c.issued.leaf() != stored.leaf() && stored.not_after() > c.issued.not_after()
         });
-        let due = schedule::lifetime_renewal(stored.not_before, stored.not_after, 0.0) <= now;
+        let due = schedule::lifetime_renewal(stored.not_before(), stored.not_after(), 0.0) <= now;
         Ok((newer && !due).then_some(stored))
     }
 
@@ -486,11 +486,11 @@ impl Managed {
         tracing::info!(
             "ACME certificate for {}: {how}, valid until {}; now served",
             self.names(),
-            when(issued.not_after)
+            when(issued.not_after())
         );
         let jitter = schedule::jitter();
         // Until renewal information (if any) says otherwise.
-        let renew = schedule::lifetime_renewal(issued.not_before, issued.not_after, jitter);
+        let renew = schedule::lifetime_renewal(issued.not_before(), issued.not_after(), jitter);
         state.next = Some((renew, RenewalBasis::Lifetime));
         state.current = Some(Current { issued, jitter });
         state.ari = match state.ari {
@@ -514,7 +514,7 @@ impl Managed {
         state.last_error = Some(chain(e));
         state.requested = false;
         state.ordering = false;
-        let serving = match state.current.as_ref().map(|c| c.issued.not_after) {
+        let serving = match state.current.as_ref().map(|c| c.issued.not_after()) {
             Some(not_after) => {
                 state.counters.renew_failures += 1;
                 format!("the current certificate (valid until {})", when(not_after))

@@ -147,9 +147,9 @@ pub(crate) async fn order(
     if !issued.serves(request.domains, SystemTime::now()) {
         return Err(AcmeError::Issued {
             source: format!(
-                "it names {} and is valid until {:?}; asked for {}",
-                issued.names.join(", "),
-                issued.not_after,
+                "it names {} and is valid until {}; asked for {}",
+                issued.names(),
+                crate::managed::when(issued.not_after()),
                 request.domains.join(", ")
             )
             .into(),

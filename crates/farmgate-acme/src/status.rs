@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use farmgate_config::Challenge;
+use farmgate_identity::CertificateSummary;
 
 use crate::RenewalBasis;
 
@@ -29,9 +30,11 @@ pub struct CertificateStatus {
     /// An order is under way now (or waiting for the lock another edge sharing the storage
     /// holds).
     pub ordering: bool,
-    /// Start of the served certificate's validity (`None` while the temporary one is served).
-    pub not_before: Option<SystemTime>,
-    /// End of the served certificate's validity (`None` while the temporary one is served).
+    /// The served certificate from the CA: names, issuer, validity... (`None` while the
+    /// temporary one is served).
+    pub certificate: Option<CertificateSummary>,
+    /// `certificate`'s `not_after`. Transitional: farmgate-proxy's status and metrics read it
+    /// until they show `certificate`; then it goes.
     pub not_after: Option<SystemTime>,
     /// When the next order is due (a retry after a failure, or the renewal time).
     pub next_renewal: Option<SystemTime>,
@@ -49,11 +52,7 @@ impl CertificateStatus {
     /// Seconds from `now` until the served certificate expires (negative once expired); `None`
     /// while the temporary certificate is served.
     pub fn seconds_until_expiry(&self, now: SystemTime) -> Option<i64> {
-        let not_after = self.not_after?;
-        Some(match not_after.duration_since(now) {
-            Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
-        })
+        Some(self.certificate.as_ref()?.seconds_until_expiry(now))
     }
 }
 
@@ -106,13 +105,23 @@ pub struct Counters {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use std::time::Duration;
+
+    use rcgen::{CertificateParams, KeyPair};
+    use time::OffsetDateTime;
 
     use super::*;
 
     #[test]
     fn seconds_until_expiry_counts_down_through_zero() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let not_after = OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
+        let mut params = CertificateParams::new(vec!["www.example.com".to_owned()]).unwrap();
+        params.not_before = not_after - time::Duration::days(90);
+        params.not_after = not_after;
+        let der = params.self_signed(&KeyPair::generate().unwrap()).unwrap();
+        let expires = SystemTime::from(not_after);
         let mut status = CertificateStatus {
             domains: vec!["www.example.com".into()],
             listeners: Vec::new(),
@@ -122,7 +131,7 @@ mod tests {
             file: PathBuf::new(),
             state: CertificateState::Issuing,
             ordering: false,
-            not_before: None,
+            certificate: None,
             not_after: None,
             next_renewal: None,
             renewal_basis: None,
@@ -130,10 +139,11 @@ mod tests {
             consecutive_failures: 0,
             counters: Counters::default(),
         };
-        assert_eq!(status.seconds_until_expiry(now), None);
-        status.not_after = Some(now + Duration::from_secs(90));
-        assert_eq!(status.seconds_until_expiry(now), Some(90));
-        status.not_after = Some(now - Duration::from_secs(5));
-        assert_eq!(status.seconds_until_expiry(now), Some(-5));
+        assert_eq!(status.seconds_until_expiry(expires), None);
+        status.certificate = Some(CertificateSummary::from_der(der.der()).unwrap());
+        let before = expires - Duration::from_secs(90);
+        assert_eq!(status.seconds_until_expiry(before), Some(90));
+        let after = expires + Duration::from_secs(5);
+        assert_eq!(status.seconds_until_expiry(after), Some(-5));
     }
 }

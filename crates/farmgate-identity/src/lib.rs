@@ -8,6 +8,10 @@
 //! [`FieldValue`]s that are valid header values whatever the certificate holds, with subjects
 //! written as RFC 4514 names ([`rfc4514`]) that read one way only.
 //!
+//! For reports rather than decisions, [`CertificateSummary`] reads everything a person wants to
+//! see about one certificate (names, issuer, validity, key, purposes, hashes): `inspect`,
+//! `probe`, ACME status and the admin status page all show certificates through it.
+//!
 //! The crate is synchronous and does no I/O. It never verifies a certificate chain: by the time a
 //! certificate reaches [`PeerIdentity::from_der`], the TLS layer has already checked it.
 //!
@@ -30,9 +34,11 @@ mod dn;
 mod dns;
 mod header;
 mod peer;
+mod summary;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError, RuleKind};
 pub use dn::rfc4514;
 pub use dns::DnsNameProblem;
 pub use header::{FieldValue, client_cert_header};
 pub use peer::{IdentityError, PeerIdentity};
+pub use summary::{CertificateSummary, KeyPurpose, SubjectAltName};

@@ -180,14 +180,14 @@ impl fmt::Display for PeerIdentity {
     }
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0; 32];
     // A SHA-256 digest is always 32 bytes long.
     out.copy_from_slice(digest(&SHA256, data).as_ref());
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

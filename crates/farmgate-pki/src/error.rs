@@ -1,9 +1,8 @@
 //! [`PkiError`]: what can go wrong minting keys, certificates and CRLs, keeping a CA in a
-//! directory, or reading certificates to inspect.
+//! directory.
 
 use std::path::PathBuf;
 
-use farmgate_identity::AllowRuleError;
 use time::OffsetDateTime;
 use x509_parser::error::X509Error;
 
@@ -162,15 +161,6 @@ pub enum PkiError {
         #[source]
         source: std::io::Error,
     },
-    /// A name for a certificate or a name constraint is not a DNS name (or IP address).
-    #[error("`{name}` is not a usable DNS name or IP address")]
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        #[source]
-        source: AllowRuleError,
-    },
     /// A wildcard where one exact name is needed (a client identity, a name constraint).
     #[error("`{name}` is a wildcard; {what} names exactly one DNS name")]
     Wildcard {
@@ -214,22 +204,5 @@ pub enum PkiError {
         days: u32,
         /// When the CA expires.
         ca_not_after: OffsetDateTime,
-    },
-    /// A file to inspect is not valid PEM.
-    #[error("not valid PEM")]
-    Pem(#[source] rustls_pki_types::pem::Error),
-    /// A file to inspect holds no certificate.
-    #[error(
-        "holds no certificate; expected PEM \"-----BEGIN CERTIFICATE-----\" blocks or one DER certificate"
-    )]
-    NoCertificate,
-    /// A certificate to inspect is not valid X.509.
-    #[error("certificate #{index} is not a valid X.509 certificate")]
-    Der {
-        /// 1-based position in the file.
-        index: usize,
-        /// Why.
-        #[source]
-        source: X509Error,
     },
 }

@@ -7,13 +7,12 @@
 //! certificates described by a [`CertSpec`] and signs [`Crl`]s. The test kit builds every test
 //! PKI with it, so tests exercise the same code as `farmgate ca`.
 //!
-//! Around it, what the `farmgate` commands need:
-//! - [`store`]: a CA kept as files in a directory (`farmgate ca init` / `ca issue`), which never
-//!   overwrites a file and refuses names outside the CA's name constraints;
-//! - [`inspect`]: what a certificate chain is good for, as server and as client, for standard
-//!   verifiers and for farmgate gates (`farmgate inspect`), judged by the gate's own verifier;
-//! - [`advice`]: the warnings `farmgate check` prints for a valid configuration;
-//! - [`facts`]: the one table of dated public-CA facts those warnings cite.
+//! Around it, [`store`]: a CA kept as files in a directory (`farmgate ca init` / `ca issue`),
+//! which never overwrites a file and refuses names outside the CA's name constraints.
+//!
+//! The crate is a leaf: it depends on no other farmgate crate, so any of them can mint test
+//! certificates with it. Reports on certificates (`farmgate inspect`, `check` warnings) live in
+//! farmgate-doctor.
 //!
 //! ```
 //! use farmgate_pki::{Authority, CaSpec, CertSpec};
@@ -28,12 +27,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod advice;
 mod authority;
 mod crl;
 mod error;
-pub mod facts;
-pub mod inspect;
 mod key;
 mod pem;
 mod spec;
@@ -42,5 +38,9 @@ pub mod store;
 pub use authority::{Authority, Issued};
 pub use crl::Crl;
 pub use error::PkiError;
+/// Transitional: the warnings moved to [`farmgate_doctor::advice`]; this old path keeps
+/// farmgate-proxy compiling until it imports the new one, then goes.
+#[doc(hidden)]
+pub use farmgate_doctor::advice;
 pub use key::KeyPair;
 pub use spec::{CaSpec, CertSpec, Usage};

@@ -12,7 +12,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let ca = CaStore::init(&dir.path().join("farm-ca"), &CaSpec::new("farm CA").permit_dns("farm.example"))?;
 //! let edge = ca.issue(&Role::Client("edge.farm.example".into()), None, None)?;
-//! assert_eq!(edge.allow[0].to_string(), "dns:edge.farm.example");
+//! assert_eq!(edge.dns_names, ["edge.farm.example"]);
 //! assert!(ca.issue(&Role::Client("edge.elsewhere.example".into()), None, None).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -24,7 +24,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
-use farmgate_identity::AllowRule;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use time::{Duration, OffsetDateTime};
@@ -58,6 +57,12 @@ pub struct CaStore {
 }
 
 /// Who a certificate from [`CaStore::issue`] is for.
+///
+/// A client's or server's name is an IP address or a DNS name in the syntax allow-lists accept
+/// (letters, digits, hyphens and dots; `*.` only as the whole leftmost label): the caller
+/// parses it, as `farmgate ca` does with farmgate-identity's rules, so that every certificate
+/// the CA issues can be named on a gate. Here it is only lower-cased, freed of a trailing dot,
+/// and checked against the CA's name constraints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Role {
@@ -95,7 +100,7 @@ impl Role {
     }
 }
 
-/// The files one [`CaStore::issue`] wrote, and how to allow the identity on a gate.
+/// The files one [`CaStore::issue`] wrote, and what names the identity on a gate.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct IssuedFiles {
@@ -112,11 +117,12 @@ pub struct IssuedFiles {
     pub not_after: OffsetDateTime,
     /// Lifetime in days.
     pub days: u32,
-    /// Allow-list entries naming the identity (`dns:`, `uri:`); empty for an IP address,
-    /// which allow-lists cannot name.
-    pub allow: Vec<AllowRule>,
-    /// The `spki-sha256:` entry pinning the key, which survives renewals that keep it.
-    pub pin: AllowRule,
+    /// The DNS names certified, lower-case (a gate allows them as `dns:NAME`); empty for an IP
+    /// address or a SPIFFE ID (which a gate allows as `uri:` + the role's name).
+    pub dns_names: Vec<String>,
+    /// SHA-256 of the key's SubjectPublicKeyInfo: the `spki-sha256:` pin, which survives
+    /// renewals that keep the key.
+    pub spki_sha256: [u8; 32],
 }
 
 impl CaStore {
@@ -222,13 +228,6 @@ impl CaStore {
             (&full_chain, &full, CERT_MODE),
         ])?;
 
-        let allow = match role {
-            Role::Spiffe(uri) => vec![AllowRule::Uri(uri.clone())],
-            // Names checked (and lower-cased) by `checked_name`.
-            Role::Client(_) | Role::Server(_) => {
-                spec.dns_names.iter().cloned().map(AllowRule::Dns).collect()
-            }
-        };
         Ok(IssuedFiles {
             role: role.clone(),
             certificate,
@@ -236,8 +235,9 @@ impl CaStore {
             key,
             not_after: spec.not_after,
             days,
-            allow,
-            pin: AllowRule::SpkiSha256(spki_sha256(&issued.key.spki_der())),
+            // Names lower-cased by `checked_name`.
+            dns_names: spec.dns_names.clone(),
+            spki_sha256: spki_sha256(&issued.key.spki_der()),
         })
     }
 
@@ -296,7 +296,7 @@ impl CaStore {
         if let Ok(ip) = name.parse::<IpAddr>() {
             return Ok(ip.to_string());
         }
-        let normalized = dns_name(name)?;
+        let normalized = dns_name(name);
         if normalized.starts_with("*.") && matches!(role, Role::Client(_)) {
             return Err(PkiError::Wildcard {
                 name: name.to_owned(),
@@ -316,9 +316,9 @@ impl CaStore {
     }
 }
 
-/// A `--permit-dns` suffix, lower-case and checked.
+/// A `--permit-dns` suffix, lower-case, refused if a wildcard.
 fn permitted_suffix(name: &str) -> Result<String, PkiError> {
-    let normalized = dns_name(name)?;
+    let normalized = dns_name(name);
     if normalized.starts_with("*.") {
         return Err(PkiError::Wildcard {
             name: name.to_owned(),
@@ -328,17 +328,9 @@ fn permitted_suffix(name: &str) -> Result<String, PkiError> {
     Ok(normalized)
 }
 
-/// `name` checked as an allow-list `dns:` entry would be: lower-case, no trailing dot, `*.`
-/// only as the whole leftmost label.
-fn dns_name(name: &str) -> Result<String, PkiError> {
-    let rule = format!("dns:{name}")
-        .parse::<AllowRule>()
-        .map_err(|source| PkiError::InvalidName {
-            name: name.to_owned(),
-            source,
-        })?;
-    let text = rule.to_string();
-    Ok(text.strip_prefix("dns:").unwrap_or(&text).to_owned())
+/// A DNS name as certificates and allow-lists write it: lower-case, no trailing dot.
+fn dns_name(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
 fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {
@@ -564,7 +556,10 @@ mod tests {
         assert_eq!(edge.days, 30);
         assert_eq!(mode(&edge.key), 0o600);
         assert_eq!(ekus(&edge.certificate), (false, true));
-        assert_eq!(edge.allow[0].to_string(), "dns:edge.farm.test");
+        assert_eq!(edge.dns_names, ["edge.farm.test"]);
+        let key_pem = fs::read_to_string(&edge.key).unwrap();
+        let key = crate::KeyPair::from_pem(&key_pem).unwrap();
+        assert_eq!(edge.spki_sha256, spki_sha256(&key.spki_der()));
         let full = fs::read_to_string(&edge.full_chain).unwrap();
         assert!(full.ends_with(ca.authority().cert_pem()));
         assert_eq!(full.matches("BEGIN CERTIFICATE").count(), 2);
@@ -576,12 +571,12 @@ mod tests {
             .unwrap();
         assert_eq!(ekus(&backend.certificate), (true, false));
         assert_eq!(backend.days, 7);
-        assert!(backend.allow.is_empty(), "an IP has no allow entry");
+        assert!(backend.dns_names.is_empty(), "an IP has no DNS name");
         let spiffe = ca
             .issue(&Role::Spiffe("spiffe://farm.test/edge".into()), None, None)
             .unwrap();
         assert_eq!(spiffe.certificate, dir.path().join("farm.test_edge.pem"));
-        assert_eq!(spiffe.allow[0].to_string(), "uri:spiffe://farm.test/edge");
+        assert!(spiffe.dns_names.is_empty(), "a SPIFFE ID has no DNS name");
     }
 
     #[test]
@@ -621,10 +616,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = CaStore::init(dir.path(), &CaSpec::new("farm CA")).unwrap();
         let refuse = |role: Role, days| ca.issue(&role, days, None).unwrap_err();
-        assert!(matches!(
-            refuse(Role::Client("not a name".into()), None),
-            PkiError::InvalidName { .. }
-        ));
         assert!(matches!(
             refuse(Role::Client("*.farm.test".into()), None),
             PkiError::Wildcard { .. }

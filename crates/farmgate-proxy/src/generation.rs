@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use farmgate_acme::{Acme, AcmeCertificate};
 use farmgate_config::{Config, UpstreamId};
-use farmgate_pki::advice::Warning;
+use farmgate_doctor::advice::Warning;
 use farmgate_tls::GateStats;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -137,7 +137,7 @@ impl Generation {
             .iter()
             .map(UpstreamRt::build)
             .collect::<Result<Vec<_>, _>>()?;
-        let warnings = farmgate_pki::advice::warnings(&config, time::OffsetDateTime::now_utc());
+        let warnings = farmgate_doctor::advice::warnings(&config, time::OffsetDateTime::now_utc());
         lasting.alive.send_modify(|n| *n += 1);
         Ok(Generation {
             config,

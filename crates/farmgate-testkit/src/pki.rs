@@ -167,6 +167,32 @@ impl TestPki {
         self.write(&format!("crl-{number}.pem"), crl.pem())
     }
 
+    /// `DIR/edge.toml`: an edge whose listener "public" serves `site` in front of upstream
+    /// "farm", one gate at 127.0.0.1:9443 named `backend.farm.test`, trusting this PKI's root
+    /// and presented `client` (its `client_certificate` is on line 10). For tests that build or
+    /// check a configuration; nothing listens at the gate's address.
+    pub fn edge_config(&self, site: &CertFiles, client: &CertFiles) -> PathBuf {
+        let text = format!(
+            r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+tls = {{ certificate = {site:?}, private_key = {site_key:?} }}
+[[listener.route]]
+upstream = "farm"
+[upstream.farm]
+servers = ["127.0.0.1:9443"]
+tls = {{ server_name = "backend.farm.test", trust = [{ca:?}], client_certificate = {cert:?}, client_key = {key:?} }}
+"#,
+            site = site.cert,
+            site_key = site.key,
+            ca = self.ca_file(),
+            cert = client.cert,
+            key = client.key,
+        );
+        self.write("edge.toml", &text)
+    }
+
     fn build(root_name: &str, intermediate: CaSpec) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("farmgate-test-pki-")

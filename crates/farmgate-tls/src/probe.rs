@@ -13,8 +13,9 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use farmgate_identity::CertificateSummary;
 use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::sign::CertifiedKey;
@@ -22,7 +23,8 @@ use rustls::{
     AlertDescription, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, UnixTime};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate, X509Name};
+use x509_parser::error::X509Error;
+use x509_parser::prelude::{FromDer, X509Name};
 
 use crate::{TlsError, TlsErrorKind, TrustStore, explain};
 
@@ -52,8 +54,9 @@ pub struct ProbeRequest<'a> {
 pub struct ProbeReport {
     /// The address connected to, once the connection was made.
     pub peer: Option<SocketAddr>,
-    /// The server's chain as it sent it (leaf first), even when we refused it.
-    pub server_chain: Vec<CertSummary>,
+    /// The server's chain as it sent it (leaf first), even when we refused it; a certificate
+    /// that cannot be read as X.509 is the error that says why.
+    pub server_chain: Vec<Result<CertificateSummary, X509Error>>,
     /// `None` before the server's certificate was checked; `Some(Ok)` when it is trusted for the
     /// server name; `Some(Err)` with why not.
     pub server_verdict: Option<Result<(), CertificateError>>,
@@ -75,22 +78,6 @@ pub struct ClientAuthRequest {
     pub ca_names: Vec<String>,
     /// Whether we sent a certificate in answer.
     pub sent: bool,
-}
-
-/// One certificate of a chain, for reading.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct CertSummary {
-    /// Subject distinguished name.
-    pub subject: String,
-    /// Issuer distinguished name.
-    pub issuer: String,
-    /// DNS, IP and URI names, prefixed `dns:`, `ip:`, `uri:`.
-    pub names: Vec<String>,
-    /// notAfter, as the certificate says it.
-    pub not_after: String,
-    /// Whole days from now until notAfter; negative once expired.
-    pub days_left: i64,
 }
 
 /// How a probe ended.
@@ -163,7 +150,10 @@ pub fn probe(request: &ProbeRequest<'_>) -> Result<ProbeReport, TlsError> {
     };
     report.outcome = run(request, Arc::new(config), &mut report);
     if let Some((chain, verdict)) = lock(&verifier.seen).take() {
-        report.server_chain = chain.iter().map(summarize).collect();
+        report.server_chain = chain
+            .iter()
+            .map(|der| CertificateSummary::from_der(der.as_ref()))
+            .collect();
         report.server_verdict = Some(verdict);
     }
     report.client_auth = lock(&resolver.request).take();
@@ -376,46 +366,6 @@ impl ResolvesClientCert for Asked {
     // wanted one.
     fn has_certs(&self) -> bool {
         true
-    }
-}
-
-/// Summarize a certificate for the report; an unparseable one says so.
-pub fn summarize(der: &CertificateDer<'_>) -> CertSummary {
-    let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
-        return CertSummary {
-            subject: "(a certificate that cannot be parsed)".to_owned(),
-            issuer: String::new(),
-            names: Vec::new(),
-            not_after: String::new(),
-            days_left: 0,
-        };
-    };
-    let names = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|n| match n {
-                GeneralName::DNSName(d) => Some(format!("dns:{d}")),
-                GeneralName::URI(u) => Some(format!("uri:{u}")),
-                GeneralName::IPAddress(ip) => {
-                    crate::profile::ip_text(ip).map(|ip| format!("ip:{ip}"))
-                }
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let not_after = cert.validity().not_after;
-    CertSummary {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
-        names,
-        not_after: not_after.to_string(),
-        days_left: (not_after.timestamp() - now).div_euclid(86_400),
     }
 }
 

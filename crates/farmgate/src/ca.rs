@@ -1,10 +1,13 @@
 //! `farmgate ca`: a private CA for the farm's identities. The files and checks live in
-//! `farmgate_pki::store`; this module parses arguments and says what was written.
+//! `farmgate_pki::store`; this module parses arguments (names by farmgate-identity's rules, so
+//! every certificate the CA issues can be named on a gate) and says what was written.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use farmgate_identity::AllowRule;
 use farmgate_pki::CaSpec;
 use farmgate_pki::store::{CaStore, IssuedFiles, Role};
 
@@ -78,7 +81,8 @@ pub fn ca(args: &Args) -> anyhow::Result<ExitCode> {
 fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     let mut spec = CaSpec::new(&args.name);
     for suffix in &args.permit_dns {
-        spec = spec.permit_dns(suffix);
+        let suffix = dns_name(suffix).context("farmgate ca init")?;
+        spec = spec.permit_dns(&suffix);
     }
     let ca = CaStore::init(&args.dir, &spec).context("farmgate ca init")?;
     outln!("created a private CA in {}", ca.dir().display());
@@ -115,9 +119,14 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn issue(args: &IssueArgs) -> anyhow::Result<ExitCode> {
+    let in_words = |what: &str, name: &str| format!("farmgate ca issue: {what} {name}");
     let role = match (&args.who.client, &args.who.server, &args.who.spiffe) {
-        (Some(name), _, _) => Role::Client(name.clone()),
-        (_, Some(name), _) => Role::Server(name.clone()),
+        (Some(name), _, _) => {
+            Role::Client(certificate_name(name).with_context(|| in_words("client", name))?)
+        }
+        (_, Some(name), _) => {
+            Role::Server(certificate_name(name).with_context(|| in_words("server", name))?)
+        }
         (_, _, Some(uri)) => Role::Spiffe(uri.clone()),
         // clap requires exactly one of them.
         (None, None, None) => anyhow::bail!("give --client NAME, --server NAME or --spiffe URI"),
@@ -125,7 +134,7 @@ fn issue(args: &IssueArgs) -> anyhow::Result<ExitCode> {
     let ca = CaStore::open(&args.dir).context("farmgate ca issue")?;
     let issued = ca
         .issue(&role, args.days, args.out.as_deref())
-        .with_context(|| format!("farmgate ca issue: {} {}", role.describe(), role.name()))?;
+        .with_context(|| in_words(role.describe(), role.name()))?;
     out!("{}", describe(&issued));
     Ok(ExitCode::SUCCESS)
 }
@@ -159,8 +168,7 @@ fn describe(issued: &IssuedFiles) -> String {
         issued.full_chain.display()
     );
     let _ = writeln!(out, "  {}  private key (mode 0600)", issued.key.display());
-    let entries: Vec<String> = issued
-        .allow
+    let entries: Vec<String> = allow_entries(issued)
         .iter()
         .map(|rule| format!("{:?}", rule.to_string()))
         .collect();
@@ -182,7 +190,40 @@ fn describe(issued: &IssuedFiles) -> String {
     let _ = writeln!(
         out,
         "pin its key (survives renewals that keep the key): {:?}",
-        issued.pin.to_string()
+        AllowRule::SpkiSha256(issued.spki_sha256).to_string()
     );
     out
+}
+
+/// The allow-list entries naming what was issued (`dns:`, `uri:`); none for an IP address,
+/// which allow-lists cannot name.
+fn allow_entries(issued: &IssuedFiles) -> Vec<AllowRule> {
+    match &issued.role {
+        Role::Spiffe(uri) => vec![AllowRule::Uri(uri.clone())],
+        _ => issued
+            .dns_names
+            .iter()
+            .cloned()
+            .map(AllowRule::Dns)
+            .collect(),
+    }
+}
+
+/// A `--client` or `--server` name as it goes into a certificate: an IP address, or a DNS name
+/// as an allow-list `dns:` entry takes it.
+fn certificate_name(name: &str) -> anyhow::Result<String> {
+    match name.parse::<IpAddr>() {
+        Ok(ip) => Ok(ip.to_string()),
+        Err(_) => dns_name(name),
+    }
+}
+
+/// `name` checked as an allow-list `dns:` entry is: lower-case, no trailing dot, `*.` only as
+/// the whole leftmost label.
+fn dns_name(name: &str) -> anyhow::Result<String> {
+    let rule = format!("dns:{name}")
+        .parse::<AllowRule>()
+        .with_context(|| format!("`{name}` is not a usable DNS name or IP address"))?;
+    let text = rule.to_string();
+    Ok(text.strip_prefix("dns:").unwrap_or(&text).to_owned())
 }

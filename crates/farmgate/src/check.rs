@@ -1,6 +1,6 @@
 //! `farmgate check`: build the configuration exactly as `run` would, then summarise it, then
 //! warn about trust anchors with mild defects (`farmgate_tls::AnchorWarning`) and about what is
-//! valid today but will break (`farmgate_pki::advice`). Warnings never change
+//! valid today but will break (`farmgate_doctor::advice`). Warnings never change
 //! the exit code: a valid configuration exits 0.
 //!
 //! With ACME, building also opens (creates) the storage directory and proves it writable, and
@@ -17,7 +17,6 @@ use farmgate_acme::{CertificateState, DirectoryCheck};
 use farmgate_config::{Balance, Config, EkuPolicy, ListenerCerts, Trust};
 use farmgate_identity::PeerIdentity;
 use farmgate_proxy::{Generation, LoadError};
-use time::OffsetDateTime;
 
 /// Longest wait for the ACME server's directory.
 const DIRECTORY_PATIENCE: Duration = Duration::from_secs(20);
@@ -208,8 +207,8 @@ fn summary(path: &Path, generation: &Generation) -> String {
                 match status {
                     Some(s) if s.state != CertificateState::Issuing => {
                         let until = s
-                            .not_after
-                            .map(|t| OffsetDateTime::from(t).date().to_string())
+                            .certificate
+                            .map(|c| c.not_after.date().to_string())
                             .unwrap_or_default();
                         let _ = write!(out, " (stored certificate valid until {until})");
                     }

@@ -1,5 +1,5 @@
 //! `farmgate inspect`: what a certificate (chain) is good for. The report is built by
-//! `farmgate_pki::inspect`; this module reads the arguments and renders it as text or JSON.
+//! `farmgate_doctor::inspect`; this module reads the arguments and renders it as text or JSON.
 //! It is a report: it exits 0 whatever the verdicts, and 1 only when the file cannot be read.
 
 use std::fmt::Write as _;
@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use farmgate_config::{Location, Trust};
-use farmgate_pki::facts;
-use farmgate_pki::inspect::{Inspector, Reach, Report, Verdict};
+use farmgate_doctor::facts;
+use farmgate_doctor::inspect::{Inspector, Reach, Report, Verdict};
 use farmgate_tls::TrustStore;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// `farmgate inspect` arguments.
 #[derive(Debug, clap::Args)]
@@ -72,7 +73,8 @@ fn render(report: &Report) -> String {
         report.file,
         if count == 1 { "" } else { "s" }
     );
-    for cert in &report.certificates {
+    for info in &report.certificates {
+        let cert = &info.summary;
         let mut kind = Vec::new();
         if cert.ca {
             kind.push("CA");
@@ -85,34 +87,36 @@ fn render(report: &Report) -> String {
         } else {
             format!(" ({})", kind.join(", "))
         };
-        let _ = writeln!(out, "\ncertificate #{}{kind}", cert.index);
+        let _ = writeln!(out, "\ncertificate #{}{kind}", info.index);
         let mut field = |name: &str, value: &str| {
             let _ = writeln!(out, "  {name:<12} {value}");
         };
         field("subject", or_none(&cert.subject, "(empty)"));
-        field("SANs", or_none(&cert.sans.join(", "), "(none)"));
+        field("SANs", or_none(&joined(&cert.sans), "(none)"));
         field("issuer", &cert.issuer);
-        let left = if cert.days_left < 0 {
-            format!("EXPIRED {} days ago", -cert.days_left)
+        let left = if info.days_left < 0 {
+            format!("EXPIRED {} days ago", -info.days_left)
         } else {
-            format!("{} days left", cert.days_left)
+            format!("{} days left", info.days_left)
         };
         field(
             "validity",
             &format!(
                 "{} to {} ({left}, of {} days)",
-                cert.not_before, cert.not_after, cert.lifetime_days
+                rfc3339(cert.not_before),
+                rfc3339(cert.not_after),
+                info.lifetime_days
             ),
         );
         field("key", &cert.key);
         let eku = match &cert.eku {
             None => "(no extension: any purpose)".to_owned(),
             Some(list) if list.is_empty() => "(empty: no purpose)".to_owned(),
-            Some(list) => list.join(", "),
+            Some(list) => joined(list),
         };
         field("EKU", &eku);
-        field("spki-sha256", &cert.spki_sha256);
-        field("sha256", &cert.sha256);
+        field("spki-sha256", &cert.spki_pin());
+        field("sha256", &cert.fingerprint_hex());
     }
 
     let chain = &report.chain;
@@ -183,4 +187,14 @@ fn reach(reach: Reach) -> &'static str {
 
 fn or_none<'a>(value: &'a str, none: &'a str) -> &'a str {
     if value.is_empty() { none } else { value }
+}
+
+/// `a, b, c`.
+fn joined<T: std::fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    items.join(", ")
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
 }

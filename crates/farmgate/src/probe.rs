@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use farmgate_config::{CertKey, Location, Trust};
+use farmgate_identity::CertificateSummary;
 use farmgate_tls::probe::{CertificateError, Outcome, ProbeReport, ProbeRequest, ServerName};
 use farmgate_tls::{TrustStore, load};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// How long the probe waits for the server at each step (connect, each read): a bound for a
 /// server that never answers, not a pause.
@@ -101,17 +104,33 @@ fn render(args: &Args, report: &ProbeReport) -> String {
     );
     if !report.server_chain.is_empty() {
         let _ = writeln!(out, "server certificate chain, as sent:");
+        let now = OffsetDateTime::now_utc();
         for (i, cert) in report.server_chain.iter().enumerate() {
+            let cert = match cert {
+                Ok(cert) => cert,
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "  {}. (a certificate that cannot be parsed: {e})",
+                        i + 1
+                    );
+                    continue;
+                }
+            };
             let _ = writeln!(out, "  {}. subject  {}", i + 1, cert.subject);
-            if !cert.names.is_empty() {
-                let _ = writeln!(out, "     names    {}", cert.names.join(", "));
+            if !cert.sans.is_empty() {
+                let _ = writeln!(out, "     names    {}", names(cert));
             }
             let _ = writeln!(out, "     issuer   {}", cert.issuer);
-            let left = match cert.days_left {
+            let left = match cert.days_left(now) {
                 d if d < 0 => format!("expired {} days ago", -d),
                 d => format!("{d} days left"),
             };
-            let _ = writeln!(out, "     expires  {} ({left})", cert.not_after);
+            let expires = cert
+                .not_after
+                .format(&Rfc3339)
+                .unwrap_or_else(|_| cert.not_after.to_string());
+            let _ = writeln!(out, "     expires  {expires} ({left})");
         }
     }
     match &report.server_verdict {
@@ -169,9 +188,9 @@ fn render(args: &Args, report: &ProbeReport) -> String {
             match error {
                 CertificateError::NotValidForName
                 | CertificateError::NotValidForNameContext { .. } => {
-                    if let Some(leaf) = report.server_chain.first().filter(|l| !l.names.is_empty())
-                    {
-                        let _ = write!(text, "; it is valid for {}", leaf.names.join(", "));
+                    let leaf = report.server_chain.first().and_then(|l| l.as_ref().ok());
+                    if let Some(leaf) = leaf.filter(|l| !l.sans.is_empty()) {
+                        let _ = write!(text, "; it is valid for {}", names(leaf));
                     }
                 }
                 CertificateError::UnknownIssuer => {
@@ -190,4 +209,10 @@ fn render(args: &Args, report: &ProbeReport) -> String {
     };
     let _ = writeln!(out, "outcome: {outcome}");
     out
+}
+
+/// `dns:a, ip:b`: the names a certificate is valid for.
+fn names(cert: &CertificateSummary) -> String {
+    let names: Vec<String> = cert.sans.iter().map(ToString::to_string).collect();
+    names.join(", ")
 }

@@ -161,6 +161,54 @@ fn ca_issue_refuses_names_outside_the_permitted_dns_suffixes() {
 }
 
 #[test]
+fn ca_refuses_a_name_no_gate_could_allow_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("farm-ca");
+    let bad_suffix = run(&[
+        "ca",
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--permit-dns",
+        "farm..test",
+    ]);
+    assert_eq!(bad_suffix.code, 1);
+    assert!(
+        bad_suffix
+            .stderr
+            .contains("`farm..test` is not a usable DNS name or IP address")
+            && bad_suffix.stderr.contains("empty label"),
+        "{}",
+        bad_suffix.stderr
+    );
+    assert!(!dir.join("ca.pem").exists());
+
+    init(&dir, &[]);
+    let out = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--client",
+        "not a name",
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains(
+            "farmgate ca issue: client not a name: `not a name` is not a usable DNS name or IP \
+             address: allow-list entry `dns:not a name` is not a valid DNS name"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "only the CA's files"
+    );
+}
+
+#[test]
 fn client_server_and_spiffe_certificates_carry_the_right_purpose_and_names() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("farm-ca");

@@ -39,6 +39,14 @@ impl Row {
         reasons.join("; ")
     }
 
+    /// The codes beside the reasons, one each, in the same order.
+    fn codes(&self, which: &str) -> Vec<&str> {
+        let codes = self.verdict(which)["reason_codes"].as_array().unwrap();
+        let reasons = self.verdict(which)["reasons"].as_array().unwrap();
+        assert_eq!(codes.len(), reasons.len(), "{}", self.kind);
+        codes.iter().map(|c| c.as_str().unwrap()).collect()
+    }
+
     fn allow(&self, which: &str) -> Vec<String> {
         let allow = self.verdict(which)["allow"].as_array().unwrap();
         allow
@@ -113,8 +121,10 @@ fn inspect_gives_plain_verdicts_for_every_kind_of_test_certificate() {
             "expired client",
             &pki.issue(
                 "expired",
-                &CertSpec::client("edge.farm.test")
-                    .valid(now - Duration::days(40), now - Duration::days(10)),
+                &CertSpec::client("edge.farm.test").valid(
+                    now - Duration::days(40),
+                    now - Duration::days(10) - Duration::hours(1),
+                ),
             ),
             &pki.ca_file(),
         ),
@@ -145,6 +155,8 @@ fn inspect_gives_plain_verdicts_for_every_kind_of_test_certificate() {
     assert_eq!(expired.report["chain"]["trust"], "unknown");
 
     assert_eq!(client.usable(), [false, true, true, true]);
+    assert_eq!(client.codes("server"), ["lacks_server_auth"]);
+    assert_eq!(client.codes("client"), Vec::<&str>::new());
     assert!(
         client
             .reasons("server")
@@ -153,6 +165,10 @@ fn inspect_gives_plain_verdicts_for_every_kind_of_test_certificate() {
     assert_eq!(client.allow("gate_strict")[0], "dns:edge.farm.test");
 
     assert_eq!(server.usable(), [true, false, false, true]);
+    assert_eq!(
+        server.codes("client"),
+        ["lacks_client_auth", "unsupported_certificate_purpose"]
+    );
     assert!(
         server
             .reasons("client")
@@ -182,6 +198,7 @@ fn inspect_gives_plain_verdicts_for_every_kind_of_test_certificate() {
     );
 
     assert_eq!(cn_only.usable(), [false, true, true, true]);
+    assert!(cn_only.codes("server").contains(&"no_server_name"));
     assert!(
         cn_only
             .reasons("server")
@@ -197,6 +214,7 @@ fn inspect_gives_plain_verdicts_for_every_kind_of_test_certificate() {
     assert!(!strict.iter().any(|a| a.starts_with("dns:")), "{strict:?}");
 
     assert_eq!(expired.usable(), [false, false, false, false]);
+    assert_eq!(expired.codes("gate_strict")[0], "expired");
     for which in ["client", "gate_strict", "gate_compat"] {
         assert!(
             expired.reasons(which).contains("expired on"),
@@ -204,7 +222,13 @@ fn inspect_gives_plain_verdicts_for_every_kind_of_test_certificate() {
             expired.reasons(which)
         );
     }
-    assert_eq!(expired.report["certificates"][0]["days_left"], -10);
+    // Ten days and an hour ago: the eleventh day after it expired.
+    assert_eq!(expired.report["certificates"][0]["days_left"], -11);
+    assert!(
+        expired.reasons("client").contains("(10 days ago)"),
+        "{}",
+        expired.reasons("client")
+    );
 }
 
 #[test]

@@ -52,28 +52,7 @@ servers = ["127.0.0.1:8080"]
 
 /// An edge in front of one gate, presenting `client` to it.
 fn edge(pki: &TestPki, client: &CertFiles) -> PathBuf {
-    let site = pki.server("www.farm.test");
-    let text = format!(
-        r#"
-[[listener]]
-name = "public"
-listen = "127.0.0.1:0"
-tls = {{ certificate = {site:?}, private_key = {site_key:?} }}
-[[listener.route]]
-upstream = "farm"
-[upstream.farm]
-servers = ["127.0.0.1:9443"]
-tls = {{ server_name = "backend.farm.test", trust = [{ca:?}], client_certificate = {cert:?}, client_key = {key:?} }}
-"#,
-        site = site.cert,
-        site_key = site.key,
-        ca = pki.ca_file(),
-        cert = client.cert,
-        key = client.key,
-    );
-    let path = pki.dir().join("edge.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    pki.edge_config(&pki.server("www.farm.test"), client)
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use farmgate_config::{ListenerTls, Trust};
-use farmgate_pki::advice::Warning;
+use farmgate_doctor::advice::Warning;
 use serde::Serialize;
 
 use crate::generation::{Generation, Role, route_label};

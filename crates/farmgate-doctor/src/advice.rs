@@ -14,15 +14,16 @@
 //! Certificates are read through [`farmgate_tls::load`], exactly as a gate or edge reads them;
 //! the facts behind each warning are rows of [`crate::facts::FACTS`].
 
+use std::error::Error;
 use std::fmt;
 
 use farmgate_config::{Config, EkuPolicy, FileRef, ListenerCerts, Trust};
-use farmgate_identity::RuleKind;
+use farmgate_identity::{KeyPurpose, RuleKind};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::facts::{self, FactId};
-use crate::inspect::{Inspector, Report, day};
+use crate::inspect::{Inspector, Report};
 
 /// A certificate closer to expiry than this (or than a third of its lifetime, if shorter) is
 /// worth a warning.
@@ -178,20 +179,30 @@ fn gate(listener: &str, policy: &farmgate_config::ClientAuth, out: &mut Vec<Warn
 
 /// Whether an upstream's client certificate will pass standard verifiers, now and after renewal.
 fn client_certificate(report: &Report, file: &FileRef, what: &str, out: &mut Vec<Warning>) {
-    let leaf = &report.certificates[0];
+    let leaf = &report.certificates[0].summary;
     let name = leaf
         .sans
         .first()
-        .cloned()
+        .map(ToString::to_string)
         .or(leaf.common_name.clone())
         .unwrap_or_else(|| leaf.subject.clone());
     let lacking: Vec<String> = report
         .certificates
         .iter()
-        .filter(|cert| !cert.permits("clientAuth"))
+        .filter(|cert| !cert.summary.permits(KeyPurpose::ClientAuth))
         .map(|cert| {
-            let eku = cert.eku.as_deref().unwrap_or_default().join(", ");
-            format!("certificate {} permits only {eku}", cert.label())
+            let eku: Vec<&str> = cert
+                .summary
+                .eku
+                .iter()
+                .flatten()
+                .map(KeyPurpose::name)
+                .collect();
+            format!(
+                "certificate {} permits only {}",
+                cert.label(),
+                eku.join(", ")
+            )
         })
         .collect();
     let public = report.chain.public_roots.is_yes();
@@ -249,11 +260,11 @@ fn certificate(
 ) -> Option<Report> {
     let path = file.path.display().to_string();
     let report = farmgate_tls::load::certificates(file)
-        .map_err(|e| e.to_string())
+        .map_err(|e| in_words(&e))
         .and_then(|chain| {
             inspector
                 .inspect_chain(&path, &chain, now)
-                .map_err(|e| e.to_string())
+                .map_err(|e| in_words(&e))
         });
     let report = match report {
         Ok(report) => report,
@@ -269,7 +280,7 @@ fn certificate(
     };
     let public = report.chain.public_roots.is_yes();
     for cert in &report.certificates {
-        let (not_before, not_after) = cert.validity();
+        let (not_before, not_after) = (cert.summary.not_before, cert.summary.not_after);
         let left = not_after - now;
         let window = Duration::days(RENEW_WITHIN_DAYS).min((not_after - not_before) / 3);
         let (kind, message) = if left <= Duration::ZERO {
@@ -278,7 +289,7 @@ fn certificate(
                 format!(
                     "{what} {path}: certificate {} expired on {}; peers refuse it: renew it",
                     cert.label(),
-                    day(not_after)
+                    not_after.date()
                 ),
             )
         } else if left <= window {
@@ -288,7 +299,7 @@ fn certificate(
                     "{what} {path}: certificate {} expires on {}, in {} days, the last part of \
                      its {}-day lifetime: renew it now, and automate renewal",
                     cert.label(),
-                    day(not_after),
+                    not_after.date(),
                     left.whole_days(),
                     cert.lifetime_days
                 ),
@@ -308,4 +319,16 @@ fn certificate(
         });
     }
     Some(report)
+}
+
+/// An error and its causes, for a warning's message: `cannot read x.pem: No such file...`.
+fn in_words(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

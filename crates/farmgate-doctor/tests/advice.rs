@@ -1,0 +1,94 @@
+//! `advice::warnings` on configurations written at test time: the expiry windows and the
+//! warnings that name files farmgate cannot read.
+
+use farmgate_config::Config;
+use farmgate_doctor::advice::{Warning, WarningKind, warnings};
+use farmgate_pki::CertSpec;
+use farmgate_testkit::pki::{CertFiles, TestPki};
+use time::{Duration, OffsetDateTime};
+
+/// An edge serving `site` in front of one mTLS upstream presenting `client`.
+fn edge(pki: &TestPki, site: &CertFiles, client: &CertFiles) -> Config {
+    let path = pki.edge_config(site, client);
+    let text = std::fs::read_to_string(&path).unwrap();
+    Config::parse(&text, &path).unwrap()
+}
+
+fn kinds(warnings: &[Warning]) -> Vec<WarningKind> {
+    warnings.iter().map(|w| w.kind).collect()
+}
+
+#[test]
+fn a_thirty_day_certificate_warns_in_its_last_third_only() {
+    let pki = TestPki::new();
+    let now = OffsetDateTime::now_utc();
+    let issued = |left: Duration| {
+        let spec =
+            CertSpec::client("edge.farm.test").valid(now + left - Duration::days(30), now + left);
+        pki.issue("edge", &spec)
+    };
+    let fresh = issued(Duration::days(20));
+    let config = edge(&pki, &fresh, &fresh);
+    assert_eq!(kinds(&warnings(&config, now)), []);
+
+    let late = issued(Duration::days(5));
+    let config = edge(&pki, &late, &late);
+    let found = warnings(&config, now);
+    // The same file serves as the listener's and the upstream's certificate.
+    assert_eq!(
+        kinds(&found),
+        [WarningKind::ExpiresSoon, WarningKind::ExpiresSoon]
+    );
+    assert!(
+        found[1].message.contains("in 4 days") || found[1].message.contains("in 5 days"),
+        "{}",
+        found[1]
+    );
+    assert!(found[1].at.contains("edge.toml:10"), "{}", found[1].at);
+}
+
+#[test]
+fn an_expired_certificate_is_named_with_its_day() {
+    let pki = TestPki::new();
+    let now = OffsetDateTime::now_utc();
+    let gone = now - Duration::days(2);
+    let old = pki.issue(
+        "old",
+        &CertSpec::client("edge.farm.test").valid(gone - Duration::days(30), gone),
+    );
+    let config = edge(&pki, &pki.server("www.farm.test"), &old);
+    let found = warnings(&config, now);
+    assert!(kinds(&found).contains(&WarningKind::Expired), "{found:#?}");
+    let expired = found
+        .iter()
+        .find(|w| w.kind == WarningKind::Expired)
+        .unwrap();
+    assert!(
+        expired
+            .message
+            .contains(&format!("expired on {}", gone.date())),
+        "{expired}"
+    );
+}
+
+#[test]
+fn a_certificate_gone_since_the_configuration_was_built_is_unreadable_with_its_cause() {
+    let pki = TestPki::new();
+    let client = pki.client("edge.farm.test");
+    let site = pki.server("www.farm.test");
+    let config = edge(&pki, &site, &client);
+    std::fs::remove_file(&client.cert).unwrap();
+    let found = warnings(&config, OffsetDateTime::now_utc());
+    assert_eq!(kinds(&found), [WarningKind::Unreadable], "{found:#?}");
+    assert!(
+        found[0].message.contains("could not be checked"),
+        "{}",
+        found[0]
+    );
+    // The cause is kept, not only the outermost message.
+    assert!(
+        found[0].message.to_lowercase().contains("no such file"),
+        "{}",
+        found[0]
+    );
+}
