@@ -38,9 +38,5 @@ pub mod store;
 pub use authority::{Authority, Issued};
 pub use crl::Crl;
 pub use error::PkiError;
-/// Transitional: the warnings moved to [`farmgate_doctor::advice`]; this old path keeps
-/// farmgate-proxy compiling until it imports the new one, then goes.
-#[doc(hidden)]
-pub use farmgate_doctor::advice;
 pub use key::KeyPair;
 pub use spec::{CaSpec, CertSpec, Usage};
