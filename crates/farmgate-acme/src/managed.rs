@@ -216,7 +216,6 @@ impl Managed {
             state: lifecycle,
             ordering: state.ordering,
             certificate: state.current.as_ref().map(|c| c.issued.summary.clone()),
-            not_after: state.current.as_ref().map(|c| c.issued.not_after()),
             next_renewal: state.next.map(|(at, _)| at),
             renewal_basis: state.next.map(|(_, basis)| basis),
             last_error: state.last_error.clone(),

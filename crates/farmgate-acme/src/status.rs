@@ -33,9 +33,6 @@ pub struct CertificateStatus {
     /// The served certificate from the CA: names, issuer, validity... (`None` while the
     /// temporary one is served).
     pub certificate: Option<CertificateSummary>,
-    /// `certificate`'s `not_after`. Transitional: farmgate-proxy's status and metrics read it
-    /// until they show `certificate`; then it goes.
-    pub not_after: Option<SystemTime>,
     /// When the next order is due (a retry after a failure, or the renewal time).
     pub next_renewal: Option<SystemTime>,
     /// What decided `next_renewal`.
@@ -132,7 +129,6 @@ mod tests {
             state: CertificateState::Issuing,
             ordering: false,
             certificate: None,
-            not_after: None,
             next_renewal: None,
             renewal_basis: None,
             last_error: None,

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use farmgate_identity::CertificateSummary;
+
 use crate::outbound::UpstreamRt;
 
 use super::listener::ListenerRt;
@@ -32,9 +34,7 @@ pub(crate) struct InUse {
     pub(crate) role: Role,
     /// The listener or upstream name.
     pub(crate) owner: Arc<str>,
-    pub(crate) subject: String,
-    /// Unix seconds.
-    pub(crate) not_after: i64,
+    pub(crate) summary: CertificateSummary,
 }
 
 /// Every leaf certificate the listeners serve right now (ACME ones included, as renewed) and
@@ -58,11 +58,9 @@ pub(crate) fn in_use(listeners: &[Arc<ListenerRt>], upstreams: &[UpstreamRt]) ->
 }
 
 fn parse(role: Role, owner: &Arc<str>, der: &[u8]) -> Option<InUse> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(InUse {
         role,
         owner: owner.clone(),
-        subject: cert.subject().to_string(),
-        not_after: cert.validity().not_after.timestamp(),
+        summary: CertificateSummary::from_der(der).ok()?,
     })
 }

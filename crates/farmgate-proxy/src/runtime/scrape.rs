@@ -184,7 +184,7 @@ fn upstream_samples(generation: &Generation, out: &mut Vec<Sample>) {
 }
 
 fn certificate_samples(generation: &Generation, out: &mut Vec<Sample>) {
-    let now = unix_now();
+    let now = std::time::SystemTime::now();
     for cert in generation.certificates() {
         out.push(sample(
             "farmgate_certificate_expiry_seconds",
@@ -193,16 +193,9 @@ fn certificate_samples(generation: &Generation, out: &mut Vec<Sample>) {
             vec![
                 ("role", cert.role.as_str().to_owned()),
                 ("name", cert.owner.to_string()),
-                ("subject", cert.subject.clone()),
+                ("subject", cert.summary.subject.clone()),
             ],
-            (cert.not_after - now) as f64,
+            cert.summary.seconds_until_expiry(now) as f64,
         ));
     }
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -13,7 +13,6 @@ use crate::generation::{Generation, Role, route_label};
 use crate::outbound::now_ms;
 
 use super::reload::ReloadCounts;
-use super::scrape::unix_now;
 
 /// The whole document.
 #[derive(Debug, Clone, Serialize)]
@@ -176,16 +175,16 @@ pub(crate) fn build(
     reloads: ReloadCounts,
 ) -> Status {
     let config = generation.config();
-    let now = unix_now();
+    let now = SystemTime::now();
     let served = generation.certificates();
     let certs_of = |role: Role, owner: &str| -> Vec<CertificateStatus> {
         served
             .iter()
             .filter(|c| c.role == role && &*c.owner == owner)
             .map(|c| CertificateStatus {
-                subject: c.subject.clone(),
-                not_after: c.not_after,
-                days_left: (c.not_after - now).div_euclid(86_400),
+                subject: c.summary.subject.clone(),
+                not_after: c.summary.not_after.unix_timestamp(),
+                days_left: c.summary.days_left(now),
             })
             .collect()
     };
@@ -251,7 +250,10 @@ pub(crate) fn build(
             days_left: c
                 .seconds_until_expiry(SystemTime::now())
                 .map(|s| s.div_euclid(86_400)),
-            not_after: unix(c.not_after),
+            not_after: c
+                .certificate
+                .as_ref()
+                .and_then(|s| u64::try_from(s.not_after.unix_timestamp()).ok()),
             next_renewal: unix(c.next_renewal),
             state: c.state.as_str(),
             domains: c.domains,
