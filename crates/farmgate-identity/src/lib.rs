@@ -29,6 +29,6 @@ mod header;
 mod peer;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError, RuleKind};
-pub use dns::DnsNameProblem;
+pub use dns::{DnsName, DnsNameProblem};
 pub use header::client_cert_header;
 pub use peer::{IdentityError, PeerIdentity};

@@ -33,7 +33,6 @@ pub struct Authority {
 
 /// A certificate fresh from [`Authority::issue`], with its key.
 #[derive(Clone)]
-#[non_exhaustive]
 pub struct Issued {
     /// The certificate, DER.
     pub cert_der: Vec<u8>,
@@ -161,8 +160,10 @@ impl Authority {
         let mut params = CertificateParams::default();
         params.distinguished_name =
             distinguished_name(spec.common_name.as_deref(), spec.organization.as_deref());
-        for name in &spec.dns_names {
-            params.subject_alt_names.push(SanType::DnsName(ia5(name)?));
+        for name in spec.checked_dns_names()? {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(ia5(name.as_str())?));
         }
         for ip in &spec.ip_addresses {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -279,12 +280,12 @@ fn ca_params(spec: &CaSpec) -> Result<CertificateParams, PkiError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     params.extended_key_usages = spec.usages.iter().map(|u| eku(*u)).collect();
-    if !spec.permitted_dns.is_empty() {
+    let permitted = spec.checked_permitted_dns()?;
+    if !permitted.is_empty() {
         params.name_constraints = Some(NameConstraints {
-            permitted_subtrees: spec
-                .permitted_dns
-                .iter()
-                .map(|name| GeneralSubtree::DnsName(name.clone()))
+            permitted_subtrees: permitted
+                .into_iter()
+                .map(|name| GeneralSubtree::DnsName(name.into()))
                 .collect(),
             excluded_subtrees: Vec::new(),
         });

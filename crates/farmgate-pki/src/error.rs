@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use farmgate_identity::AllowRuleError;
+use farmgate_identity::DnsNameProblem;
 use time::OffsetDateTime;
 use x509_parser::error::X509Error;
 
@@ -169,7 +169,7 @@ pub enum PkiError {
         name: String,
         /// What is wrong with it.
         #[source]
-        source: AllowRuleError,
+        source: DnsNameProblem,
     },
     /// A wildcard where one exact name is needed (a client identity, a name constraint).
     #[error("`{name}` is a wildcard; {what} names exactly one DNS name")]

@@ -2,9 +2,10 @@
 
 use std::net::IpAddr;
 
+use farmgate_identity::DnsName;
 use time::{Duration, OffsetDateTime};
 
-use crate::KeyPair;
+use crate::{KeyPair, PkiError};
 
 /// How long a client certificate from [`CertSpec::client`] or [`CertSpec::spiffe`] lives.
 const CLIENT_DAYS: i64 = 30;
@@ -17,7 +18,6 @@ const BACKDATE: Duration = Duration::hours(1);
 
 /// An extended key usage (EKU) purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Usage {
     /// `id-kp-serverAuth`: TLS server.
     ServerAuth,
@@ -33,7 +33,7 @@ pub struct CertSpec {
     pub common_name: Option<String>,
     /// Subject organization.
     pub organization: Option<String>,
-    /// DNS subject alternative names.
+    /// DNS subject alternative names, checked as [`DnsName`]s when the certificate is issued.
     pub dns_names: Vec<String>,
     /// IP address subject alternative names.
     pub ip_addresses: Vec<IpAddr>,
@@ -131,6 +131,12 @@ impl CertSpec {
         self
     }
 
+    /// The DNS SANs, checked and in canonical form: what [`Authority::issue`](crate::Authority::issue)
+    /// writes into the certificate.
+    pub(crate) fn checked_dns_names(&self) -> Result<Vec<DnsName>, PkiError> {
+        self.dns_names.iter().map(|name| dns_name(name)).collect()
+    }
+
     /// A short description for error messages: the CN, else the first SAN.
     pub(crate) fn describe(&self) -> String {
         let first_san = self.dns_names.first().or(self.uris.first()).cloned();
@@ -175,8 +181,9 @@ pub struct CaSpec {
     /// How many intermediate CAs may follow this one (basicConstraints pathLenConstraint);
     /// `None` for no limit.
     pub path_len: Option<u8>,
-    /// DNS name constraints: names (and their subdomains) that certificates below may hold.
-    /// Empty leaves out the name constraints extension.
+    /// DNS name constraints: names (and their subdomains) that certificates below may hold,
+    /// checked as exact [`DnsName`]s when the CA is created. Empty leaves out the name
+    /// constraints extension.
     pub permitted_dns: Vec<String>,
     /// Extended key usages on the CA certificate itself, which constrain every certificate
     /// below it in verifiers such as webpki and OpenSSL. Empty leaves out the extension.
@@ -235,6 +242,32 @@ impl CaSpec {
         self.key = Some(key);
         self
     }
+
+    /// The name constraints, checked and in canonical form: exact names, since a constraint
+    /// permits a name and every name below it.
+    pub(crate) fn checked_permitted_dns(&self) -> Result<Vec<DnsName>, PkiError> {
+        self.permitted_dns
+            .iter()
+            .map(|name| {
+                let dns = dns_name(name)?;
+                if dns.is_wildcard() {
+                    return Err(PkiError::Wildcard {
+                        name: name.clone(),
+                        what: "a name constraint (it permits the name and all names below it)",
+                    });
+                }
+                Ok(dns)
+            })
+            .collect()
+    }
+}
+
+/// `name` as a [`DnsName`], or why it cannot go into a certificate.
+pub(crate) fn dns_name(name: &str) -> Result<DnsName, PkiError> {
+    DnsName::parse(name).map_err(|source| PkiError::InvalidName {
+        name: name.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]

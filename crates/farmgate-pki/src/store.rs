@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
-use farmgate_identity::AllowRule;
+use farmgate_identity::{AllowRule, DnsName};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use time::{Duration, OffsetDateTime};
@@ -32,6 +32,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer as _;
 
+use crate::spec::dns_name;
 use crate::{Authority, CaSpec, CertSpec, PkiError, Usage, pem};
 
 /// The CA certificate's file name in a CA directory.
@@ -59,7 +60,6 @@ pub struct CaStore {
 
 /// Who a certificate from [`CaStore::issue`] is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Role {
     /// A TLS client (an edge towards its gates): clientAuth, DNS (or IP) SAN and CN.
     Client(String),
@@ -97,7 +97,6 @@ impl Role {
 
 /// The files one [`CaStore::issue`] wrote, and how to allow the identity on a gate.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct IssuedFiles {
     /// Who it is for.
     pub role: Role,
@@ -132,10 +131,10 @@ impl CaStore {
         }
         let mut spec = spec.clone();
         spec.permitted_dns = spec
-            .permitted_dns
-            .iter()
-            .map(|name| permitted_suffix(name))
-            .collect::<Result<_, _>>()?;
+            .checked_permitted_dns()?
+            .into_iter()
+            .map(String::from)
+            .collect();
         let authority = Authority::new_root(&spec)?;
         create_dir(dir)?;
         write_all_new(&[
@@ -186,7 +185,7 @@ impl CaStore {
         days: Option<u32>,
         out: Option<&Path>,
     ) -> Result<IssuedFiles, PkiError> {
-        let mut spec = self.spec(role)?;
+        let (mut spec, allow) = self.spec(role)?;
         let days = match days {
             Some(0) => return Err(PkiError::ZeroDays),
             Some(days) => days,
@@ -222,13 +221,6 @@ impl CaStore {
             (&full_chain, &full, CERT_MODE),
         ])?;
 
-        let allow = match role {
-            Role::Spiffe(uri) => vec![AllowRule::Uri(uri.clone())],
-            // Names checked (and lower-cased) by `checked_name`.
-            Role::Client(_) | Role::Server(_) => {
-                spec.dns_names.iter().cloned().map(AllowRule::Dns).collect()
-            }
-        };
         Ok(IssuedFiles {
             role: role.clone(),
             certificate,
@@ -271,39 +263,36 @@ impl CaStore {
         self.not_after
     }
 
-    /// What to mint for `role`, once its name is checked.
-    fn spec(&self, role: &Role) -> Result<CertSpec, PkiError> {
-        let spec = match role {
+    /// What to mint for `role`, once its name is checked, and the allow-list entries that
+    /// name it (none for an IP address, which allow-lists cannot name).
+    fn spec(&self, role: &Role) -> Result<(CertSpec, Vec<AllowRule>), PkiError> {
+        let (name, for_name): (_, fn(&str) -> CertSpec) = match role {
             Role::Spiffe(uri) => {
                 check_spiffe(uri)?;
-                return Ok(CertSpec::spiffe(uri));
+                return Ok((CertSpec::spiffe(uri), vec![AllowRule::Uri(uri.clone())]));
             }
-            Role::Client(name) => CertSpec::client(&self.checked_name(name, role)?),
-            Role::Server(name) => CertSpec::server(&self.checked_name(name, role)?),
+            Role::Client(name) => (name, CertSpec::client),
+            Role::Server(name) => (name, CertSpec::server),
         };
-        // An IP address is named by its IP SAN. OpenSSL would check an address-like CN
-        // against DNS name constraints as if it were a host name, so leave the CN out.
-        Ok(if spec.ip_addresses.is_empty() {
-            spec
-        } else {
-            spec.no_common_name()
-        })
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            // An IP address is named by its IP SAN. OpenSSL would check an address-like CN
+            // against DNS name constraints as if it were a host name, so leave the CN out.
+            return Ok((for_name(&ip.to_string()).no_common_name(), Vec::new()));
+        }
+        let dns = self.checked_name(name, role)?;
+        Ok((for_name(dns.as_str()), vec![AllowRule::Dns(dns)]))
     }
 
-    /// `name` as it goes into the certificate: an IP address, or a lower-case DNS name inside
-    /// the CA's constraints.
-    fn checked_name(&self, name: &str, role: &Role) -> Result<String, PkiError> {
-        if let Ok(ip) = name.parse::<IpAddr>() {
-            return Ok(ip.to_string());
-        }
-        let normalized = dns_name(name)?;
-        if normalized.starts_with("*.") && matches!(role, Role::Client(_)) {
+    /// DNS name `name` as it goes into the certificate: canonical, inside the CA's constraints.
+    fn checked_name(&self, name: &str, role: &Role) -> Result<DnsName, PkiError> {
+        let dns = dns_name(name)?;
+        if dns.is_wildcard() && matches!(role, Role::Client(_)) {
             return Err(PkiError::Wildcard {
                 name: name.to_owned(),
                 what: "a client identity",
             });
         }
-        let bare = normalized.strip_prefix("*.").unwrap_or(&normalized);
+        let bare = dns.as_str().strip_prefix("*.").unwrap_or(dns.as_str());
         let inside = self.permitted_dns.is_empty()
             || self.permitted_dns.iter().any(|suffix| within(bare, suffix));
         if !inside {
@@ -312,33 +301,8 @@ impl CaStore {
                 permitted: self.permitted_dns.clone(),
             });
         }
-        Ok(normalized)
+        Ok(dns)
     }
-}
-
-/// A `--permit-dns` suffix, lower-case and checked.
-fn permitted_suffix(name: &str) -> Result<String, PkiError> {
-    let normalized = dns_name(name)?;
-    if normalized.starts_with("*.") {
-        return Err(PkiError::Wildcard {
-            name: name.to_owned(),
-            what: "a name constraint (it permits the name and all names below it)",
-        });
-    }
-    Ok(normalized)
-}
-
-/// `name` checked as an allow-list `dns:` entry would be: lower-case, no trailing dot, `*.`
-/// only as the whole leftmost label.
-fn dns_name(name: &str) -> Result<String, PkiError> {
-    let rule = format!("dns:{name}")
-        .parse::<AllowRule>()
-        .map_err(|source| PkiError::InvalidName {
-            name: name.to_owned(),
-            source,
-        })?;
-    let text = rule.to_string();
-    Ok(text.strip_prefix("dns:").unwrap_or(&text).to_owned())
 }
 
 fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {

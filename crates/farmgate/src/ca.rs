@@ -135,7 +135,7 @@ fn describe(issued: &IssuedFiles) -> String {
     let mut out = String::new();
     let (usage, config_key) = match issued.role {
         Role::Server(_) => ("serverAuth", "certificate / private_key on a listener"),
-        _ => (
+        Role::Client(_) | Role::Spiffe(_) => (
             "clientAuth",
             "client_certificate / client_key on an upstream",
         ),
@@ -172,10 +172,10 @@ fn describe(issued: &IssuedFiles) -> String {
                 issued.role.name()
             );
         }
-        _ if entries.is_empty() => {
+        Role::Client(_) | Role::Spiffe(_) if entries.is_empty() => {
             let _ = writeln!(out, "allow it on a gate by its key:");
         }
-        _ => {
+        Role::Client(_) | Role::Spiffe(_) => {
             let _ = writeln!(out, "allow it on a gate: allow = [{}]", entries.join(", "));
         }
     }

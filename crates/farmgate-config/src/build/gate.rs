@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use farmgate_identity::{AllowList, AllowRule, RuleKind};
+use farmgate_identity::{AllowList, AllowRule};
 
 use super::Builder;
 use crate::raw::{RawClientAuth, S};
@@ -97,16 +97,11 @@ impl Builder<'_> {
             return None;
         }
         if eku == EkuPolicy::ClientOrServerAuth {
-            let exact = |r: &AllowRule| match r {
-                AllowRule::Dns(name) => !name.starts_with("*."),
-                AllowRule::SpkiSha256(_) => true,
-                _ => false,
-            };
-            if !rules.iter().any(exact) {
+            if !rules.iter().any(AllowRule::is_exact_name_or_pin) {
                 self.invalid(list.span(), KEY, "eku = \"client_or_server_auth\" accepts public server certificates, so it needs at least one exact dns: or spki-sha256: entry; cn: and uri: entries cannot identify such a certificate".into());
             }
             for (rule, entry) in rules.iter().zip(list.get_ref()) {
-                if rule.kind() == RuleKind::Dns && !exact(rule) {
+                if rule.is_wildcard() {
                     self.invalid(entry.span(), KEY, format!("{:?}: eku = \"client_or_server_auth\" only accepts exact names, not wildcards", entry.get_ref()));
                 }
             }
