@@ -1,9 +1,10 @@
 //! Listeners: where traffic arrives, its TLS and client-authentication policy, and its routes.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use farmgate_identity::AllowList;
+use farmgate_identity::{AllowList, DnsName};
 
 use crate::{AcmeCert, FileRef, IpRange, Location, Trust, UpstreamId};
 
@@ -171,20 +172,14 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Parse `www.example.com` or `*.example.com`.
+    /// Parse `www.example.com` or `*.example.com` (any [`DnsName`], and `*.` before one;
+    /// trailing dots ignored).
     pub fn parse(text: &str) -> Option<HostPattern> {
-        let lower = text.trim_end_matches('.').to_ascii_lowercase();
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.split('.').all(|l| {
-                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                })
-        };
-        match lower.strip_prefix("*.") {
-            Some(rest) if valid(rest) => Some(HostPattern::Wildcard(format!(".{rest}"))),
-            Some(_) => None,
-            None if valid(&lower) => Some(HostPattern::Exact(lower)),
-            None => None,
+        let text = text.trim_end_matches('.');
+        let exact = |name: &str| DnsName::parse(name).ok().filter(|n| !n.is_wildcard());
+        match text.strip_prefix("*.") {
+            Some(parent) => exact(parent).map(|p| HostPattern::Wildcard(format!(".{p}"))),
+            None => exact(text).map(|n| HostPattern::Exact(n.into())),
         }
     }
 
@@ -195,6 +190,16 @@ impl HostPattern {
             HostPattern::Wildcard(suffix) => {
                 host.len() > suffix.len() && host.ends_with(suffix.as_str())
             }
+        }
+    }
+}
+
+/// The pattern as written: `www.example.com` or `*.example.com`.
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(host) => f.write_str(host),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
         }
     }
 }
@@ -246,6 +251,31 @@ mod tests {
         assert!(HostPattern::parse("*").is_none());
         assert!(HostPattern::parse("a.*.com").is_none());
         assert!(HostPattern::parse("bad host").is_none());
+        assert!(HostPattern::parse("*.*.example.com").is_none());
+        assert!(HostPattern::parse(&format!("{}.com", "a".repeat(64))).is_none());
+        // A wildcard over one label matches hosts, unlike a dns: allow-list entry.
+        let one_label = HostPattern::parse("*.internal");
+        assert!(
+            one_label
+                .as_ref()
+                .is_some_and(|w| w.matches("app.internal"))
+        );
+    }
+
+    #[test]
+    fn host_patterns_print_as_written() {
+        for text in ["www.example.com", "*.example.com"] {
+            assert_eq!(
+                HostPattern::parse(text).map(|p| p.to_string()).as_deref(),
+                Some(text)
+            );
+        }
+        assert_eq!(
+            HostPattern::parse("WWW.Example.com.")
+                .map(|p| p.to_string())
+                .as_deref(),
+            Some("www.example.com")
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use farmgate_identity::DnsName;
+
 /// An address range such as `10.0.0.0/24` or `::1/128`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpRange {
@@ -70,20 +72,16 @@ pub enum Address {
 }
 
 impl Address {
-    /// Parse `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`.
+    /// Parse `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (HOST a [`DnsName`], not a wildcard).
     pub fn parse(text: &str) -> Option<Address> {
         if let Ok(sa) = text.parse::<SocketAddr>() {
             return Some(Address::Socket(sa));
         }
         let (host, port) = text.rsplit_once(':')?;
         let port = port.parse::<u16>().ok()?;
-        let valid = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .split('.')
-                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        valid.then(|| Address::Name {
-            host: host.to_ascii_lowercase(),
+        let host = DnsName::parse(host).ok().filter(|h| !h.is_wildcard())?;
+        Some(Address::Name {
+            host: host.into(),
             port,
         })
     }
@@ -151,5 +149,7 @@ mod tests {
         assert!(Address::parse("10.0.0.1").is_none());
         assert!(Address::parse("host:99999").is_none());
         assert!(Address::parse("bad_host:80").is_none());
+        assert!(Address::parse("*.farm.internal:80").is_none());
+        assert!(Address::parse(":80").is_none());
     }
 }

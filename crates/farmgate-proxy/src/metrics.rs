@@ -14,11 +14,10 @@ use crate::server::{Bound, GateHistory, Shared};
 
 /// The label of a route: its host (or `*`) and path prefix, e.g. `www.example.com/api`.
 pub(crate) fn route_label(route: &Route) -> String {
-    let host = match &route.host {
-        Some(farmgate_config::HostPattern::Exact(h)) => h.clone(),
-        Some(farmgate_config::HostPattern::Wildcard(suffix)) => format!("*{suffix}"),
-        None => "*".to_owned(),
-    };
+    let host = route
+        .host
+        .as_ref()
+        .map_or_else(|| "*".to_owned(), ToString::to_string);
     format!("{host}{}", route.path_prefix)
 }
 
