@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use crate::location::Source;
 use crate::raw::{RawConfig, S};
+use crate::spelling::Spelled;
 use crate::{
-    Admin, CertKey, Config, ConfigError, ConfigErrors, FileRef, Listener, Location, Log, Problem,
-    Server, Trust, UpstreamId, parse_duration,
+    Admin, CertKey, Config, ConfigError, ConfigErrors, Empty, FileRef, Form, Incomplete, Listener,
+    Location, Log, Problem, Server, Trust, UpstreamId, parse_duration,
 };
 
 pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
@@ -69,8 +70,24 @@ impl Builder<'_> {
         self.errors.push(ConfigError { at, problem });
     }
 
-    fn invalid(&mut self, span: Range<usize>, key: &str, message: String) {
-        self.problem(span, key, Problem::Invalid(message));
+    /// `value` is not of the form `key` takes.
+    fn malformed(&mut self, value: &S<String>, key: &str, expected: Form) {
+        let found = value.get_ref().clone();
+        self.problem(value.span(), key, Problem::Malformed { found, expected });
+    }
+
+    /// The value a spelled enum's key names; an unknown word is a problem, and `None`.
+    fn word<T: Spelled>(&mut self, value: &S<String>, key: &str) -> Option<T> {
+        let word = T::parse(value.get_ref());
+        if word.is_none() {
+            let problem = Problem::UnknownVariant {
+                what: T::WHAT,
+                found: value.get_ref().clone(),
+                expected: T::expected(),
+            };
+            self.problem(value.span(), key, problem);
+        }
+        word
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
@@ -86,11 +103,7 @@ impl Builder<'_> {
             .map(|(name, up)| self.upstream(name, up))
             .collect();
         if raw.listener.is_empty() {
-            self.invalid(
-                0..0,
-                "listener",
-                "no [[listener]] is defined; farmgate needs at least one place to listen".into(),
-            );
+            self.problem(0..0, "listener", Problem::Empty(Empty::Listeners));
         }
         let listeners: Vec<Listener> = raw
             .listener
@@ -128,7 +141,7 @@ impl Builder<'_> {
         table: Range<usize>,
         cert: Option<&S<String>>,
         key: Option<&S<String>>,
-        (prefix, cert_key, key_key): (&str, &str, &str),
+        (prefix, cert_key, key_key): (&str, &'static str, &'static str),
     ) -> Option<CertKey> {
         match (cert, key) {
             (Some(c), Some(k)) => Some(CertKey {
@@ -137,7 +150,12 @@ impl Builder<'_> {
             }),
             (Some(_), None) | (None, Some(_)) | (None, None) => {
                 let missing = if cert.is_none() { cert_key } else { key_key };
-                self.invalid(table, prefix, format!("missing required key `{missing}`: a certificate needs both `{cert_key}` and `{key_key}`"));
+                let problem = Incomplete::CertificatePair {
+                    missing,
+                    certificate: cert_key,
+                    key: key_key,
+                };
+                self.problem(table, prefix, Problem::Incomplete(problem));
                 None
             }
         }
@@ -146,17 +164,13 @@ impl Builder<'_> {
     fn trust(&mut self, list: &S<Vec<S<String>>>, key: &str) -> Vec<Trust> {
         list.get_ref()
             .iter()
-            .map(|t| match t.get_ref().as_str() {
-                "mozilla" => Trust::Mozilla,
-                "system" => Trust::System,
-                _ => Trust::File(self.file(t, key)),
-            })
+            .map(|t| Trust::builtin(t.get_ref()).unwrap_or_else(|| Trust::File(self.file(t, key))))
             .collect()
     }
 
     fn file(&mut self, value: &S<String>, key: &str) -> FileRef {
         if value.get_ref().trim().is_empty() {
-            self.invalid(value.span(), key, "a file path must not be empty".into());
+            self.problem(value.span(), key, Problem::Empty(Empty::FilePath));
         }
         FileRef {
             path: self.src.resolve(value.get_ref()),
@@ -167,23 +181,12 @@ impl Builder<'_> {
     fn duration(&mut self, value: &S<String>, key: &str) -> Option<Duration> {
         match parse_duration(value.get_ref()) {
             Some(d) if d.is_zero() => {
-                self.invalid(
-                    value.span(),
-                    key,
-                    "a duration must be greater than zero".into(),
-                );
+                self.problem(value.span(), key, Problem::ZeroDuration);
                 None
             }
             Some(d) => Some(d),
             None => {
-                self.invalid(
-                    value.span(),
-                    key,
-                    format!(
-                        "{:?} is not a duration; write e.g. \"500ms\", \"30s\", \"5m\" or \"1h\"",
-                        value.get_ref()
-                    ),
-                );
+                self.malformed(value, key, Form::Duration);
                 None
             }
         }
@@ -192,7 +195,7 @@ impl Builder<'_> {
     fn socket_addr(&mut self, value: &S<String>, key: &str) -> Option<SocketAddr> {
         let parsed = value.get_ref().parse::<SocketAddr>().ok();
         if parsed.is_none() {
-            self.invalid(value.span(), key, format!("{:?} is not an address to listen on; write IP:PORT, e.g. \"0.0.0.0:443\" or \"[::]:443\"", value.get_ref()));
+            self.malformed(value, key, Form::ListenAddress);
         }
         parsed
     }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use farmgate_identity::{AllowList, DnsName};
 
+use crate::spelling::spelled;
 use crate::{AcmeCert, FileRef, IpRange, Location, Trust, UpstreamId};
 
 /// A listening socket with its TLS policy and routes.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Listener {
     /// Unique name, used in logs and metrics.
     pub name: String,
@@ -76,7 +76,6 @@ pub struct CertKey {
 
 /// TLS termination on a listener.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct ListenerTls {
     /// Where the certificates come from: files, or an ACME server.
     pub certs: ListenerCerts,
@@ -98,7 +97,6 @@ impl ListenerTls {
 
 /// A listener's certificates: from files or from ACME, never both.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub enum ListenerCerts {
     /// `certificate`, `private_key` and `[[listener.tls.sni]]`.
     Files {
@@ -123,29 +121,21 @@ pub struct SniCert {
     pub at: Location,
 }
 
-/// Which extended key usage a client certificate chain must permit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EkuPolicy {
-    /// Strict (default): the whole chain must permit TLS client authentication.
-    ClientAuth,
-    /// WebPKI compatibility mode: a chain that permits server authentication instead is accepted,
-    /// verified under the server-auth purpose, and only for exact `dns:`/`spki-sha256:` entries.
-    ClientOrServerAuth,
-}
-
-impl EkuPolicy {
-    /// The configuration spelling.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EkuPolicy::ClientAuth => "client_auth",
-            EkuPolicy::ClientOrServerAuth => "client_or_server_auth",
-        }
+spelled! {
+    /// Which extended key usage a client certificate chain must permit (`eku`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum EkuPolicy (what: "eku", quoted: true) {
+        /// Strict (default): the whole chain must permit TLS client authentication.
+        ClientAuth = "client_auth" ("default"),
+        /// WebPKI compatibility mode: a chain that permits server authentication instead is
+        /// accepted, verified under the server-auth purpose, and only for exact
+        /// `dns:`/`spki-sha256:` entries.
+        ClientOrServerAuth = "client_or_server_auth" ("WebPKI compatibility mode"),
     }
 }
 
 /// A gate's client-certificate policy.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct ClientAuth {
     /// Trust anchors for client chains.
     pub trust: Vec<Trust>,
@@ -206,7 +196,6 @@ impl fmt::Display for HostPattern {
 
 /// Where requests matching a host and path prefix go.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Route {
     /// Host to match; `None` matches any host.
     pub host: Option<HostPattern>,

@@ -5,7 +5,7 @@
 use std::sync::Weak;
 
 use farmgate_admin::{Kind, Sample, Source};
-use farmgate_config::{Balance, Route, Trust};
+use farmgate_config::Route;
 use farmgate_tls::RefusalReason;
 use serde_json::{Value, json};
 
@@ -338,7 +338,7 @@ pub(crate) fn status(shared: &Shared, bound: &[Bound]) -> Value {
             };
             let gate = l.tls.as_ref().and_then(|t| t.client_auth.as_ref()).map(|ca| {
                 json!({
-                    "trust": ca.trust.iter().map(trust_name).collect::<Vec<_>>(),
+                    "trust": ca.trust.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "allow": ca.allow.rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "eku": ca.eku.as_str(),
                 })
@@ -358,19 +358,12 @@ pub(crate) fn status(shared: &Shared, bound: &[Bound]) -> Value {
         .upstreams
         .iter()
         .map(|u| {
-            let balance = match &u.config.balance {
-                Balance::RoundRobin => "round_robin",
-                Balance::LeastRequests => "least_requests",
-                Balance::P2cEwma => "p2c_ewma",
-                Balance::Hash(_) => "hash",
-                _ => "other",
-            };
             json!({
                 "name": u.name.as_ref(),
-                "balance": balance,
+                "balance": u.config.balance.as_str(),
                 "tls": u.config.tls.as_ref().map(|t| json!({
                     "server_name": t.server_name,
-                    "trust": t.trust.iter().map(trust_name).collect::<Vec<_>>(),
+                    "trust": t.trust.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "client_certificate": certs_of("upstream", &u.name).into_iter().next(),
                 })),
                 "connections_open": u.connections_open(),
@@ -417,12 +410,4 @@ pub(crate) fn status(shared: &Shared, bound: &[Bound]) -> Value {
         "upstreams": upstreams,
         "acme": acme,
     })
-}
-
-fn trust_name(t: &Trust) -> String {
-    match t {
-        Trust::Mozilla => "mozilla".to_owned(),
-        Trust::System => "system".to_owned(),
-        Trust::File(f) => f.path.display().to_string(),
-    }
 }

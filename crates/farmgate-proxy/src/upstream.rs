@@ -123,10 +123,10 @@ impl UpstreamRt {
             None => None,
         };
         let (policy, hash_key) = match &config.balance {
+            Balance::RoundRobin => (Policy::RoundRobin, None),
             Balance::LeastRequests => (Policy::LeastRequests, None),
             Balance::P2cEwma => (Policy::P2cEwma, None),
             Balance::Hash(key) => (Policy::Hash, Some(key.clone())),
-            _ => (Policy::RoundRobin, None),
         };
         let balancer = Balancer::with_names(
             policy,

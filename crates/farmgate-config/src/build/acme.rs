@@ -3,12 +3,10 @@
 use super::Builder;
 use crate::raw::{RawAcme, RawListenerAcme, S};
 use crate::{
-    Acme, AcmeCert, Challenge, ConfigError, DEFAULT_STORAGE, DirectoryUrl, FileRef, HostPattern,
-    LETS_ENCRYPT, Listener, Location, Problem,
+    Acme, AcmeCert, Challenge, ConfigError, DEFAULT_STORAGE, DirectoryUrl, Duplicate, Empty,
+    FileRef, Form, HostPattern, LETS_ENCRYPT, Listener, Location, MAX_ACME_DOMAINS, OutOfRange,
+    Problem, Rule,
 };
-
-/// The most names a public CA puts on one certificate (Let's Encrypt's limit).
-const MAX_ACME_DOMAINS: usize = 100;
 
 impl Builder<'_> {
     /// `listener.tls.acme = { domains, profile, challenge }`.
@@ -18,41 +16,37 @@ impl Builder<'_> {
         let before = self.errors.len();
         let list = a.domains.get_ref();
         if list.is_empty() {
-            self.invalid(
-                a.domains.span(),
-                &format!("{KEY}.domains"),
-                "domains is empty; list the names the certificate carries, e.g. domains = [\"www.example.com\"]".into(),
-            );
+            let problem = Problem::Empty(Empty::Domains);
+            self.problem(a.domains.span(), format!("{KEY}.domains"), problem);
         }
         if list.len() > MAX_ACME_DOMAINS {
-            self.invalid(
-                a.domains.span(),
-                &format!("{KEY}.domains"),
-                format!("{} names are more than the {MAX_ACME_DOMAINS} a public CA puts on one certificate; split them over listeners", list.len()),
-            );
+            let problem = Problem::OutOfRange(OutOfRange::Domains { count: list.len() });
+            self.problem(a.domains.span(), format!("{KEY}.domains"), problem);
         }
         let mut domains: Vec<String> = Vec::new();
         for d in list {
             let text = d.get_ref();
             let name = text.trim_end_matches('.').to_ascii_lowercase();
+            let found = text.clone();
             let problem = if name.parse::<std::net::IpAddr>().is_ok() {
-                Some(format!(
-                    "{text:?} is an IP address; farmgate orders certificates for DNS names only"
-                ))
+                Some(Problem::Rule(Rule::IpDomain(found)))
             } else {
                 match HostPattern::parse(&name) {
                     Some(HostPattern::Exact(_)) if domains.contains(&name) => {
-                        Some(format!("{text:?} appears twice"))
+                        Some(Problem::Duplicate(Duplicate::Domain(found)))
                     }
                     Some(HostPattern::Exact(_)) => None,
-                    Some(HostPattern::Wildcard(_)) => Some(format!(
-                        "{text:?}: wildcard names need the dns-01 challenge, which farmgate does not answer; list each name instead"
-                    )),
-                    None => Some(format!("{text:?} is not a DNS name")),
+                    Some(HostPattern::Wildcard(_)) => {
+                        Some(Problem::Rule(Rule::WildcardDomain(found)))
+                    }
+                    None => Some(Problem::Malformed {
+                        found,
+                        expected: Form::DnsName,
+                    }),
                 }
             };
             match problem {
-                Some(message) => self.invalid(d.span(), &format!("{KEY}.domains"), message),
+                Some(problem) => self.problem(d.span(), format!("{KEY}.domains"), problem),
                 None => domains.push(name),
             }
         }
@@ -60,24 +54,23 @@ impl Builder<'_> {
             Some(p)
                 if p.get_ref().is_empty() || !p.get_ref().bytes().all(|b| b.is_ascii_graphic()) =>
             {
-                self.invalid(p.span(), &format!("{KEY}.profile"), format!("{:?} is not a profile name; write the name the CA lists, e.g. \"tlsserver\", or remove the key for the CA's default", p.get_ref()));
+                self.malformed(p, &format!("{KEY}.profile"), Form::Profile);
                 None
             }
             Some(p) => Some(p.get_ref().clone()),
             None => None,
         };
-        let challenge = match a.challenge.as_ref().map(|c| (c, c.get_ref().as_str())) {
-            None | Some((_, "tls-alpn-01")) => Challenge::TlsAlpn01,
-            Some((_, "http-01")) => Challenge::Http01,
-            Some((c, "dns-01")) => {
-                self.invalid(c.span(), &format!("{KEY}.challenge"), "dns-01 is not supported: farmgate answers \"tls-alpn-01\" (on this listener) or \"http-01\" (on a plain-HTTP listener)".into());
-                Challenge::TlsAlpn01
+        let challenge = match &a.challenge {
+            None => Some(Challenge::TlsAlpn01),
+            Some(c) if c.get_ref() == "dns-01" => {
+                let problem = Problem::Rule(Rule::Dns01);
+                self.problem(c.span(), format!("{KEY}.challenge"), problem);
+                None
             }
-            Some((c, other)) => {
-                self.invalid(c.span(), &format!("{KEY}.challenge"), format!("unknown challenge {other:?}; expected \"tls-alpn-01\" (default) or \"http-01\""));
-                Challenge::TlsAlpn01
-            }
+            Some(c) => self.word(c, &format!("{KEY}.challenge")),
         };
+        // An unknown challenge was reported above.
+        let challenge = challenge?;
         (self.errors.len() == before).then(|| AcmeCert {
             domains,
             profile,
@@ -108,7 +101,7 @@ impl Builder<'_> {
             Some(d) => match DirectoryUrl::parse(d.get_ref()) {
                 Some(url) => Some(url),
                 None => {
-                    self.invalid(d.span(), "acme.directory", format!("{:?} is not an ACME directory URL; write the https:// URL of the CA's directory, e.g. \"{LETS_ENCRYPT}\"", d.get_ref()));
+                    self.malformed(d, "acme.directory", Form::DirectoryUrl);
                     None
                 }
             },
@@ -122,12 +115,13 @@ impl Builder<'_> {
                     .filter_map(|c| {
                         let text = c.get_ref();
                         let valid = text.strip_prefix("mailto:").is_some_and(|address| {
-                            address.split_once('@').is_some_and(|(user, host)| {
-                                !user.is_empty() && !host.is_empty()
-                            }) && address.bytes().all(|b| b.is_ascii_graphic())
+                            address
+                                .split_once('@')
+                                .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
+                                && address.bytes().all(|b| b.is_ascii_graphic())
                         });
                         if !valid {
-                            self.invalid(c.span(), "acme.contact", format!("{text:?} is not a contact URL; write e.g. \"mailto:ops@example.com\""));
+                            self.malformed(c, "acme.contact", Form::ContactUrl);
                         }
                         valid.then(|| text.clone())
                     })
@@ -142,11 +136,7 @@ impl Builder<'_> {
         };
         let trust = match table.and_then(|t| t.trust.as_ref()) {
             Some(list) if list.get_ref().is_empty() => {
-                self.invalid(
-                    list.span(),
-                    "acme.trust",
-                    "trust is empty; name the CA files of the ACME server's certificate, or remove the key".into(),
-                );
+                self.problem(list.span(), "acme.trust", Problem::Empty(Empty::AcmeTrust));
                 Vec::new()
             }
             Some(list) => self.trust(list, "acme.trust"),
@@ -167,19 +157,23 @@ impl Builder<'_> {
         let mut problems = Vec::new();
         for (i, cert) in certs.iter().enumerate() {
             if cert.challenge == Challenge::Http01 && !plain {
-                problems.push((cert.at.clone(), "challenge = \"http-01\" is answered by a plain-HTTP listener (port 80), and this configuration has none; add a [[listener]] without tls (e.g. listen = \"0.0.0.0:80\" with redirect_https = true), or use challenge = \"tls-alpn-01\"".to_owned()));
+                problems.push((cert.at.clone(), Rule::Http01WithoutPlainListener));
             }
             let same = certs[..i]
                 .iter()
                 .find(|other| other.domains == cert.domains && other.profile == cert.profile);
             if let Some(other) = same.filter(|other| other.challenge != cert.challenge) {
-                problems.push((cert.at.clone(), format!("this certificate is also ordered at line {} with challenge = \"{}\"; one certificate is validated one way, so use the same challenge", other.at.line(), other.challenge)));
+                let mismatch = Rule::ChallengeMismatch {
+                    line: other.at.line(),
+                    challenge: other.challenge,
+                };
+                problems.push((cert.at.clone(), mismatch));
             }
         }
-        for (at, message) in problems {
+        for (at, rule) in problems {
             self.errors.push(ConfigError {
                 at,
-                problem: Problem::Invalid(message),
+                problem: Problem::Rule(rule),
             });
         }
     }

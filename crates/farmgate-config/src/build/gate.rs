@@ -6,7 +6,7 @@ use farmgate_identity::{AllowList, AllowRule};
 
 use super::Builder;
 use crate::raw::{RawClientAuth, S};
-use crate::{ClientAuth, EkuPolicy, IpRange, Problem};
+use crate::{ClientAuth, EkuPolicy, Empty, Form, Incomplete, IpRange, Problem, Rule};
 
 impl Builder<'_> {
     pub(super) fn client_auth(&mut self, raw: &S<RawClientAuth>) -> Option<ClientAuth> {
@@ -15,33 +15,32 @@ impl Builder<'_> {
         let trust = match &c.trust {
             Some(t) if !t.get_ref().is_empty() => self.trust(t, &format!("{KEY}.trust")),
             Some(t) => {
-                self.invalid(
+                self.problem(
                     t.span(),
-                    &format!("{KEY}.trust"),
-                    "trust must name at least one CA file, \"mozilla\" or \"system\"".into(),
+                    format!("{KEY}.trust"),
+                    Problem::Empty(Empty::Trust),
                 );
                 Vec::new()
             }
             None => {
-                self.invalid(raw.span(), KEY, "missing required key `trust`: a gate must say which CAs issue its clients' certificates".into());
+                let problem = Problem::Incomplete(Incomplete::GateTrust);
+                self.problem(raw.span(), KEY, problem);
                 Vec::new()
             }
         };
-        let eku = match c.eku.as_ref().map(|e| (e, e.get_ref().as_str())) {
-            None | Some((_, "client_auth")) => EkuPolicy::ClientAuth,
-            Some((_, "client_or_server_auth")) => EkuPolicy::ClientOrServerAuth,
-            Some((e, other)) => {
-                self.invalid(e.span(), &format!("{KEY}.eku"), format!("unknown eku {other:?}; expected \"client_auth\" (default) or \"client_or_server_auth\" (WebPKI compatibility mode)"));
-                EkuPolicy::ClientAuth
-            }
-        };
+        // An unknown word is reported; the allow-list is still checked, under the default.
+        let eku = c
+            .eku
+            .as_ref()
+            .and_then(|e| self.word(e, &format!("{KEY}.eku")))
+            .unwrap_or(EkuPolicy::ClientAuth);
         let allow = self.allow(c, raw.span(), eku);
         let crl = c.crl.as_ref().map_or_else(Vec::new, |list| {
             if list.get_ref().is_empty() {
-                self.invalid(
+                self.problem(
                     list.span(),
-                    &format!("{KEY}.crl"),
-                    "crl is empty; list the CRL files (PEM or DER) of the CAs in trust, or remove the key".into(),
+                    format!("{KEY}.crl"),
+                    Problem::Empty(Empty::Crl),
                 );
             }
             list.get_ref()
@@ -68,16 +67,12 @@ impl Builder<'_> {
     ) -> Option<AllowList> {
         const KEY: &str = "listener.tls.client_auth.allow";
         let Some(list) = &c.allow else {
-            self.invalid(table, "listener.tls.client_auth", "missing required key `allow`: list the identities allowed in, e.g. allow = [\"dns:edge.example.com\"]".into());
+            let problem = Problem::Incomplete(Incomplete::GateAllow);
+            self.problem(table, "listener.tls.client_auth", problem);
             return None;
         };
         if list.get_ref().is_empty() {
-            self.invalid(
-                list.span(),
-                KEY,
-                "allow is empty, so no client could ever get in; list the identities allowed in"
-                    .into(),
-            );
+            self.problem(list.span(), KEY, Problem::Empty(Empty::Allow));
             return None;
         }
         let before = self.errors.len();
@@ -98,11 +93,12 @@ impl Builder<'_> {
         }
         if eku == EkuPolicy::ClientOrServerAuth {
             if !rules.iter().any(AllowRule::is_exact_name_or_pin) {
-                self.invalid(list.span(), KEY, "eku = \"client_or_server_auth\" accepts public server certificates, so it needs at least one exact dns: or spki-sha256: entry; cn: and uri: entries cannot identify such a certificate".into());
+                self.problem(list.span(), KEY, Problem::Rule(Rule::CompatNeedsExactEntry));
             }
             for (rule, entry) in rules.iter().zip(list.get_ref()) {
                 if rule.is_wildcard() {
-                    self.invalid(entry.span(), KEY, format!("{:?}: eku = \"client_or_server_auth\" only accepts exact names, not wildcards", entry.get_ref()));
+                    let problem = Rule::CompatWildcard(entry.get_ref().clone());
+                    self.problem(entry.span(), KEY, Problem::Rule(problem));
                 }
             }
         }
@@ -112,22 +108,15 @@ impl Builder<'_> {
     fn sources(&mut self, list: Option<&S<Vec<S<String>>>>) -> Vec<IpRange> {
         let Some(list) = list else { return Vec::new() };
         if list.get_ref().is_empty() {
-            self.invalid(
-                list.span(),
-                "listener.tls.client_auth.sources",
-                "sources is empty, which would refuse nobody; list the ranges to admit, or remove the key to admit every address".into(),
-            );
+            let problem = Problem::Empty(Empty::Sources);
+            self.problem(list.span(), "listener.tls.client_auth.sources", problem);
         }
         list.get_ref()
             .iter()
             .filter_map(|r| {
                 let range = IpRange::parse(r.get_ref().trim());
                 if range.is_none() {
-                    self.invalid(
-                        r.span(),
-                        "listener.tls.client_auth.sources",
-                        format!("{:?} is not an address range; write e.g. \"10.0.0.0/24\" or \"192.0.2.7\"", r.get_ref()),
-                    );
+                    self.malformed(r, "listener.tls.client_auth.sources", Form::AddressRange);
                 }
                 range
             })

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::Builder;
 use crate::raw::{RawListener, RawListenerTls, RawRoute, S};
 use crate::{
-    Challenge, ConfigError, HostPattern, Listener, ListenerCerts, ListenerTimeouts, ListenerTls,
-    Problem, Route, SniCert, UpstreamId,
+    Challenge, ConfigError, Duplicate, Empty, Form, HostPattern, Listener, ListenerCerts,
+    ListenerTimeouts, ListenerTls, Problem, Route, Rule, SniCert, UpstreamId,
 };
 
 impl Builder<'_> {
@@ -21,10 +21,10 @@ impl Builder<'_> {
         let l = raw.get_ref();
         let name = match &l.name {
             Some(n) if n.get_ref().trim().is_empty() => {
-                self.invalid(
+                self.problem(
                     n.span(),
                     "listener.name",
-                    "a listener name must not be empty".into(),
+                    Problem::Empty(Empty::ListenerName),
                 );
                 None
             }
@@ -45,23 +45,18 @@ impl Builder<'_> {
         let redirect_https = l.redirect_https.as_ref().is_some_and(|r| *r.get_ref());
         if redirect_https {
             if let Some(t) = &l.tls {
-                self.invalid(
+                self.problem(
                     t.span(),
                     "listener.tls",
-                    "a listener with redirect_https = true speaks plain HTTP; remove its tls table"
-                        .into(),
+                    Problem::Rule(Rule::RedirectWithTls),
                 );
             }
             if let Some(r) = l.route.first() {
-                self.invalid(r.span(), "listener.route", "a listener with redirect_https = true redirects every request; remove its routes".into());
+                let problem = Problem::Rule(Rule::RedirectWithRoutes);
+                self.problem(r.span(), "listener.route", problem);
             }
         } else if l.route.is_empty() {
-            self.invalid(
-                raw.span(),
-                "listener",
-                "a listener needs at least one [[listener.route]] (or redirect_https = true)"
-                    .into(),
-            );
+            self.problem(raw.span(), "listener", Problem::Rule(Rule::NoRoutes));
         }
         let timeouts = l
             .timeouts
@@ -103,10 +98,7 @@ impl Builder<'_> {
             if !names.insert(l.name.as_str()) {
                 self.errors.push(ConfigError {
                     at: l.at.clone(),
-                    problem: Problem::Invalid(format!(
-                        "duplicate listener name {:?}; names must be unique",
-                        l.name
-                    )),
+                    problem: Problem::Duplicate(Duplicate::ListenerName(l.name.clone())),
                 });
             }
             // Same port on the same address, or on a wildcard address that covers the other
@@ -119,12 +111,15 @@ impl Builder<'_> {
                         || l.listen.ip().is_unspecified())
             });
             if let Some((addr, other)) = clash {
+                let duplicate = Duplicate::Listen {
+                    name: l.name.clone(),
+                    listen: l.listen,
+                    other: (*other).to_owned(),
+                    other_listen: *addr,
+                };
                 self.errors.push(ConfigError {
                     at: l.at.clone(),
-                    problem: Problem::Invalid(format!(
-                        "listener {:?} listens on {}, which listener {other:?} on {addr} takes already",
-                        l.name, l.listen
-                    )),
+                    problem: Problem::Duplicate(duplicate),
                 });
             }
             addrs.push((l.listen, &l.name));
@@ -137,7 +132,8 @@ impl Builder<'_> {
             Some(acme)
                 if t.certificate.is_some() || t.private_key.is_some() || !t.sni.is_empty() =>
             {
-                self.invalid(acme.span(), "listener.tls.acme", "a listener's certificate comes from files (certificate, private_key, sni) or from ACME (acme), never both; remove one of them".into());
+                let problem = Problem::Rule(Rule::FilesAndAcme);
+                self.problem(acme.span(), "listener.tls.acme", problem);
                 None
             }
             Some(acme) => self.listener_acme(acme).map(ListenerCerts::Acme),
@@ -152,7 +148,8 @@ impl Builder<'_> {
             && client_auth.is_some()
             && certs.as_ref().is_some_and(alpn)
         {
-            self.invalid(acme.span(), "listener.tls.acme", "tls-alpn-01 cannot be answered by a listener with client_auth: the CA's validation presents no client certificate; use challenge = \"http-01\"".into());
+            let problem = Problem::Rule(Rule::AlpnOnGate);
+            self.problem(acme.span(), "listener.tls.acme", problem);
             return None;
         }
         Some(ListenerTls {
@@ -183,21 +180,19 @@ impl Builder<'_> {
                     .trim_end_matches('.')
                     .to_ascii_lowercase();
                 if HostPattern::parse(&name).is_none() {
-                    self.invalid(
-                        e.server_name.span(),
+                    self.malformed(
+                        &e.server_name,
                         "listener.tls.sni.server_name",
-                        format!(
-                            "{:?} is not a DNS name (or *.name)",
-                            e.server_name.get_ref()
-                        ),
+                        Form::SniName,
                     );
                     return None;
                 }
                 if !seen.insert(name.clone()) {
-                    self.invalid(
+                    let problem = Problem::Duplicate(Duplicate::SniServerName(name));
+                    self.problem(
                         e.server_name.span(),
                         "listener.tls.sni.server_name",
-                        format!("server name {name:?} appears twice"),
+                        problem,
                     );
                     return None;
                 }
@@ -230,7 +225,7 @@ impl Builder<'_> {
             Some(h) => {
                 let pattern = HostPattern::parse(h.get_ref());
                 if pattern.is_none() {
-                    self.invalid(h.span(), "listener.route.host", format!("{:?} is not a host name; write e.g. \"www.example.com\" or \"*.example.com\"", h.get_ref()));
+                    self.malformed(h, "listener.route.host", Form::HostPattern);
                 }
                 Some(pattern?)
             }
@@ -238,29 +233,20 @@ impl Builder<'_> {
         };
         let path_prefix = match &r.path_prefix {
             Some(p) if !p.get_ref().starts_with('/') => {
-                self.invalid(
-                    p.span(),
-                    "listener.route.path_prefix",
-                    format!("{:?} must start with \"/\"", p.get_ref()),
-                );
+                let found = p.get_ref().clone();
+                let problem = Problem::RelativePath { found };
+                self.problem(p.span(), "listener.route.path_prefix", problem);
                 return None;
             }
             Some(p) => p.get_ref().clone(),
             None => "/".to_owned(),
         };
         let Some(&upstream) = upstreams.get(r.upstream.get_ref()) else {
-            let mut known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            let known = if known.is_empty() {
-                "none is defined".to_owned()
-            } else {
-                format!("defined: {}", known.join(", "))
-            };
-            self.invalid(
-                r.upstream.span(),
-                "listener.route.upstream",
-                format!("no upstream named {:?} ({known})", r.upstream.get_ref()),
-            );
+            let mut defined: Vec<String> = upstreams.keys().cloned().collect();
+            defined.sort_unstable();
+            let name = r.upstream.get_ref().clone();
+            let problem = Problem::UnknownUpstream { name, defined };
+            self.problem(r.upstream.span(), "listener.route.upstream", problem);
             return None;
         };
         Some(Route {

@@ -2,23 +2,16 @@
 
 use super::Builder;
 use crate::raw::{RawLog, RawServer, S};
-use crate::{Log, LogFormat, MAX_WORKERS, Server};
+use crate::{Log, MAX_WORKERS, OutOfRange, Problem, Server};
 
 impl Builder<'_> {
     pub(super) fn log(&mut self, raw: &S<RawLog>) -> Log {
         let raw = raw.get_ref();
-        let format = match raw.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
-            None | Some((_, "text")) => LogFormat::Text,
-            Some((_, "json")) => LogFormat::Json,
-            Some((f, other)) => {
-                self.invalid(
-                    f.span(),
-                    "log.format",
-                    format!("unknown log format {other:?}; expected \"text\" or \"json\""),
-                );
-                LogFormat::Text
-            }
-        };
+        let format = raw
+            .format
+            .as_ref()
+            .and_then(|f| self.word(f, "log.format"))
+            .unwrap_or_default();
         Log {
             format,
             access: raw.access.as_ref().is_some_and(|a| *a.get_ref()),
@@ -31,11 +24,8 @@ impl Builder<'_> {
             if (1..=MAX_WORKERS).contains(&value) {
                 Some(value)
             } else {
-                self.invalid(
-                    n.span(),
-                    "server.workers",
-                    format!("workers must be from 1 to {MAX_WORKERS}, not {value}; leave it out for one per CPU"),
-                );
+                let problem = OutOfRange::Workers { found: value };
+                self.problem(n.span(), "server.workers", Problem::OutOfRange(problem));
                 None
             }
         });

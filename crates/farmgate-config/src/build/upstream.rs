@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use super::Builder;
 use crate::raw::{RawHealth, RawTimeouts, RawUpstream, RawUpstreamTls, S};
+use crate::upstream::BalanceKind;
 use crate::{
-    Address, Backend, Balance, HashKey, Health, HostPattern, Problem, Timeouts, Trust, Upstream,
-    UpstreamTls,
+    Address, Backend, Balance, Duplicate, Empty, Form, HashKey, Health, HostPattern, Incomplete,
+    MAX_WEIGHT, OutOfRange, Problem, Rule, Timeouts, Trust, Upstream, UpstreamTls,
 };
 
 impl Builder<'_> {
@@ -19,11 +20,8 @@ impl Builder<'_> {
                 self.servers(list, &format!("{prefix}.servers"))
             }
             Some(list) => {
-                self.invalid(
-                    list.span(),
-                    &format!("{prefix}.servers"),
-                    "servers is empty; an upstream needs at least one server".into(),
-                );
+                let problem = Problem::Empty(Empty::Servers);
+                self.problem(list.span(), format!("{prefix}.servers"), problem);
                 Vec::new()
             }
             None => {
@@ -65,57 +63,50 @@ impl Builder<'_> {
                         .keys()
                         .find(|k| !matches!(k.as_str(), "address" | "weight"))
                     {
-                        self.invalid(entry.span(), key, format!("unknown key `{unknown}` in a server; expected `address` and optional `weight`"));
+                        let key_found = unknown.clone();
+                        let problem = Problem::UnknownServerKey { key: key_found };
+                        self.problem(entry.span(), key, problem);
                         continue;
                     }
                     let weight = match t.get("weight") {
                         None => 1,
-                        Some(toml::Value::Integer(w)) if (1..=1000).contains(w) => *w as u32,
+                        Some(toml::Value::Integer(w))
+                            if (1..=i64::from(MAX_WEIGHT)).contains(w) =>
+                        {
+                            // In range, so it fits.
+                            u32::try_from(*w).unwrap_or(MAX_WEIGHT)
+                        }
                         Some(other) => {
-                            self.invalid(
-                                entry.span(),
-                                key,
-                                format!(
-                                    "weight must be a whole number from 1 to 1000, not {}",
-                                    describe(other)
-                                ),
-                            );
+                            let found = describe(other);
+                            let problem = Problem::OutOfRange(OutOfRange::Weight { found });
+                            self.problem(entry.span(), key, problem);
                             continue;
                         }
                     };
                     (t.get("address").and_then(toml::Value::as_str), weight)
                 }
                 other => {
-                    self.invalid(entry.span(), key, format!("a server is \"HOST:PORT\" or {{ address = \"HOST:PORT\", weight = N }}, not {}", describe(other)));
+                    let found = describe(other);
+                    self.problem(entry.span(), key, Problem::NotAServer { found });
                     continue;
                 }
             };
             let Some(text) = address else {
-                self.invalid(
-                    entry.span(),
-                    key,
-                    "missing required key `address` in a server".into(),
-                );
+                let problem = Problem::Incomplete(Incomplete::ServerAddress);
+                self.problem(entry.span(), key, problem);
                 continue;
             };
             let Some(address) = Address::parse(text) else {
-                self.invalid(
-                    entry.span(),
-                    key,
-                    format!(
-                        "{text:?} is not a server address; write IP:PORT, [IPv6]:PORT or HOST:PORT"
-                    ),
-                );
+                let problem = Problem::Malformed {
+                    found: text.to_owned(),
+                    expected: Form::ServerAddress,
+                };
+                self.problem(entry.span(), key, problem);
                 continue;
             };
             if !seen.insert(address.clone()) {
-                self.invalid(
-                    entry.span(),
-                    key,
-                    format!(
-                        "server {address} is listed twice; use weight to give it a larger share"
-                    ),
-                );
+                let problem = Problem::Duplicate(Duplicate::Server(address));
+                self.problem(entry.span(), key, problem);
                 continue;
             }
             servers.push(Backend { address, weight });
@@ -124,35 +115,33 @@ impl Builder<'_> {
     }
 
     fn balance(&mut self, u: &RawUpstream, prefix: &str) -> Balance {
-        let kind = u.balance.as_ref().map(|b| (b.span(), b.get_ref().as_str()));
-        let balance = match kind {
-            None | Some((_, "round_robin")) => Balance::RoundRobin,
-            Some((_, "least_requests")) => Balance::LeastRequests,
-            Some((_, "p2c_ewma")) => Balance::P2cEwma,
-            Some((ref span, "hash")) => match &u.hash_key {
-                Some(k) => match parse_hash_key(k.get_ref()) {
-                    Some(key) => Balance::Hash(key),
-                    None => {
-                        self.invalid(k.span(), &format!("{prefix}.hash_key"), format!("{:?} is not a hash key; expected \"header:NAME\", \"cookie:NAME\" or \"client_ip\"", k.get_ref()));
-                        Balance::RoundRobin
-                    }
-                },
+        let kind = match &u.balance {
+            None => Some(BalanceKind::RoundRobin),
+            Some(b) => self.word(b, &format!("{prefix}.balance")),
+        };
+        let balance = match (kind, &u.hash_key) {
+            (Some(BalanceKind::Hash), Some(k)) => match HashKey::parse(k.get_ref()) {
+                Some(key) => Balance::Hash(key),
                 None => {
-                    self.invalid(span.clone(), &format!("{prefix}.balance"), "balance = \"hash\" needs hash_key = \"header:NAME\" | \"cookie:NAME\" | \"client_ip\"".into());
+                    self.malformed(k, &format!("{prefix}.hash_key"), Form::HashKey);
                     Balance::RoundRobin
                 }
             },
-            Some((ref span, other)) => {
-                self.invalid(span.clone(), &format!("{prefix}.balance"), format!("unknown balance {other:?}; expected round_robin, least_requests, p2c_ewma or hash"));
+            (Some(BalanceKind::Hash), None) => {
+                if let Some(b) = &u.balance {
+                    let problem = Problem::Rule(Rule::HashWithoutKey);
+                    self.problem(b.span(), format!("{prefix}.balance"), problem);
+                }
                 Balance::RoundRobin
             }
+            // An unknown word was reported above.
+            (Some(BalanceKind::RoundRobin) | None, _) => Balance::RoundRobin,
+            (Some(BalanceKind::LeastRequests), _) => Balance::LeastRequests,
+            (Some(BalanceKind::P2cEwma), _) => Balance::P2cEwma,
         };
-        if let (Some(k), false) = (&u.hash_key, kind.is_some_and(|(_, b)| b == "hash")) {
-            self.invalid(
-                k.span(),
-                &format!("{prefix}.hash_key"),
-                "hash_key only applies with balance = \"hash\"".into(),
-            );
+        if let (Some(k), false) = (&u.hash_key, kind == Some(BalanceKind::Hash)) {
+            let problem = Problem::Rule(Rule::KeyWithoutHash);
+            self.problem(k.span(), format!("{prefix}.hash_key"), problem);
         }
         balance
     }
@@ -161,10 +150,11 @@ impl Builder<'_> {
         let h = raw.get_ref();
         let path = match &h.path {
             Some(p) if !p.get_ref().starts_with('/') => {
-                self.invalid(
+                let found = p.get_ref().clone();
+                self.problem(
                     p.span(),
-                    &format!("{key}.path"),
-                    format!("{:?} must start with \"/\"", p.get_ref()),
+                    format!("{key}.path"),
+                    Problem::RelativePath { found },
                 );
                 return None;
             }
@@ -178,13 +168,10 @@ impl Builder<'_> {
         };
         let interval = dur(self, &h.interval, "interval", 5);
         let timeout = dur(self, &h.timeout, "timeout", 2);
-        let count = |b: &mut Self, v: &Option<S<u32>>, k: &str, default: u32| match v {
+        let count = |b: &mut Self, v: &Option<S<u32>>, k: &'static str, default: u32| match v {
             Some(n) if *n.get_ref() == 0 => {
-                b.invalid(
-                    n.span(),
-                    &format!("{key}.{k}"),
-                    format!("{k} must be at least 1"),
-                );
+                let problem = Problem::OutOfRange(OutOfRange::HealthCount { key: k });
+                b.problem(n.span(), format!("{key}.{k}"), problem);
                 None
             }
             Some(n) => Some(*n.get_ref()),
@@ -223,11 +210,7 @@ impl Builder<'_> {
                 let valid = name.parse::<std::net::IpAddr>().is_ok()
                     || matches!(HostPattern::parse(&name), Some(HostPattern::Exact(_)));
                 if !valid {
-                    self.invalid(
-                        n.span(),
-                        &format!("{key}.server_name"),
-                        format!("{:?} is not a DNS name or IP address", n.get_ref()),
-                    );
+                    self.malformed(n, &format!("{key}.server_name"), Form::ServerName);
                     return None;
                 }
                 Some(name)
@@ -236,10 +219,10 @@ impl Builder<'_> {
         };
         let trust = match &t.trust {
             Some(list) if list.get_ref().is_empty() => {
-                self.invalid(
+                self.problem(
                     list.span(),
-                    &format!("{key}.trust"),
-                    "trust must name at least one CA file, \"mozilla\" or \"system\"".into(),
+                    format!("{key}.trust"),
+                    Problem::Empty(Empty::Trust),
                 );
                 return None;
             }
@@ -264,22 +247,6 @@ impl Builder<'_> {
             client_cert,
             at: self.at(raw.span(), key),
         })
-    }
-}
-
-fn parse_hash_key(text: &str) -> Option<HashKey> {
-    let valid_token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    match text.split_once(':') {
-        Some(("header", name)) if valid_token(name) => {
-            Some(HashKey::Header(name.to_ascii_lowercase()))
-        }
-        Some(("cookie", name)) if valid_token(name) => Some(HashKey::Cookie(name.to_owned())),
-        None if text == "client_ip" => Some(HashKey::ClientIp),
-        _ => None,
     }
 }
 
