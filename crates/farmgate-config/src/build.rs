@@ -95,7 +95,7 @@ impl Builder<'_> {
             .upstream
             .keys()
             .enumerate()
-            .map(|(i, name)| (name.get_ref().clone(), UpstreamId(i)))
+            .map(|(i, name)| (name.get_ref().clone(), UpstreamId::new(i)))
             .collect();
         let upstreams = raw
             .upstream

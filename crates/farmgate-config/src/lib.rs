@@ -130,7 +130,7 @@ impl Config {
 
     /// The upstream a route refers to.
     pub fn upstream(&self, id: UpstreamId) -> &Upstream {
-        &self.upstreams[id.0]
+        &self.upstreams[id.index()]
     }
 }
 

@@ -6,9 +6,24 @@ use std::time::Duration;
 use crate::spelling::{Expected, spelled};
 use crate::{Address, CertKey, Location, Trust};
 
-/// Index of an upstream in [`crate::Config::upstreams`].
+/// An upstream of one [`Config`](crate::Config), as a route names it: only the builder makes
+/// one, so it always indexes [`Config::upstreams`](crate::Config::upstreams) of the
+/// configuration it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UpstreamId(pub usize);
+pub struct UpstreamId(usize);
+
+impl UpstreamId {
+    /// The upstream at `index` in the configuration being built.
+    pub(crate) fn new(index: usize) -> Self {
+        UpstreamId(index)
+    }
+
+    /// Its index in [`Config::upstreams`](crate::Config::upstreams) (and in anything built
+    /// from them in the same order).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// A named pool of servers.
 #[derive(Debug, Clone)]

@@ -165,7 +165,7 @@ impl Generation {
     }
 
     pub(crate) fn upstream(&self, id: UpstreamId) -> &UpstreamRt {
-        &self.upstreams[id.0]
+        &self.upstreams[id.index()]
     }
 
     pub(crate) fn listener(&self, name: &str) -> Option<&Arc<ListenerRt>> {
