@@ -103,7 +103,8 @@ pub enum Problem {
     /// An entry of `servers` that is neither a string nor a table.
     #[error("a server is \"HOST:PORT\" or {{ address = \"HOST:PORT\", weight = N }}, not {found}")]
     NotAServer {
-        /// The entry, as [`describe`](crate::build) shows a TOML value.
+        /// The entry as a message shows a TOML value: an integer or string as written,
+        /// otherwise its type (`a boolean`).
         found: String,
     },
 }
@@ -258,7 +259,8 @@ pub enum OutOfRange {
     /// A server's `weight`: 1 to [`MAX_WEIGHT`].
     #[error("weight must be a whole number from 1 to {MAX_WEIGHT}, not {found}")]
     Weight {
-        /// The value, as [`describe`](crate::build) shows a TOML value.
+        /// The value as a message shows a TOML value: an integer or string as written,
+        /// otherwise its type.
         found: String,
     },
     /// `server.workers`: 1 to [`MAX_WORKERS`].

@@ -63,8 +63,9 @@ impl Builder<'_> {
                         .keys()
                         .find(|k| !matches!(k.as_str(), "address" | "weight"))
                     {
-                        let key_found = unknown.clone();
-                        let problem = Problem::UnknownServerKey { key: key_found };
+                        let problem = Problem::UnknownServerKey {
+                            key: unknown.clone(),
+                        };
                         self.problem(entry.span(), key, problem);
                         continue;
                     }
