@@ -106,7 +106,6 @@ impl UpstreamRt {
             Balance::LeastRequests => (Policy::LeastRequests, None),
             Balance::P2cEwma => (Policy::P2cEwma, None),
             Balance::Hash(key) => (Policy::Hash, Some(key.clone())),
-            _ => (Policy::RoundRobin, None),
         };
         let balancer = Balancer::with_names(
             policy,
