@@ -51,10 +51,6 @@ async fn gated_origin(
 }
 
 /// An address nothing listens on.
-async fn closed_port() -> SocketAddr {
-    closed_port_on("127.0.0.1").await
-}
-
 /// A port on loopback address `ip` nothing listens on: distinct IPs give distinct addresses
 /// even when the kernel hands out the same free port twice.
 async fn closed_port_on(ip: &str) -> SocketAddr {
