@@ -60,7 +60,8 @@ pub use net::{Address, IpRange};
 pub use spelling::Expected;
 use spelling::spelled;
 pub use upstream::{
-    Backend, Balance, HashKey, Health, MAX_WEIGHT, Timeouts, Upstream, UpstreamId, UpstreamTls,
+    Backend, Balance, HashKey, Health, MAX_WEIGHT, Protocol, Timeouts, Upstream, UpstreamId,
+    UpstreamTls,
 };
 
 /// A complete, validated configuration.

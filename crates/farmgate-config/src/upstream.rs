@@ -34,6 +34,8 @@ pub struct Upstream {
     pub servers: Vec<Backend>,
     /// How a server is chosen for each request.
     pub balance: Balance,
+    /// The HTTP version spoken to the servers.
+    pub protocol: Protocol,
     /// Active health checks; `None` disables them.
     pub health: Option<Health>,
     /// Connection and response timeouts.
@@ -89,6 +91,19 @@ impl Balance {
 impl fmt::Display for Balance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+spelled! {
+    /// The HTTP version an upstream's servers are spoken to in (`protocol`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Protocol (what: "protocol", quoted: true) {
+        /// HTTP/1.1 over pooled keep-alive connections (default).
+        #[default]
+        Http1 = "http1" ("default"),
+        /// HTTP/2: ALPN `h2` (only) over TLS, prior-knowledge cleartext HTTP/2 (h2c) on a
+        /// plain upstream; requests multiplexed over one connection per server and worker.
+        H2 = "h2",
     }
 }
 
@@ -182,8 +197,11 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request until the response header arrives.
     pub response_header: Duration,
-    /// How long an idle pooled connection is kept.
+    /// How long an idle pooled connection is kept (never longer than the server's
+    /// `Keep-Alive: timeout=N` allows).
     pub idle: Duration,
+    /// A tunnel (WebSocket) that moves no byte either way for this long is closed.
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -191,7 +209,10 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(60),
-            idle: Duration::from_secs(60),
+            // Below a farmgate gate's keep-alive (its `request_header`, 30 s by default) by a
+            // margin, so that an edge never reuses a connection a gate may be closing.
+            idle: Duration::from_secs(20),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }

@@ -30,6 +30,11 @@ impl Builder<'_> {
             }
         };
         let balance = self.balance(u, &prefix);
+        let protocol = u
+            .protocol
+            .as_ref()
+            .and_then(|p| self.word(p, &format!("{prefix}.protocol")))
+            .unwrap_or_default();
         let health = u
             .health
             .as_ref()
@@ -45,6 +50,7 @@ impl Builder<'_> {
             name: name.get_ref().clone(),
             servers,
             balance,
+            protocol,
             health,
             timeouts,
             tls,
@@ -200,6 +206,7 @@ impl Builder<'_> {
             connect: one(&t.connect, "connect", d.connect),
             response_header: one(&t.response_header, "response_header", d.response_header),
             idle: one(&t.idle, "idle", d.idle),
+            tunnel_idle: one(&t.tunnel_idle, "tunnel_idle", d.tunnel_idle),
         }
     }
 
