@@ -5,6 +5,8 @@
 //! header, one `name: value` per line. Two paths do more:
 //! - `/bytes/N` streams N bytes (generated chunk by chunk, never held whole);
 //! - `POST /count` reads the request body as a stream and answers with its length in bytes;
+//! - `POST /digest` answers with the body's length and SHA-256 (`LENGTH HEX`);
+//! - `/pattern/N` streams N bytes of [`pattern`] (byte `i` is `i % 251`);
 //! - `/delay/MS` answers after MS milliseconds (the origin is slow on purpose);
 //! - `/status/NNN` answers with status NNN;
 //! - `/keep-alive/N` answers with `Keep-Alive: timeout=N` (and never closes an idle
@@ -129,6 +131,26 @@ async fn answer(
     let body: OriginBody = if let Some(n) = path.strip_prefix("/bytes/") {
         let total: usize = n.parse().unwrap_or(0);
         stream_bytes(total)
+    } else if path == "/digest" {
+        let mut body = req.into_body();
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut count: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        count += data.len() as u64;
+                        digest.update(data);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        full(format!("{count} {}\n", hex(digest.finish().as_ref())))
+    } else if let Some(n) = path.strip_prefix("/pattern/") {
+        let total: usize = n.parse().unwrap_or(0);
+        let frames = PatternStream { sent: 0, total };
+        StreamBody::new(frames).boxed()
     } else if path == "/count" {
         let mut body = req.into_body();
         let mut count: u64 = 0;
@@ -173,6 +195,39 @@ async fn answer(
         );
     }
     Ok(response)
+}
+
+/// Byte `i` of a `/pattern/N` body.
+pub fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// `/pattern/N`: N bytes of [`pattern`] in 64 KiB chunks, made as the client reads them.
+struct PatternStream {
+    sent: usize,
+    total: usize,
+}
+
+impl futures_core::Stream for PatternStream {
+    type Item = Result<Frame<Bytes>, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let n = (self.total - self.sent).min(64 * 1024);
+        if n == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let chunk: Vec<u8> = (self.sent..self.sent + n).map(pattern).collect();
+        self.sent += n;
+        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn full(text: String) -> OriginBody {
