@@ -1,30 +1,14 @@
 //! With real outside programs (curl, openssl): farmgate behaves as DESIGN.md says to clients we
 //! did not write. Behind the `interop` feature; a missing program fails the test.
 
-use std::process::{Command, Output};
+use std::process::Command;
+
+use crate::outside::{outside, text};
 
 use farmgate_testkit::origin::Origin;
 use farmgate_testkit::pki::TestPki;
 
 use crate::cli::Running;
-
-/// Run `program args`, failing the test if the program is not installed.
-fn outside(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{program} is required for interop tests ({e}); .ci/run installs it")
-        })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn curl_commands_printed_by_the_demo_work_as_described() {

@@ -21,4 +21,10 @@ mod interop_ca;
 #[cfg(feature = "interop")]
 mod interop_compat;
 #[cfg(feature = "interop")]
+mod interop_websocket;
+#[cfg(feature = "interop")]
+mod nginx;
+#[cfg(feature = "interop")]
+mod outside;
+#[cfg(feature = "interop")]
 mod pebble;
