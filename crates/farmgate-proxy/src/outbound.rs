@@ -11,10 +11,12 @@ mod failure;
 mod health;
 mod pool;
 mod retry;
+mod stats;
 mod upstream;
 
 pub(crate) use body::Body;
 pub(crate) use failure::{Chain, UpstreamFailure};
 pub(crate) use health::now_ms;
 pub(crate) use pool::set_worker;
+pub(crate) use stats::{LastFailure, LastMinute, SAMPLE_EVERY, ServerStats};
 pub(crate) use upstream::{Outgoing, ServerRt, UpstreamRt};

@@ -18,6 +18,7 @@ mod health;
 mod migration;
 mod reload;
 mod revocation;
+mod status;
 mod streaming;
 mod timeouts;
 mod workers;

@@ -20,6 +20,7 @@ use super::failure::{Chain, Seconds, UpstreamFailure};
 use super::health::{self, Health, Passive};
 use super::pool::{self, Pool, SendError};
 use super::retry::{MAX_ATTEMPTS, RetryBudget};
+use super::stats::ServerStats;
 
 /// ALPN offered to backends. HTTP/1.1 only: the pool speaks HTTP/1.1, which carries the
 /// client's Host header unchanged.
@@ -33,6 +34,8 @@ pub(crate) struct ServerRt {
     /// Idle connections to this server.
     pool: Arc<Pool<Body>>,
     pub(crate) health: Arc<Health>,
+    /// Requests, errors and response times; the same for every generation (see `stats`).
+    pub(crate) stats: Arc<ServerStats>,
 }
 
 /// An upstream ready to take requests.
@@ -47,8 +50,9 @@ pub(crate) struct UpstreamRt {
     retry_budget: RetryBudget,
     /// Resolved on first use: the registry lives in the server, not in the generation.
     response_seconds: OnceLock<Histogram>,
-    /// The client certificate presented to the servers (leaf, DER), for expiry reports.
-    pub(crate) client_leaf: Option<Vec<u8>>,
+    /// The client certificate chain presented to the servers (leaf first), for `/status`
+    /// and expiry metrics.
+    pub(crate) client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// A request ready to go upstream: its head, and its body unless it can be replayed.
@@ -59,7 +63,11 @@ pub(crate) struct Outgoing {
 }
 
 impl UpstreamRt {
-    pub(crate) fn build(config: &Upstream) -> Result<UpstreamRt, BuildError> {
+    /// Build `config`'s upstream; `stats` gives each server's counters by its address.
+    pub(crate) fn build(
+        config: &Upstream,
+        stats: &dyn Fn(&str) -> Arc<ServerStats>,
+    ) -> Result<UpstreamRt, BuildError> {
         let (tls, server_name) = match &config.tls {
             Some(tls) => {
                 let client = farmgate_tls::upstream_client_config(tls, UPSTREAM_ALPN)?;
@@ -89,17 +97,15 @@ impl UpstreamRt {
                         connector.clone(),
                         config.timeouts.idle,
                     )),
+                    stats: stats(&address),
                     address,
                     health: Arc::new(Health::default()),
                 }
             })
             .collect();
-        let client_leaf = match config.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
-            Some(pair) => farmgate_tls::load::certificates(&pair.certificate)?
-                .into_iter()
-                .next()
-                .map(|c| c.as_ref().to_vec()),
-            None => None,
+        let client_chain = match config.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+            Some(pair) => farmgate_tls::load::certificates(&pair.certificate)?,
+            None => Vec::new(),
         };
         let (policy, hash_key) = match &config.balance {
             Balance::RoundRobin => (Policy::RoundRobin, None),
@@ -124,7 +130,7 @@ impl UpstreamRt {
             config: config.clone(),
             retry_budget: RetryBudget::default(),
             response_seconds: OnceLock::new(),
-            client_leaf,
+            client_chain,
         })
     }
 
@@ -244,6 +250,9 @@ impl UpstreamRt {
         let started = Instant::now();
         let sent = self.send(server, req, kept).await;
         let elapsed = started.elapsed();
+        server
+            .stats
+            .record(sent.as_ref().map(Response::status), elapsed);
         match &sent {
             Ok(response) => {
                 let failed = response.status().is_server_error();
