@@ -12,7 +12,7 @@
 mod http;
 mod metrics;
 
-pub use crate::http::{Admin, serve};
+pub use crate::http::{Admin, DASHBOARD, serve};
 pub use crate::metrics::{
     Counts, Histogram, Kind, Metrics, RouteMetrics, Sample, Source, StatusClass,
 };

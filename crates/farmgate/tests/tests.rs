@@ -21,4 +21,6 @@ mod interop_ca;
 #[cfg(feature = "interop")]
 mod interop_compat;
 #[cfg(feature = "interop")]
+mod interop_dashboard;
+#[cfg(feature = "interop")]
 mod pebble;

@@ -47,7 +47,8 @@ pub(crate) struct ServerStats {
 pub(crate) struct LastFailure {
     /// When, in Unix seconds.
     pub(crate) at: u64,
-    /// The metric label: `connect_refused`, `client_cert_refused`..., or `status_5xx`.
+    /// The metric label: `connect_refused`, `client_cert_refused`..., `status_5xx`, or
+    /// `health_check` (an active check failed).
     pub(crate) reason: &'static str,
     /// What happened, in words, as logged.
     pub(crate) message: String,
@@ -125,6 +126,11 @@ impl ServerStats {
                 self.note_failure(failure.label(), Chain(failure).to_string());
             }
         }
+    }
+
+    /// An active health check failed, for `why` (not counted as a request).
+    pub(crate) fn failed_check(&self, why: String) {
+        self.note_failure("health_check", why);
     }
 
     /// Requests sent to this server so far: responses and failed attempts.

@@ -267,7 +267,7 @@ pub struct FailureStatus {
     /// When, in Unix seconds.
     pub at: i64,
     /// The label of `farmgate_upstream_errors_total` (`connect_refused`,
-    /// `client_cert_refused`...), or `status_5xx`.
+    /// `client_cert_refused`...), `status_5xx`, or `health_check` (an active check failed).
     pub reason: String,
     /// What happened, as logged.
     pub message: String,

@@ -74,6 +74,9 @@ pub(crate) fn spawn_checks(
                     let upstream = &generation.upstreams[u];
                     let server = &upstream.servers[s];
                     let verdict = check(upstream, server, &config).await;
+                    if let Err(why) = &verdict {
+                        server.stats.failed_check(Chain(why).to_string());
+                    }
                     if server
                         .health
                         .checked(verdict.is_ok(), config.rise, config.fall)
