@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use farmgate_proxy::reload::ReloadFailure;
-use farmgate_proxy::{ReloadObserver, ServerHealth, Status};
+use farmgate_proxy::{LastReload, ReloadObserver, ServerHealth, Status};
 use farmgate_testkit::client::TlsClient;
 use farmgate_testkit::origin::Origin;
 use farmgate_testkit::pki::TestPki;
@@ -166,10 +165,10 @@ impl ReloadObserver for Told {
         self.0.lock().push("reloading".into());
     }
 
-    fn reloaded(&self, outcome: Result<(), &ReloadFailure>) {
-        let line = match outcome {
-            Ok(()) => "reloaded".to_owned(),
-            Err(e) => format!("failed: {e}"),
+    fn reloaded(&self, outcome: &LastReload) {
+        let line = match &outcome.error {
+            None => "reloaded".to_owned(),
+            Some(e) => format!("failed: {e}"),
         };
         self.0.lock().push(line);
     }

@@ -26,6 +26,7 @@ mod inspect;
 mod logging;
 mod probe;
 mod run;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,6 +10,7 @@ mod inspect;
 mod operations;
 mod probe;
 mod run;
+mod systemd;
 mod warnings;
 
 #[cfg(feature = "interop")]

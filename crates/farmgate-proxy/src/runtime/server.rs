@@ -60,8 +60,9 @@ pub struct Server {
 pub trait ReloadObserver: Send + Sync + fmt::Debug {
     /// A reload begins: the configuration is about to be read.
     fn reloading(&self);
-    /// It ended: `Ok` when the new configuration serves, or why the running one stays.
-    fn reloaded(&self, outcome: Result<(), &ReloadFailure>);
+    /// It ended: whether the new configuration serves, or why the running one stays (as
+    /// `/status` shows it: `reloads.last`).
+    fn reloaded(&self, outcome: &LastReload);
 }
 
 /// How a shutdown ended.
@@ -176,9 +177,9 @@ impl Server {
                 Chain(e)
             ),
         }
-        self.count_reload(&result);
+        let outcome = self.count_reload(&result);
         if let Some(observer) = &observer {
-            observer.reloaded(result.as_ref().map(|_| ()));
+            observer.reloaded(&outcome);
         }
         result
     }
@@ -255,13 +256,14 @@ impl Server {
         status::build(&self.generation(), cx)
     }
 
-    fn count_reload(&self, result: &Result<(), ReloadFailure>) {
+    fn count_reload(&self, result: &Result<(), ReloadFailure>) -> LastReload {
         let succeeded = result.is_ok();
-        *self.last_reload.lock() = Some(LastReload {
+        let outcome = LastReload {
             at: unix_now(),
             succeeded,
             error: result.as_ref().err().map(|e| Chain(e).to_string()),
-        });
+        };
+        *self.last_reload.lock() = Some(outcome.clone());
         self.shared.metrics.reload(succeeded);
         self.reloads.send_modify(|c| {
             if succeeded {
@@ -270,6 +272,7 @@ impl Server {
                 c.failed += 1;
             }
         });
+        outcome
     }
 
     /// Changes whenever an active health check moves a server up or down.
