@@ -7,6 +7,7 @@ mod ca;
 mod check;
 mod demo;
 mod inspect;
+mod manual;
 mod operations;
 mod probe;
 mod run;
