@@ -10,15 +10,18 @@ use crate::cli::Running;
 
 /// Run `program args`, failing the test if the program is not installed.
 fn outside(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{program} is required for interop tests ({e}); .ci/run installs it")
-        })
+    output_of(program, Command::new(program).args(args))
 }
 
-fn text(out: &Output) -> String {
+/// Run `command` (which starts `program`), failing the test if the program is not installed.
+pub fn output_of(program: &str, command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|e| {
+        panic!("{program} is required for interop tests ({e}); .ci/run installs it")
+    })
+}
+
+/// What a program printed, stdout then stderr.
+pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

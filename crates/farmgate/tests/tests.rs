@@ -25,4 +25,6 @@ mod interop_compat;
 #[cfg(feature = "interop")]
 mod interop_dashboard;
 #[cfg(feature = "interop")]
+mod interop_package;
+#[cfg(feature = "interop")]
 mod pebble;
