@@ -57,7 +57,8 @@ pub(crate) struct LastFailure {
 /// A server's traffic over the last minute (or since its stats began, if that is shorter).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LastMinute {
-    /// Requests sent to it (responses and failed attempts), per second.
+    /// Requests sent to it (responses and failed attempts), per second (over one second at
+    /// least, so a burst just after the start is not extrapolated).
     pub(crate) requests_per_second: f64,
     /// Share of those that failed or were answered 5xx, from 0 to 1 (0 without requests).
     pub(crate) error_rate: f64,
@@ -171,7 +172,7 @@ impl ServerStats {
             .or(samples.back())
             .copied()
             .unwrap_or_default();
-        let seconds = now.at.saturating_sub(oldest.at).max(1) as f64 / 1e3;
+        let seconds = rate_seconds(oldest.at, now.at);
         let requests = now.requests().saturating_sub(oldest.requests());
         let errors = now.errors().saturating_sub(oldest.errors());
         let latency = now.latency.since(&oldest.latency);
@@ -184,7 +185,7 @@ impl ServerStats {
         let history = points
             .windows(2)
             .map(|pair| {
-                let seconds = pair[1].at.saturating_sub(pair[0].at).max(1) as f64 / 1e3;
+                let seconds = rate_seconds(pair[0].at, pair[1].at);
                 pair[1].requests().saturating_sub(pair[0].requests()) as f64 / seconds
             })
             .collect();
@@ -220,6 +221,12 @@ impl ServerStats {
             message,
         });
     }
+}
+
+/// The seconds to divide a count by, from `from` to `to` ([`now_ms`]): at least one, so that
+/// the first requests after a start are not extrapolated to thousands per second.
+fn rate_seconds(from: u64, to: u64) -> f64 {
+    (to.saturating_sub(from).max(1_000)) as f64 / 1e3
 }
 
 #[cfg(test)]
