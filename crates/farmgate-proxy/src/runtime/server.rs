@@ -17,8 +17,7 @@ use crate::inbound::{self, Shared};
 use crate::outbound::Chain;
 
 use super::reload::{ReloadCounts, ReloadError, ReloadFailure};
-use super::scrape::Scrape;
-use super::scrape::unix_now;
+use super::scrape::{Scrape, unix_now};
 use super::status::{self, LastReload, Status};
 use super::upkeep;
 use super::workers::{self, Workers};
