@@ -29,7 +29,9 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-const DASHBOARD: &str = include_str!("dashboard.html");
+/// The dashboard served at `/`: one self-contained page that renders `/status` every 2 s with
+/// its `farmgate.render(status)` function.
+pub const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Serve the admin endpoint on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {

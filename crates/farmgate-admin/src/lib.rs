@@ -12,6 +12,8 @@
 mod http;
 mod metrics;
 
-pub use crate::http::{Admin, serve};
-pub use crate::metrics::{Histogram, Kind, Metrics, RouteMetrics, Sample, Source, StatusClass};
+pub use crate::http::{Admin, DASHBOARD, serve};
+pub use crate::metrics::{
+    Counts, Histogram, Kind, Metrics, RouteMetrics, Sample, Source, StatusClass,
+};
 pub use prometheus_client::metrics::gauge::Gauge;

@@ -49,6 +49,62 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.0.count.load(Ordering::Relaxed)
     }
+
+    /// Every bucket's count now, for windows and quantiles ([`Counts::since`],
+    /// [`Counts::quantile`]).
+    pub fn counts(&self) -> Counts {
+        Counts(std::array::from_fn(|i| {
+            self.0.buckets[i].load(Ordering::Relaxed)
+        }))
+    }
+}
+
+/// A histogram's bucket counts at one moment (not cumulative: each bucket counts the
+/// observations between the bound below it and its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts([u64; BUCKETS.len() + 1]);
+
+impl Counts {
+    /// Observations counted.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The observations made after `earlier` was read (bucket by bucket; a bucket never
+    /// goes down, so a smaller `self` counts as 0).
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(earlier.0[i])
+        }))
+    }
+
+    /// The `q`-quantile (0 < q ≤ 1), interpolated linearly within its bucket as Prometheus'
+    /// `histogram_quantile` does; the largest finite bound when it falls in the last,
+    /// unbounded bucket; `None` without observations.
+    pub fn quantile(&self, q: f64) -> Option<std::time::Duration> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (i, &count) in self.0.iter().enumerate() {
+            if count > 0 && (below + count) as f64 >= rank {
+                let Some(&upper) = BUCKETS.get(i) else {
+                    break;
+                };
+                let lower = if i == 0 { 0.0 } else { BUCKETS[i - 1] };
+                let within = ((rank - below as f64) / count as f64).clamp(0.0, 1.0);
+                return Some(std::time::Duration::from_secs_f64(
+                    lower + (upper - lower) * within,
+                ));
+            }
+            below += count;
+        }
+        BUCKETS
+            .last()
+            .map(|&b| std::time::Duration::from_secs_f64(b))
+    }
 }
 
 impl TypedMetric for Histogram {
@@ -388,6 +444,7 @@ impl Collector for Scraped {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::time::Duration;
 
@@ -406,6 +463,35 @@ mod tests {
                 });
             }
         }
+    }
+
+    #[test]
+    fn quantiles_come_from_the_buckets_of_a_window() {
+        let h = Histogram::default();
+        assert_eq!(h.counts().quantile(0.5), None, "nothing observed");
+        for _ in 0..90 {
+            h.observe(Duration::from_micros(800)); // (0.5 ms, 1 ms]
+        }
+        let before = h.counts();
+        for _ in 0..98 {
+            h.observe(Duration::from_millis(3)); // (2.5 ms, 5 ms]
+        }
+        h.observe(Duration::from_millis(40)); // (25 ms, 50 ms]
+        h.observe(Duration::from_secs(60)); // beyond the last bound
+        let window = h.counts().since(&before);
+        assert_eq!(window.total(), 100);
+        let ms = |q| window.quantile(q).unwrap().as_secs_f64() * 1e3;
+        // The 50th of 98 observations in (2.5, 5]: 2.5 + 2.5 * 50/98.
+        assert!(
+            (ms(0.5) - (2.5 + 2.5 * 50.0 / 98.0)).abs() < 1e-6,
+            "{}",
+            ms(0.5)
+        );
+        // The 99th observation is the one in (25, 50]: its bucket's upper bound.
+        assert!((ms(0.99) - 50.0).abs() < 1e-6, "{}", ms(0.99));
+        // The last one is beyond every bound: the largest bound stands for it.
+        assert!((ms(1.0) - 10_000.0).abs() < 1e-6, "{}", ms(1.0));
+        assert_eq!(h.counts().total(), 190);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Building one reads every file the configuration names and builds every TLS configuration,
 //! verifier, route table and upstream pool, off the workers; nothing in it changes after that
 //! but counters and health. What must outlive a generation is either handed to the build
-//! ([`Lasting`]: ACME certificates, gate counters) or carried over by [`Generation::inherit`]
+//! ([`Lasting`]: ACME certificates, gate and server counters) or carried over by [`Generation::inherit`]
 //! (server health). See docs/architecture.md.
 
 mod certificate;
@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::error::{BuildError, LoadError};
-use crate::outbound::{UpstreamRt, now_ms};
+use crate::outbound::{ServerStats, UpstreamRt, now_ms};
 
 pub(crate) use certificate::{InUse, Role};
 pub(crate) use listener::ListenerRt;
@@ -38,22 +38,29 @@ pub struct ServerState {
 }
 
 /// State that outlives generations: every generation a server builds gets the same one, so a
-/// reload keeps the ACME certificates (nothing is ordered again) and a gate's counters keep
-/// counting (the new verifier counts into the old one's counters). Clones share it.
+/// reload keeps the ACME certificates (nothing is ordered again), a gate's counters keep
+/// counting (the new verifier counts into the old one's counters) and so do each server's
+/// traffic counters. Clones share it.
 #[derive(Debug, Clone)]
 pub struct Lasting {
     acme: Acme,
     /// Each gate listener's verifier counters, by listener name.
     gate_stats: Arc<Mutex<BTreeMap<String, Arc<GateStats>>>>,
+    /// Each server's traffic counters, by upstream name and server address.
+    server_stats: Arc<Mutex<BTreeMap<ServerKey, Arc<ServerStats>>>>,
     /// Generations built with this state and not yet dropped.
     alive: Arc<watch::Sender<usize>>,
 }
+
+/// A server by its upstream's name and its address.
+type ServerKey = (String, String);
 
 impl Default for Lasting {
     fn default() -> Self {
         Lasting {
             acme: Acme::new(),
             gate_stats: Arc::default(),
+            server_stats: Arc::default(),
             alive: Arc::new(watch::channel(0).0),
         }
     }
@@ -80,6 +87,24 @@ impl Lasting {
     fn gate_stats(&self, name: &str) -> Arc<GateStats> {
         let mut stats = self.gate_stats.lock();
         stats.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// The traffic counters of server `address` of upstream `upstream`, the same for every
+    /// generation.
+    fn server_stats(&self, upstream: &str, address: &str) -> Arc<ServerStats> {
+        let mut stats = self.server_stats.lock();
+        let key = (upstream.to_owned(), address.to_owned());
+        stats.entry(key).or_default().clone()
+    }
+
+    /// Forget the counters of servers `config` no longer has (generations still serving them
+    /// keep theirs until they end).
+    fn keep_server_stats(&self, config: &Config) {
+        self.server_stats.lock().retain(|(upstream, address), _| {
+            config.upstreams.iter().any(|u| {
+                u.name == *upstream && u.servers.iter().any(|s| s.address.to_string() == *address)
+            })
+        });
     }
 }
 
@@ -135,8 +160,9 @@ impl Generation {
         let upstreams = config
             .upstreams
             .iter()
-            .map(UpstreamRt::build)
+            .map(|u| UpstreamRt::build(u, &|address| lasting.server_stats(&u.name, address)))
             .collect::<Result<Vec<_>, _>>()?;
+        lasting.keep_server_stats(&config);
         let warnings = farmgate_doctor::advice::warnings(&config, time::OffsetDateTime::now_utc());
         lasting.alive.send_modify(|n| *n += 1);
         Ok(Generation {

@@ -15,10 +15,11 @@ mod watch;
 mod workers;
 
 pub use reload::{ReloadCounts, ReloadError, ReloadFailure};
-pub use server::{Drained, Server};
+pub use server::{Drained, ReloadObserver, Server};
 pub use status::{
-    AcmeStatus, CertificateStatus, ClientAuthStatus, ListenerRole, ListenerStatus, Reloads,
-    ServerStatus, Status, UpstreamStatus, UpstreamTlsStatus,
+    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, FactStatus, FailureStatus,
+    LastReload, ListenerRole, ListenerStatus, RefusalCount, RefusedStatus, Reloads, ServerHealth,
+    ServerStatus, Status, TrafficStatus, UpstreamStatus, UpstreamTlsStatus, WarningStatus,
 };
 pub use watch::watch;
 pub use workers::Workers;

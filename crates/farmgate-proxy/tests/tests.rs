@@ -20,6 +20,7 @@ mod keepalive;
 mod migration;
 mod reload;
 mod revocation;
+mod status;
 mod streaming;
 mod timeouts;
 mod websocket;

@@ -12,7 +12,9 @@
 //!   extended-key-usage policy and revocation as parameters, then the profile checks, then the
 //!   allow-list; [`ServerVerifier`] is the edge's verifier of backends, with the same profile
 //!   checks. It counts what
-//!   it decides in [`GateStats`]; [`crl`] loads and checks its revocation lists.
+//!   it decides in [`GateStats`], with the last few refused clients (their address comes from
+//!   the listener running the handshake in [`handshake_from`]); [`crl`] loads and checks its
+//!   revocation lists.
 //! - [`ServerTls`] is a listener's rustls `ServerConfig` with an SNI certificate store that can be
 //!   swapped while running ([`CertStore`]; the ACME client swaps its certificates there, and
 //!   answers tls-alpn-01 validations through [`AlpnChallenges`]); [`upstream_client_config`] is
@@ -33,6 +35,7 @@ mod path;
 pub mod probe;
 pub mod profile;
 mod server;
+mod source;
 mod stats;
 mod trust;
 mod verifier;
@@ -45,7 +48,8 @@ use rustls::crypto::CryptoProvider;
 pub use client::{ServerVerifier, server_verifier, upstream_client_config};
 pub use error::{TlsError, TlsErrorKind};
 pub use server::{ACME_TLS_ALPN, AlpnChallenges, CertStore, ServerTls, SniCerts};
-pub use stats::{GateStats, GateStatsSnapshot};
+pub use source::{FromSource, handshake_from};
+pub use stats::{GateStats, GateStatsSnapshot, RECENT_REFUSALS, RefusedClient};
 pub use trust::{AnchorSource, AnchorWarning, TrustStore};
 pub use verifier::{Accepted, ClientVerifier, Refusal, RefusalReason};
 

@@ -1,12 +1,21 @@
 //! What a gate's verifier decided, counted: refusals by reason, and the acceptances that needed
-//! WebPKI compatibility mode, by the allow entry that admitted them. Plain atomics and a small
-//! map behind a mutex; the metrics registry reads them, the handshake path only adds.
+//! WebPKI compatibility mode, by the allow entry that admitted them; and the last few refused
+//! clients. Plain atomics, and a small map and a small ring behind mutexes (taken only for
+//! compatibility-mode acceptances and refusals); the metrics registry and `/status` read them,
+//! the handshake path only adds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use farmgate_identity::PeerIdentity;
 
 use crate::RefusalReason;
+
+/// How many refused clients a [`GateStats`] remembers (the most recent ones).
+pub const RECENT_REFUSALS: usize = 16;
 
 /// Counters of one gate's client-certificate verifier. Shared by every handshake on the
 /// listener; read with [`GateStats::snapshot`].
@@ -17,6 +26,23 @@ pub struct GateStats {
     /// Keyed by the allow entry (`dns:NAME`, `spki-sha256:PIN`), so the number of keys is bounded
     /// by the configuration, not by what clients present.
     relaxed: Mutex<BTreeMap<String, u64>>,
+    /// The last [`RECENT_REFUSALS`] refused clients, oldest first.
+    recent: Mutex<VecDeque<RefusedClient>>,
+}
+
+/// A client a gate refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefusedClient {
+    /// When.
+    pub at: SystemTime,
+    /// Which rule it failed.
+    pub reason: RefusalReason,
+    /// Who its certificate says it is, when it presented one that could be read.
+    pub identity: Option<PeerIdentity>,
+    /// Where it connected from, when the handshake ran inside
+    /// [`handshake_from`](crate::handshake_from).
+    pub source: Option<SocketAddr>,
 }
 
 /// The counters of a [`GateStats`] at one moment.
@@ -47,6 +73,34 @@ impl GateStats {
     /// Count one refused client certificate.
     pub fn record_refused(&self, reason: RefusalReason) {
         self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one refused client and remember it among the [`RECENT_REFUSALS`] most recent:
+    /// its certificate's identity (if it had a readable one) and its address (if known).
+    pub fn record_refusal(
+        &self,
+        reason: RefusalReason,
+        identity: Option<&PeerIdentity>,
+        source: Option<SocketAddr>,
+    ) {
+        self.record_refused(reason);
+        let refused = RefusedClient {
+            at: SystemTime::now(),
+            reason,
+            identity: identity.cloned(),
+            source,
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_REFUSALS {
+            recent.pop_front();
+        }
+        recent.push_back(refused);
+    }
+
+    /// The most recent refused clients, oldest first.
+    pub fn recent_refusals(&self) -> Vec<RefusedClient> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().cloned().collect()
     }
 
     /// Client certificates accepted so far.
@@ -110,6 +164,24 @@ mod tests {
         assert_eq!(
             snapshot.relaxed,
             vec![("dns:edge.example.com".to_owned(), 2)]
+        );
+    }
+
+    #[test]
+    fn remembers_the_most_recent_refused_clients() {
+        let stats = GateStats::default();
+        let source: SocketAddr = ([192, 0, 2, 1], 5000).into();
+        stats.record_refusal(RefusalReason::NoCertificate, None, Some(source));
+        for _ in 0..RECENT_REFUSALS {
+            stats.record_refusal(RefusalReason::UnknownCa, None, None);
+        }
+        let recent = stats.recent_refusals();
+        assert_eq!(recent.len(), RECENT_REFUSALS);
+        assert!(recent.iter().all(|r| r.reason == RefusalReason::UnknownCa));
+        assert_eq!(stats.refused(RefusalReason::NoCertificate), 1);
+        assert_eq!(
+            stats.refused(RefusalReason::UnknownCa),
+            RECENT_REFUSALS as u64
         );
     }
 }

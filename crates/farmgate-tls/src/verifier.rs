@@ -462,7 +462,11 @@ impl ClientCertVerifier for ClientVerifier {
                 Ok(ClientCertVerified::assertion())
             }
             Err(refusal) => {
-                self.stats.record_refused(refusal.reason);
+                self.stats.record_refusal(
+                    refusal.reason,
+                    refusal.identity.as_ref(),
+                    crate::source::current(),
+                );
                 match &refusal.identity {
                     Some(id) => tracing::warn!(
                         listener = %self.listener,

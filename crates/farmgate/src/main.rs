@@ -24,8 +24,10 @@ mod check;
 mod demo;
 mod inspect;
 mod logging;
+mod manual;
 mod probe;
 mod run;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +71,17 @@ enum Command {
     Inspect(inspect::Args),
     /// Try a (m)TLS handshake with a server and explain the outcome.
     Probe(probe::Args),
+    /// Print a shell completion script, e.g. `farmgate completions bash >
+    /// /etc/bash_completion.d/farmgate`.
+    Completions {
+        /// The shell: bash, zsh or fish (elvish and powershell work too).
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (farmgate.1 and one per subcommand) into a directory.
+    Man {
+        /// Where to write them; created if missing.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +93,8 @@ fn main() -> ExitCode {
         Command::Ca(args) => ca::ca(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Probe(args) => probe::probe(&args),
+        Command::Completions { shell } => manual::completions::<Cli>(shell),
+        Command::Man { dir } => manual::man::<Cli>(&dir),
     };
     match result {
         Ok(code) => code,

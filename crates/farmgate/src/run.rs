@@ -8,6 +8,8 @@ use anyhow::Context;
 use farmgate_proxy::{Drained, Generation, Server, Workers};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::systemd::Systemd;
+
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let generation = Generation::load(config)?;
     crate::logging::init(generation.config().log.format);
@@ -43,6 +45,8 @@ async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> 
         server.clone(),
         path.to_path_buf(),
     ));
+    // Every listener and the admin endpoint are bound.
+    Systemd::ready(&server);
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -53,6 +57,7 @@ async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> 
             _ = interrupt.recv() => break,
         }
     }
+    Systemd::stopping();
     // The grace period of the configuration in force now, not the one we started with.
     let grace = server.generation().config().server.shutdown_grace;
     tracing::info!(

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::cli::Running;
 
 /// The address a listener reports when it starts (text or JSON log lines).
-fn listening(process: &mut Running, listener: &str) -> SocketAddr {
+pub fn listening(process: &mut Running, listener: &str) -> SocketAddr {
     let text_form = format!("listener={listener}");
     let json_form = format!("\"listener\":\"{listener}\"");
     loop {
@@ -29,6 +29,9 @@ fn listening(process: &mut Running, listener: &str) -> SocketAddr {
     }
 }
 
+/// `[admin]` on a free loopback port, for [`gate_process_with`].
+pub const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"";
+
 /// A gate process in front of `origin`.
 fn gate_process(
     pki: &TestPki,
@@ -36,11 +39,24 @@ fn gate_process(
     backend: &CertFiles,
     origin: SocketAddr,
 ) -> (Running, SocketAddr) {
+    gate_process_with(pki, name, backend, origin, "")
+}
+
+/// A gate process in front of `origin`, with `top` (e.g. [`ADMIN`]) at the top of its
+/// configuration, allowing `dns:edge.farm.test`.
+pub fn gate_process_with(
+    pki: &TestPki,
+    name: &str,
+    backend: &CertFiles,
+    origin: SocketAddr,
+    top: &str,
+) -> (Running, SocketAddr) {
     let path = pki.dir().join(format!("{name}.toml"));
     std::fs::write(
         &path,
         format!(
             r#"
+{top}
 [[listener]]
 name = "gate"
 listen = "127.0.0.1:0"
@@ -61,8 +77,9 @@ servers = ["{origin}"]
     (process, addr)
 }
 
-/// An edge process with an admin endpoint and JSON access logs in front of `gates`.
-fn edge_process(
+/// An edge process with an admin endpoint and JSON access logs in front of `gates`, with
+/// `extra` in its `[upstream.farm]` table.
+pub fn edge_process(
     pki: &TestPki,
     gates: &[SocketAddr],
     extra: &str,
@@ -142,7 +159,7 @@ impl OneGate {
 }
 
 /// GET `path` from a plain-HTTP endpoint: (status line, body).
-async fn plain_get(addr: SocketAddr, path: &str) -> (String, String) {
+pub async fn plain_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
@@ -156,7 +173,19 @@ async fn plain_get(addr: SocketAddr, path: &str) -> (String, String) {
     )
 }
 
-fn browser(pki: &TestPki) -> TlsClient {
+/// One handshake with `gate` per entry of `clients`: with that client certificate, or none.
+pub async fn probe_gate(pki: &TestPki, gate: SocketAddr, clients: &[Option<&CertFiles>]) {
+    let client = TlsClient::new(&pki.ca_file(), "backend.farm.test");
+    for cert in clients {
+        let client = match cert {
+            Some(cert) => client.clone().with_client_cert(cert),
+            None => client.clone(),
+        };
+        let _ = client.probe(gate).await;
+    }
+}
+
+pub fn browser(pki: &TestPki) -> TlsClient {
     TlsClient::new(&pki.ca_file(), "www.farm.test")
 }
 
@@ -240,30 +269,13 @@ async fn gate_metrics_count_refusals_by_reason() {
     let pki = TestPki::new();
     let origin = Origin::start("app").await;
     let backend = pki.server("backend.farm.test");
-    let path = pki.dir().join("gate.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\n[[listener]]\nname = \"gate\"\nlisten = \"127.0.0.1:0\"\ntls = {{ certificate = {:?}, private_key = {:?}, client_auth = {{ trust = [{:?}], allow = [\"dns:edge.farm.test\"] }} }}\n[[listener.route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"{}\"]\n",
-            backend.cert, backend.key, pki.ca_file(), origin.addr
-        ),
-    )
-    .unwrap();
-    let mut process = Running::spawn(&["run", "-c", path.to_str().unwrap()]);
-    let gate = listening(&mut process, "gate");
+    let (mut process, gate) = gate_process_with(&pki, "gate", &backend, origin.addr, ADMIN);
     let admin = listening(&mut process, "admin");
-    let client = TlsClient::new(&pki.ca_file(), "backend.farm.test");
-    let _ = client.probe(gate).await;
-    let _ = client
-        .clone()
-        .with_client_cert(&pki.client("intruder.farm.test"))
-        .probe(gate)
-        .await;
-    let _ = client
-        .clone()
-        .with_client_cert(&pki.client("edge.farm.test"))
-        .probe(gate)
-        .await;
+    let (intruder, edge) = (
+        pki.client("intruder.farm.test"),
+        pki.client("edge.farm.test"),
+    );
+    probe_gate(&pki, gate, &[None, Some(&intruder), Some(&edge)]).await;
     let (_, metrics) = plain_get(admin, "/metrics").await;
     for expected in [
         r#"farmgate_client_cert_refusals_total{listener="gate",reason="no_certificate"} 1"#,

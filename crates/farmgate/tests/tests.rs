@@ -7,9 +7,11 @@ mod ca;
 mod check;
 mod demo;
 mod inspect;
+mod manual;
 mod operations;
 mod probe;
 mod run;
+mod systemd;
 mod warnings;
 
 #[cfg(feature = "interop")]
@@ -20,6 +22,10 @@ mod interop_acme;
 mod interop_ca;
 #[cfg(feature = "interop")]
 mod interop_compat;
+#[cfg(feature = "interop")]
+mod interop_dashboard;
+#[cfg(feature = "interop")]
+mod interop_package;
 #[cfg(feature = "interop")]
 mod interop_websocket;
 #[cfg(feature = "interop")]

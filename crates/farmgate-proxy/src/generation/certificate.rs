@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use farmgate_identity::CertificateSummary;
+use farmgate_identity::{CertificateSummary, KeyPurpose};
+use rustls_pki_types::CertificateDer;
 
 use crate::outbound::UpstreamRt;
 
@@ -26,6 +27,14 @@ impl Role {
             Role::Upstream => "upstream",
         }
     }
+
+    /// The extended key usage the role needs.
+    pub(crate) fn purpose(self) -> KeyPurpose {
+        match self {
+            Role::Listener => KeyPurpose::ServerAuth,
+            Role::Upstream => KeyPurpose::ClientAuth,
+        }
+    }
 }
 
 /// A certificate in use.
@@ -34,7 +43,12 @@ pub(crate) struct InUse {
     pub(crate) role: Role,
     /// The listener or upstream name.
     pub(crate) owner: Arc<str>,
+    /// The leaf.
     pub(crate) summary: CertificateSummary,
+    /// Whether every certificate of its chain permits the role's [`Role::purpose`]: no EKU
+    /// extension, or one that lists it or anyExtendedKeyUsage (the rule `farmgate inspect`
+    /// applies).
+    pub(crate) permits: bool,
 }
 
 /// Every leaf certificate the listeners serve right now (ACME ones included, as renewed) and
@@ -44,23 +58,29 @@ pub(crate) fn in_use(listeners: &[Arc<ListenerRt>], upstreams: &[UpstreamRt]) ->
     for listener in listeners {
         let Some(tls) = &listener.tls else { continue };
         for key in tls.store().current().all() {
-            if let Some(leaf) = key.cert.first() {
-                certs.extend(parse(Role::Listener, &listener.name, leaf.as_ref()));
-            }
+            certs.extend(parse(Role::Listener, &listener.name, &key.cert));
         }
     }
     for upstream in upstreams {
-        if let Some(leaf) = &upstream.client_leaf {
-            certs.extend(parse(Role::Upstream, &upstream.name, leaf));
-        }
+        certs.extend(parse(
+            Role::Upstream,
+            &upstream.name,
+            &upstream.client_chain,
+        ));
     }
     certs
 }
 
-fn parse(role: Role, owner: &Arc<str>, der: &[u8]) -> Option<InUse> {
+/// The leaf of `chain` (leaf first), read for reports; `None` if it is empty or unreadable.
+fn parse(role: Role, owner: &Arc<str>, chain: &[CertificateDer<'_>]) -> Option<InUse> {
+    let summary = CertificateSummary::from_der(chain.first()?.as_ref()).ok()?;
+    let permits = chain.iter().all(|der| {
+        CertificateSummary::from_der(der.as_ref()).is_ok_and(|c| c.permits(role.purpose()))
+    });
     Some(InUse {
         role,
         owner: owner.clone(),
-        summary: CertificateSummary::from_der(der).ok()?,
+        summary,
+        permits,
     })
 }

@@ -139,12 +139,16 @@ async fn accept(
         let info = ConnInfo::new(shared, view, peer, None, None);
         return Some(Accepted::Plain(tcp, info));
     };
-    let handshake = TlsAcceptor::from(tls.config()).accept(tcp).into_fallible();
+    // The gate's verifier records the address of a client it refuses.
+    let handshake = farmgate_tls::handshake_from(
+        peer,
+        TlsAcceptor::from(tls.config()).accept(tcp).into_fallible(),
+    );
     let limit = listener.config.timeouts.handshake;
     let stream = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err((e, tcp))) => {
-            handshake_failed(listener, &e);
+            handshake_failed(listener, peer, &e);
             linger(tcp).await;
             return None;
         }
@@ -183,7 +187,7 @@ async fn accept(
     Some(Accepted::Tls(Box::new(stream), info, chain))
 }
 
-fn handshake_failed(listener: &ListenerRt, e: &std::io::Error) {
+fn handshake_failed(listener: &ListenerRt, peer: SocketAddr, e: &std::io::Error) {
     let tls = farmgate_tls::explain::find_tls_error(e);
     match tls {
         // Refusals of a presented certificate were logged by the verifier, with its details.
@@ -196,7 +200,7 @@ fn handshake_failed(listener: &ListenerRt, e: &std::io::Error) {
             if let Some(verifier) = listener.tls.as_ref().and_then(|t| t.verifier()) {
                 verifier
                     .stats()
-                    .record_refused(RefusalReason::NoCertificate);
+                    .record_refusal(RefusalReason::NoCertificate, None, Some(peer));
             }
         }
         Some(other) => tracing::debug!("TLS handshake failed: {other}"),

@@ -22,6 +22,7 @@ use super::multiplex::Multiplex;
 use super::pool::Pool;
 use super::retry::{MAX_ATTEMPTS, RetryBudget};
 use super::send::{self, SendError};
+use super::stats::ServerStats;
 
 /// One server of an upstream.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub(crate) struct ServerRt {
     /// The connections to this server.
     conns: Conns,
     pub(crate) health: Arc<Health>,
+    /// Requests, errors and response times; the same for every generation (see `stats`).
+    pub(crate) stats: Arc<ServerStats>,
 }
 
 /// A server's connections, by the upstream's `protocol`.
@@ -54,8 +57,9 @@ pub(crate) struct UpstreamRt {
     retry_budget: RetryBudget,
     /// Resolved on first use: the registry lives in the server, not in the generation.
     response_seconds: OnceLock<Histogram>,
-    /// The client certificate presented to the servers (leaf, DER), for expiry reports.
-    pub(crate) client_leaf: Option<Vec<u8>>,
+    /// The client certificate chain presented to the servers (leaf first), for `/status`
+    /// and expiry metrics.
+    pub(crate) client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// A request ready to go upstream: its head, and its body unless it can be replayed.
@@ -66,7 +70,11 @@ pub(crate) struct Outgoing {
 }
 
 impl UpstreamRt {
-    pub(crate) fn build(config: &Upstream) -> Result<UpstreamRt, BuildError> {
+    /// Build `config`'s upstream; `stats` gives each server's counters by its address.
+    pub(crate) fn build(
+        config: &Upstream,
+        stats: &dyn Fn(&str) -> Arc<ServerStats>,
+    ) -> Result<UpstreamRt, BuildError> {
         // ALPN offers only the protocol the upstream speaks: HTTP/1.1 carries the client's Host
         // header unchanged; `h2` is refused by a server that cannot speak it.
         let alpn: &[&[u8]] = match config.protocol {
@@ -113,17 +121,15 @@ impl UpstreamRt {
                 };
                 ServerRt {
                     conns,
+                    stats: stats(&address),
                     address,
                     health: Arc::new(Health::default()),
                 }
             })
             .collect();
-        let client_leaf = match config.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
-            Some(pair) => farmgate_tls::load::certificates(&pair.certificate)?
-                .into_iter()
-                .next()
-                .map(|c| c.as_ref().to_vec()),
-            None => None,
+        let client_chain = match config.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
+            Some(pair) => farmgate_tls::load::certificates(&pair.certificate)?,
+            None => Vec::new(),
         };
         let (policy, hash_key) = match &config.balance {
             Balance::RoundRobin => (Policy::RoundRobin, None),
@@ -147,7 +153,7 @@ impl UpstreamRt {
             config: config.clone(),
             retry_budget: RetryBudget::default(),
             response_seconds: OnceLock::new(),
-            client_leaf,
+            client_chain,
         })
     }
 
@@ -282,6 +288,9 @@ impl UpstreamRt {
         let started = Instant::now();
         let sent = self.send(server, req, kept).await;
         let elapsed = started.elapsed();
+        server
+            .stats
+            .record(sent.as_ref().map(Response::status), elapsed);
         match &sent {
             Ok(response) => {
                 let failed = response.status().is_server_error();

@@ -176,8 +176,22 @@ fn upstream_samples(generation: &Generation, out: &mut Vec<Sample>) {
                 "farmgate_server_in_flight",
                 "Requests on the server now",
                 Kind::Gauge,
-                labels,
+                labels.clone(),
                 upstream.in_flight(i) as f64,
+            ));
+            out.push(sample(
+                "farmgate_server_requests_total",
+                "Requests sent to the server: responses and failed attempts",
+                Kind::Counter,
+                labels.clone(),
+                server.stats.requests() as f64,
+            ));
+            out.push(sample(
+                "farmgate_server_errors_total",
+                "Attempts on the server that failed or were answered 5xx",
+                Kind::Counter,
+                labels,
+                server.stats.errors() as f64,
             ));
         }
     }

@@ -1,5 +1,6 @@
 //! The running proxy: bound listeners, the current generation, reloads and graceful shutdown.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use crate::outbound::Chain;
 
 use super::reload::{ReloadCounts, ReloadError, ReloadFailure};
 use super::scrape::Scrape;
-use super::status::{self, Status};
+use super::status::unix_now;
+use super::status::{self, LastReload, Status};
 use super::upkeep;
 use super::workers::{self, Workers};
 
@@ -43,9 +45,24 @@ pub struct Server {
     loops: TaskTracker,
     reloading: tokio::sync::Mutex<()>,
     reloads: watch::Sender<ReloadCounts>,
+    /// How the most recent reload ended, for `/status`.
+    last_reload: Mutex<Option<LastReload>>,
+    /// Told when a reload from a file starts and ends (see [`ReloadObserver`]).
+    observer: Mutex<Option<Arc<dyn ReloadObserver>>>,
     /// Bumped whenever an active health check moves a server up or down.
     health_changed: Arc<watch::Sender<u64>>,
     workers: Workers,
+}
+
+/// Told when a reload from a file ([`Server::reload_from`]: SIGHUP, a changed file) starts and
+/// when it ends, whatever the outcome: how the binary tells systemd (`RELOADING=1`, then
+/// `READY=1`). Called on the task that reloads, so keep it short.
+pub trait ReloadObserver: Send + Sync + fmt::Debug {
+    /// A reload begins: the configuration is about to be read.
+    fn reloading(&self);
+    /// It ended: whether the new configuration serves, or why the running one stays (as
+    /// `/status` shows it: `reloads.last`).
+    fn reloaded(&self, outcome: &LastReload);
 }
 
 /// How a shutdown ended.
@@ -80,11 +97,14 @@ impl Server {
             loops: TaskTracker::new(),
             reloading: tokio::sync::Mutex::new(()),
             reloads: watch::channel(ReloadCounts::default()).0,
+            last_reload: Mutex::new(None),
+            observer: Mutex::new(None),
             health_changed: Arc::new(watch::channel(0).0),
             workers,
         };
         server.spawn_loops(sockets);
         server.start_upkeep(&server.generation());
+        upkeep::spawn_sampler(&server.shared);
         Ok(server)
     }
 
@@ -134,6 +154,10 @@ impl Server {
     /// Build the configuration at `path` and switch to it; on failure keep the running
     /// generation. Either way the outcome is logged and counted.
     pub async fn reload_from(&self, path: &Path) -> Result<(), ReloadFailure> {
+        let observer = self.observer.lock().clone();
+        if let Some(observer) = &observer {
+            observer.reloading();
+        }
         let owned = path.to_path_buf();
         // ACME certificates and gate counters carry over (see `Lasting`).
         let lasting = self.lasting.clone();
@@ -153,8 +177,17 @@ impl Server {
                 Chain(e)
             ),
         }
-        self.count_reload(result.is_ok());
+        let outcome = self.count_reload(&result);
+        if let Some(observer) = &observer {
+            observer.reloaded(&outcome);
+        }
         result
+    }
+
+    /// Tell `observer` when each reload from a file starts and ends (replacing any observer
+    /// set before).
+    pub fn observe_reloads(&self, observer: Arc<dyn ReloadObserver>) {
+        *self.observer.lock() = Some(observer);
     }
 
     /// Serve new connections with `generation` from now on, in this order: bind the listeners
@@ -214,15 +247,23 @@ impl Server {
     /// warnings.
     pub fn status(&self) -> Status {
         let bound: Vec<(String, SocketAddr)> = self.local_addrs();
-        status::build(
-            &self.generation(),
-            &bound,
-            self.open_connections(),
-            *self.reloads.borrow(),
-        )
+        let cx = status::Context {
+            bound: &bound,
+            open_connections: self.open_connections(),
+            reloads: *self.reloads.borrow(),
+            last_reload: self.last_reload.lock().clone(),
+        };
+        status::build(&self.generation(), cx)
     }
 
-    fn count_reload(&self, succeeded: bool) {
+    fn count_reload(&self, result: &Result<(), ReloadFailure>) -> LastReload {
+        let succeeded = result.is_ok();
+        let outcome = LastReload {
+            at: unix_now(),
+            succeeded,
+            error: result.as_ref().err().map(|e| Chain(e).to_string()),
+        };
+        *self.last_reload.lock() = Some(outcome.clone());
         self.shared.metrics.reload(succeeded);
         self.reloads.send_modify(|c| {
             if succeeded {
@@ -231,6 +272,7 @@ impl Server {
                 c.failed += 1;
             }
         });
+        outcome
     }
 
     /// Changes whenever an active health check moves a server up or down.

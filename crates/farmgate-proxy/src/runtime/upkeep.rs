@@ -1,5 +1,6 @@
 //! The background work a generation needs while it serves: active health checks, and the
-//! sweep of surplus idle backend connections.
+//! sweep of surplus idle backend connections; and, for the whole server, the sampling of each
+//! server's traffic counters into its last-minute window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::generation::Generation;
 use crate::inbound::Shared;
-use crate::outbound::{Body, Chain, ServerRt, UpstreamFailure, UpstreamRt};
+use crate::outbound::{Body, Chain, SAMPLE_EVERY, ServerRt, UpstreamFailure, UpstreamRt};
 
 /// How often surplus idle backend connections are swept (HAProxy's `pool-purge-delay` default).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -73,6 +74,9 @@ pub(crate) fn spawn_checks(
                     let upstream = &generation.upstreams[u];
                     let server = &upstream.servers[s];
                     let verdict = check(upstream, server, &config).await;
+                    if let Err(why) = &verdict {
+                        server.stats.failed_check(Chain(why).to_string());
+                    }
                     if server
                         .health
                         .checked(verdict.is_ok(), config.rise, config.fall)
@@ -142,24 +146,51 @@ async fn check(
 /// pools), or until the server stops.
 pub(crate) fn spawn_sweeper(shared: &Shared, generation: &Arc<Generation>) {
     let generation = Arc::downgrade(generation);
+    every(shared, SWEEP_EVERY, move || {
+        let Some(generation) = generation.upgrade() else {
+            return false;
+        };
+        let closed = generation.sweep_idle();
+        if closed > 0 {
+            tracing::debug!(
+                "closed {closed} idle backend connections no request needed for {SWEEP_EVERY:?}"
+            );
+        }
+        true
+    });
+}
+
+/// Every [`SAMPLE_EVERY`], keep each server's counters (`outbound::stats`) for the
+/// last-minute figures of `/status`, until the server stops. One task for the whole server:
+/// the counters outlive generations, and those of the current one are sampled.
+pub(crate) fn spawn_sampler(shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    every(shared, SAMPLE_EVERY, move || {
+        let Some(shared) = weak.upgrade() else {
+            return false;
+        };
+        let generation = shared.generation();
+        for server in generation.upstreams.iter().flat_map(|u| &u.servers) {
+            server.stats.sample();
+        }
+        true
+    });
+}
+
+/// Run `work` every `period`, the first time one period from now, until the server stops or
+/// `work` returns false. A late tick delays the next ones instead of bunching them.
+fn every(shared: &Shared, period: Duration, mut work: impl FnMut() -> bool + Send + 'static) {
     let mut stopping = shared.stopping.subscribe();
     tokio::spawn(async move {
-        let every = SWEEP_EVERY;
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = stopping.changed() => return,
             }
-            let Some(generation) = generation.upgrade() else {
+            if !work() {
                 return;
-            };
-            let closed = generation.sweep_idle();
-            if closed > 0 {
-                tracing::debug!(
-                    "closed {closed} idle backend connections no request needed for {every:?}"
-                );
             }
         }
     });
