@@ -16,4 +16,5 @@ pub use crate::http::{Admin, DASHBOARD, serve};
 pub use crate::metrics::{
     Counts, Histogram, Kind, Metrics, RouteMetrics, Sample, Source, StatusClass,
 };
+pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::gauge::Gauge;

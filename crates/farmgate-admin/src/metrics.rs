@@ -242,6 +242,10 @@ pub struct Metrics {
     retries: Family<Labels, Counter>,
     open_connections: Family<Labels, Gauge>,
     tunnels_open: Family<Labels, Gauge>,
+    limited: Family<Labels, Counter>,
+    queued: Family<Labels, Gauge>,
+    queue_seconds: Family<Labels, Histogram>,
+    queue_timeouts: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
     source: Arc<OnceLock<Arc<dyn Source>>>,
 }
@@ -263,6 +267,10 @@ impl Metrics {
         let retries = Family::<Labels, Counter>::default();
         let open_connections = Family::<Labels, Gauge>::default();
         let tunnels_open = Family::<Labels, Gauge>::default();
+        let limited = Family::<Labels, Counter>::default();
+        let queued = Family::<Labels, Gauge>::default();
+        let queue_seconds = Family::<Labels, Histogram>::default();
+        let queue_timeouts = Family::<Labels, Counter>::default();
         let reloads = Family::<Labels, Counter>::default();
         registry.register(
             "farmgate_requests",
@@ -300,6 +308,26 @@ impl Metrics {
             tunnels_open.clone(),
         );
         registry.register(
+            "farmgate_limited",
+            "Connections and requests a listener's limits refused, by listener and limit",
+            limited.clone(),
+        );
+        registry.register(
+            "farmgate_upstream_queue",
+            "Requests waiting now for a server below max_connections_per_server, by upstream",
+            queued.clone(),
+        );
+        registry.register(
+            "farmgate_upstream_queue_seconds",
+            "Time requests waited for a server below max_connections_per_server, by upstream",
+            queue_seconds.clone(),
+        );
+        registry.register(
+            "farmgate_upstream_queue_timeouts",
+            "Requests answered 503 after waiting queue_timeout for a server, by upstream",
+            queue_timeouts.clone(),
+        );
+        registry.register(
             "farmgate_reloads",
             "Configuration reloads, by result",
             reloads.clone(),
@@ -315,6 +343,10 @@ impl Metrics {
             retries,
             open_connections,
             tunnels_open,
+            limited,
+            queued,
+            queue_seconds,
+            queue_timeouts,
             reloads,
             source,
         }
@@ -382,6 +414,26 @@ impl Metrics {
         self.tunnels_open
             .get_or_create(&vec![("upstream", upstream.to_owned())])
             .clone()
+    }
+
+    /// The counter of refusals by `limit` on `listener` (`farmgate_limited_total`).
+    pub fn limited(&self, listener: &str, limit: &str) -> Counter {
+        self.limited
+            .get_or_create(&vec![
+                ("listener", listener.to_owned()),
+                ("limit", limit.to_owned()),
+            ])
+            .clone()
+    }
+
+    /// The handles of `upstream`'s queue: waiting now, time waited, timeouts.
+    pub fn queue(&self, upstream: &str) -> (Gauge, Histogram, Counter) {
+        let labels = vec![("upstream", upstream.to_owned())];
+        (
+            self.queued.get_or_create(&labels).clone(),
+            self.queue_seconds.get_or_create(&labels).clone(),
+            self.queue_timeouts.get_or_create(&labels).clone(),
+        )
     }
 
     /// Count a reload.

@@ -25,7 +25,8 @@ use crate::raw::{RawConfig, S};
 use crate::spelling::Spelled;
 use crate::{
     Admin, CertKey, Config, ConfigError, ConfigErrors, Empty, FileRef, Form, Incomplete, Listener,
-    Location, Log, Problem, Server, Trust, UpstreamId, parse_duration,
+    Location, Log, OutOfRange, Problem, Rule, Server, Trust, UpstreamId, parse_duration,
+    parse_size,
 };
 
 pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
@@ -114,8 +115,18 @@ impl Builder<'_> {
 
         let admin = raw.admin.as_ref().and_then(|a| {
             let listen = self.socket_addr(&a.get_ref().listen, "admin.listen")?;
+            let token_file = a
+                .get_ref()
+                .token_file
+                .as_ref()
+                .map(|f| self.file(f, "admin.token_file"));
+            if token_file.is_none() && !listen.ip().is_loopback() {
+                let problem = Problem::Rule(Rule::AdminTokenRequired);
+                self.problem(a.get_ref().listen.span(), "admin.listen", problem);
+            }
             Some(Admin {
                 listen,
+                token_file,
                 at: self.at(a.span(), "admin"),
             })
         });
@@ -175,6 +186,32 @@ impl Builder<'_> {
         FileRef {
             path: self.src.resolve(value.get_ref()),
             at: self.at(value.span(), key),
+        }
+    }
+
+    /// A size in bytes (`"64KiB"`, `"10MiB"`, `"1GiB"`, `"0"`).
+    fn size(&mut self, value: &S<String>, key: &str) -> Option<u64> {
+        let size = parse_size(value.get_ref());
+        if size.is_none() {
+            self.malformed(value, key, Form::Size);
+        }
+        size
+    }
+
+    /// A whole number from 1 to `max`.
+    fn count(&mut self, value: &S<i64>, key: &str, max: u32) -> Option<u32> {
+        let found = *value.get_ref();
+        match u32::try_from(found) {
+            Ok(n) if (1..=max).contains(&n) => Some(n),
+            _ => {
+                let problem = OutOfRange::Count {
+                    key: key.rsplit('.').next().unwrap_or(key).to_owned(),
+                    found,
+                    max,
+                };
+                self.problem(value.span(), key, Problem::OutOfRange(problem));
+                None
+            }
         }
     }
 

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use farmgate_identity::AllowRuleError;
 
 use crate::{
-    Address, Challenge, Expected, HashKey, LETS_ENCRYPT, Location, MAX_ACME_DOMAINS, MAX_WEIGHT,
-    MAX_WORKERS,
+    Address, Challenge, Expected, HashKey, LETS_ENCRYPT, Location, MAX_ACME_DOMAINS,
+    MAX_REQUEST_HEADER, MAX_WEIGHT, MAX_WORKERS, MIN_REQUEST_HEADER,
 };
 
 /// One problem in a configuration file.
@@ -138,6 +138,8 @@ pub enum Form {
     Profile,
     /// `hash_key`.
     HashKey,
+    /// A size (`max_request_body`, `max_request_header`).
+    Size,
 }
 
 impl fmt::Display for Form {
@@ -172,6 +174,9 @@ impl fmt::Display for Form {
                  key for the CA's default",
             ),
             Form::HashKey => write!(f, "a hash key; expected {}", HashKey::expected()),
+            Form::Size => f.write_str(
+                "a size; write e.g. \"64KiB\", \"10MiB\", \"1GiB\" or a number of bytes",
+            ),
         }
     }
 }
@@ -275,6 +280,25 @@ pub enum OutOfRange {
         /// `rise` or `fall`.
         key: &'static str,
     },
+    /// A count (connections, requests) outside its range.
+    #[error("{key} must be a whole number from 1 to {max}, not {found}")]
+    Count {
+        /// The key's last part.
+        key: String,
+        /// The value as written.
+        found: i64,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// `max_request_header` below what a request line needs, or above what is sane.
+    #[error(
+        "max_request_header must be from {MIN_REQUEST_HEADER} bytes (8KiB) to \
+         {MAX_REQUEST_HEADER} bytes (1MiB), not {found}"
+    )]
+    RequestHeader {
+        /// The value, in bytes.
+        found: u64,
+    },
     /// More ACME `domains` than one certificate carries.
     #[error(
         "{count} names are more than the {MAX_ACME_DOMAINS} a public CA puts on one \
@@ -337,6 +361,17 @@ pub enum Rule {
          ACME (acme), never both; remove one of them"
     )]
     FilesAndAcme,
+    /// An admin endpoint off loopback without a token.
+    #[error(
+        "an admin endpoint that listens beyond loopback must require a token: add token_file \
+         = \"admin.token\" (a file holding the bearer token), or listen on 127.0.0.1"
+    )]
+    AdminTokenRequired,
+    /// `requests_per_client` without `rate` or `per`.
+    #[error(
+        "requests_per_client needs rate and per, e.g. {{ rate = 100, per = \"1s\", burst = 200 }}"
+    )]
+    RateIncomplete,
     /// tls-alpn-01 on a gate.
     #[error(
         "tls-alpn-01 cannot be answered by a listener with client_auth: the CA's validation \

@@ -47,13 +47,14 @@ use std::time::Duration;
 pub use acme::{
     Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, LETS_ENCRYPT, MAX_ACME_DOMAINS,
 };
-pub use duration::parse_duration;
+pub use duration::{parse_duration, parse_size};
 pub use error::{
     ConfigError, ConfigErrors, Duplicate, Empty, Form, Incomplete, OutOfRange, Problem, Rule,
 };
 pub use listener::{
-    CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerCerts, ListenerTimeouts,
-    ListenerTls, Route, SniCert,
+    CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerCerts, ListenerLimits,
+    ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER, MIN_REQUEST_HEADER, RateLimit, Route,
+    SniCert,
 };
 pub use location::Location;
 pub use net::{Address, IpRange};
@@ -140,6 +141,9 @@ impl Config {
 pub struct Admin {
     /// Where it listens.
     pub listen: SocketAddr,
+    /// The bearer token that guards everything but `/healthz` (required when `listen` is not
+    /// a loopback address).
+    pub token_file: Option<FileRef>,
     /// Where it is defined.
     pub at: Location,
 }

@@ -24,6 +24,8 @@ pub struct Listener {
     pub routes: Vec<Route>,
     /// Client-side timeouts.
     pub timeouts: ListenerTimeouts,
+    /// What the listener takes from its clients.
+    pub limits: ListenerLimits,
     /// Where the listener is defined.
     pub at: Location,
 }
@@ -51,6 +53,10 @@ pub struct ListenerTimeouts {
     /// How long a client may take to send a complete request header, counted from when the
     /// connection is ready for the next request (so it also bounds HTTP/1.1 keep-alive idling).
     pub request_header: Duration,
+    /// From the end of a request's header to the last byte of its body; over: 408.
+    pub request_body: Duration,
+    /// A connection that accepts no response byte for this long is closed.
+    pub send: Duration,
     /// A connection that moves no byte for this long is closed (after its in-flight requests).
     pub idle: Duration,
 }
@@ -60,9 +66,54 @@ impl Default for ListenerTimeouts {
         ListenerTimeouts {
             handshake: Duration::from_secs(10),
             request_header: Duration::from_secs(30),
+            request_body: Duration::from_secs(60),
+            send: Duration::from_secs(60),
             idle: Duration::from_secs(60),
         }
     }
+}
+
+/// The smallest `max_request_header`: hyper's read buffer floor.
+pub const MIN_REQUEST_HEADER: u64 = 8 * 1024;
+/// The largest `max_request_header`.
+pub const MAX_REQUEST_HEADER: u64 = 1024 * 1024;
+
+/// What one listener takes from its clients (`[listener.limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Open connections on the listener; beyond it, no more are accepted until some close.
+    pub max_connections: u32,
+    /// Open connections from one client address (IPv6: one /64); beyond it, closed before TLS.
+    pub max_connections_per_client: u32,
+    /// Requests (HTTP/2 streams included) one client may make; `None`: unlimited.
+    pub requests_per_client: Option<RateLimit>,
+    /// The largest request body, in bytes; `None`: unlimited. Over: 413.
+    pub max_request_body: Option<u64>,
+    /// The largest request head (request line and headers), in bytes. Over: 431.
+    pub max_request_header: u64,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_connections: 10_000,
+            max_connections_per_client: 256,
+            requests_per_client: None,
+            max_request_body: None,
+            max_request_header: 64 * 1024,
+        }
+    }
+}
+
+/// A request rate: `rate` requests per `per`, with room for a burst of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per `per`.
+    pub rate: u32,
+    /// The period `rate` is counted over.
+    pub per: Duration,
+    /// Requests allowed at once, above the steady rate.
+    pub burst: u32,
 }
 
 /// A certificate chain and its private key, as files.

@@ -27,6 +27,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: S<String>,
+    pub token_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,8 +61,27 @@ pub(crate) struct RawListener {
     pub tls: Option<S<RawListenerTls>>,
     pub redirect_https: Option<S<bool>>,
     pub timeouts: Option<S<RawListenerTimeouts>>,
+    pub limits: Option<S<RawListenerLimits>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerLimits {
+    pub max_connections: Option<S<i64>>,
+    pub max_connections_per_client: Option<S<i64>>,
+    pub requests_per_client: Option<S<RawRate>>,
+    pub max_request_body: Option<S<String>>,
+    pub max_request_header: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate {
+    pub rate: Option<S<i64>>,
+    pub per: Option<S<String>>,
+    pub burst: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +89,8 @@ pub(crate) struct RawListener {
 pub(crate) struct RawListenerTimeouts {
     pub handshake: Option<S<String>>,
     pub request_header: Option<S<String>>,
+    pub request_body: Option<S<String>>,
+    pub send: Option<S<String>>,
     pub idle: Option<S<String>>,
 }
 
@@ -126,6 +148,8 @@ pub(crate) struct RawUpstream {
     pub balance: Option<S<String>>,
     pub protocol: Option<S<String>>,
     pub hash_key: Option<S<String>>,
+    pub max_connections_per_server: Option<S<i64>>,
+    pub queue_timeout: Option<S<String>>,
     pub health: Option<S<RawHealth>>,
     pub timeouts: Option<S<RawTimeouts>>,
     pub tls: Option<S<RawUpstreamTls>>,

@@ -36,6 +36,11 @@ pub struct Upstream {
     pub balance: Balance,
     /// The HTTP version spoken to the servers.
     pub protocol: Protocol,
+    /// The most requests in flight on one server (HTTP/1.1 connections, or HTTP/2 streams);
+    /// `None`: unlimited. Requests beyond it wait, first come first served.
+    pub max_connections_per_server: Option<u32>,
+    /// How long a request waits for a server below `max_connections_per_server`; over: 503.
+    pub queue_timeout: Duration,
     /// Active health checks; `None` disables them.
     pub health: Option<Health>,
     /// Connection and response timeouts.

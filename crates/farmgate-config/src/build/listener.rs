@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Builder;
-use crate::raw::{RawListener, RawListenerTls, RawRoute, S};
+use crate::raw::{RawListener, RawListenerLimits, RawListenerTls, RawRate, RawRoute, S};
 use crate::{
     Challenge, ConfigError, Duplicate, Empty, Form, HostPattern, Listener, ListenerCerts,
-    ListenerTimeouts, ListenerTls, Problem, Route, Rule, SniCert, UpstreamId,
+    ListenerLimits, ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER, MIN_REQUEST_HEADER,
+    OutOfRange, Problem, RateLimit, Route, Rule, SniCert, UpstreamId,
 };
 
 impl Builder<'_> {
@@ -72,9 +73,15 @@ impl Builder<'_> {
                 ListenerTimeouts {
                     handshake: one(&t.handshake, "handshake", d.handshake),
                     request_header: one(&t.request_header, "request_header", d.request_header),
+                    request_body: one(&t.request_body, "request_body", d.request_body),
+                    send: one(&t.send, "send", d.send),
                     idle: one(&t.idle, "idle", d.idle),
                 }
             });
+        let limits = l
+            .limits
+            .as_ref()
+            .map_or_else(ListenerLimits::default, |raw| self.limits(raw.get_ref()));
         let routes: Vec<Route> = l
             .route
             .iter()
@@ -87,8 +94,70 @@ impl Builder<'_> {
             redirect_https,
             routes,
             timeouts,
+            limits,
             at,
         })
+    }
+
+    /// `[listener.limits]`, each key in range or reported.
+    fn limits(&mut self, raw: &RawListenerLimits) -> ListenerLimits {
+        let d = ListenerLimits::default();
+        let key = |k: &str| format!("listener.limits.{k}");
+        let max_connections = raw
+            .max_connections
+            .as_ref()
+            .and_then(|n| self.count(n, &key("max_connections"), 10_000_000))
+            .unwrap_or(d.max_connections);
+        let max_connections_per_client = raw
+            .max_connections_per_client
+            .as_ref()
+            .and_then(|n| self.count(n, &key("max_connections_per_client"), 10_000_000))
+            .unwrap_or(d.max_connections_per_client);
+        let requests_per_client = raw
+            .requests_per_client
+            .as_ref()
+            .and_then(|r| self.rate(r, &key("requests_per_client")));
+        let max_request_body = match &raw.max_request_body {
+            Some(size) => self.size(size, &key("max_request_body")).filter(|&n| n > 0),
+            None => d.max_request_body,
+        };
+        let max_request_header = match &raw.max_request_header {
+            Some(size) => self
+                .size(size, &key("max_request_header"))
+                .and_then(|n| {
+                    if (MIN_REQUEST_HEADER..=MAX_REQUEST_HEADER).contains(&n) {
+                        return Some(n);
+                    }
+                    let problem = Problem::OutOfRange(OutOfRange::RequestHeader { found: n });
+                    self.problem(size.span(), key("max_request_header"), problem);
+                    None
+                })
+                .unwrap_or(d.max_request_header),
+            None => d.max_request_header,
+        };
+        ListenerLimits {
+            max_connections,
+            max_connections_per_client,
+            requests_per_client,
+            max_request_body,
+            max_request_header,
+        }
+    }
+
+    /// `requests_per_client = { rate = N, per = "1s", burst = M }` (burst defaults to rate).
+    fn rate(&mut self, raw: &S<RawRate>, key: &str) -> Option<RateLimit> {
+        let r = raw.get_ref();
+        let (Some(rate), Some(per)) = (&r.rate, &r.per) else {
+            self.problem(raw.span(), key, Problem::Rule(Rule::RateIncomplete));
+            return None;
+        };
+        let rate = self.count(rate, &format!("{key}.rate"), 1_000_000)?;
+        let per = self.duration(per, &format!("{key}.per"))?;
+        let burst = match &r.burst {
+            Some(b) => self.count(b, &format!("{key}.burst"), 1_000_000)?,
+            None => rate,
+        };
+        Some(RateLimit { rate, per, burst })
     }
 
     pub(super) fn unique_listeners(&mut self, listeners: &[Listener]) {

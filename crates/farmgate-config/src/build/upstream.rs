@@ -46,11 +46,29 @@ impl Builder<'_> {
             .tls
             .as_ref()
             .and_then(|t| self.upstream_tls(t, &format!("{prefix}.tls")));
+        let max_connections_per_server = u.max_connections_per_server.as_ref().and_then(|n| {
+            // 0 is written for "unlimited", as the default.
+            if *n.get_ref() == 0 {
+                return None;
+            }
+            self.count(
+                n,
+                &format!("{prefix}.max_connections_per_server"),
+                1_000_000,
+            )
+        });
+        let queue_timeout = u
+            .queue_timeout
+            .as_ref()
+            .and_then(|d| self.duration(d, &format!("{prefix}.queue_timeout")))
+            .unwrap_or(Duration::from_secs(5));
         Upstream {
             name: name.get_ref().clone(),
             servers,
             balance,
             protocol,
+            max_connections_per_server,
+            queue_timeout,
             health,
             timeouts,
             tls,
