@@ -10,6 +10,7 @@ mod accept;
 mod access;
 mod activity;
 mod client;
+mod clients;
 mod conn;
 mod failure;
 mod forward;

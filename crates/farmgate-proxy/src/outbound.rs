@@ -16,7 +16,7 @@ mod send;
 mod stats;
 mod upstream;
 
-pub(crate) use body::Body;
+pub(crate) use body::{Body, BodyError, ClientBody, ClientBodyError};
 pub(crate) use failure::{Chain, UpstreamFailure};
 pub(crate) use health::now_ms;
 pub(crate) use send::set_worker;

@@ -9,7 +9,7 @@ use crate::farm::Farm;
 const SIZE: usize = 100 * 1024 * 1024;
 
 /// A request body of `total` bytes, generated as it is sent.
-fn generated(total: usize) -> farmgate_testkit::client::ClientBody {
+pub(crate) fn generated(total: usize) -> farmgate_testkit::client::ClientBody {
     let chunk = Bytes::from(vec![b'y'; 64 * 1024]);
     let mut left = total;
     let stream = futures_iter(move || {

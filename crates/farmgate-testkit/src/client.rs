@@ -2,7 +2,7 @@
 //! raw handshakes that report exactly how a server refused us.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -64,6 +64,8 @@ pub struct TlsClient {
     identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     http2: bool,
     tls12: bool,
+    /// The local address to connect from (a client of its own on 127.0.0.0/8).
+    source: Option<IpAddr>,
 }
 
 impl TlsClient {
@@ -82,7 +84,27 @@ impl TlsClient {
             identity: None,
             http2: false,
             tls12: false,
+            source: None,
         }
+    }
+
+    /// Connect from `ip` (e.g. `127.0.0.21`): limits count clients by address.
+    pub fn from(mut self, ip: IpAddr) -> TlsClient {
+        self.source = Some(ip);
+        self
+    }
+
+    /// A TCP connection to `addr`, from this client's address if it has one.
+    pub async fn tcp(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let Some(ip) = self.source else {
+            return TcpStream::connect(addr).await;
+        };
+        let socket = match ip {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(ip, 0))?;
+        socket.connect(addr).await
     }
 
     /// Present `files` as client certificate.
@@ -220,7 +242,7 @@ impl TlsClient {
 
     /// Complete a TLS handshake with `addr`.
     pub async fn handshake(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = self.tcp(addr).await?;
         TlsConnector::from(self.config())
             .connect(self.server_name.clone(), tcp)
             .await

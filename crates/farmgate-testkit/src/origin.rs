@@ -12,7 +12,8 @@
 //! - `/keep-alive/N` answers with `Keep-Alive: timeout=N` (and never closes an idle
 //!   connection itself).
 //!
-//! It counts the connections it accepted.
+//! It counts the connections it accepted, and the request bodies it received whole (to the
+//! end, without error) on `/count` and `/digest`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
 
 use std::convert::Infallible;
@@ -39,6 +40,7 @@ pub struct Origin {
     pub name: String,
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    complete_bodies: Arc<AtomicUsize>,
     arrived: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -53,6 +55,8 @@ impl Origin {
         let accepted = connections.clone();
         let arrived = Arc::new(tokio::sync::Notify::new());
         let counter = requests.clone();
+        let complete_bodies = Arc::new(AtomicUsize::new(0));
+        let complete = complete_bodies.clone();
         let notify = arrived.clone();
         let origin_name: Arc<str> = Arc::from(name);
         let task = tokio::spawn(async move {
@@ -64,11 +68,12 @@ impl Origin {
                 let name = origin_name.clone();
                 let counter = counter.clone();
                 let notify = notify.clone();
+                let complete = complete.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         notify.notify_waiters();
-                        answer(req, name.clone())
+                        answer(req, name.clone(), complete.clone())
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), service)
@@ -81,6 +86,7 @@ impl Origin {
             name: name.to_owned(),
             requests,
             connections,
+            complete_bodies,
             arrived,
             task,
         }
@@ -94,6 +100,11 @@ impl Origin {
     /// How many requests it has answered.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many request bodies it read to their end (`/count`, `/digest`).
+    pub fn complete_bodies(&self) -> usize {
+        self.complete_bodies.load(Ordering::SeqCst)
     }
 
     /// Wait until at least `n` requests have arrived.
@@ -126,6 +137,7 @@ type OriginBody = BoxBody<Bytes, Infallible>;
 async fn answer(
     req: Request<Incoming>,
     name: Arc<str>,
+    complete: Arc<AtomicUsize>,
 ) -> Result<Response<OriginBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let body: OriginBody = if let Some(n) = path.strip_prefix("/bytes/") {
@@ -135,6 +147,7 @@ async fn answer(
         let mut body = req.into_body();
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut count: u64 = 0;
+        let mut whole = true;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => {
@@ -143,8 +156,14 @@ async fn answer(
                         digest.update(data);
                     }
                 }
-                Err(_) => break,
+                Err(_) => {
+                    whole = false;
+                    break;
+                }
             }
+        }
+        if whole {
+            complete.fetch_add(1, Ordering::SeqCst);
         }
         full(format!("{count} {}\n", hex(digest.finish().as_ref())))
     } else if let Some(n) = path.strip_prefix("/pattern/") {
@@ -154,11 +173,18 @@ async fn answer(
     } else if path == "/count" {
         let mut body = req.into_body();
         let mut count: u64 = 0;
+        let mut whole = true;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => count += frame.data_ref().map_or(0, |d| d.len() as u64),
-                Err(_) => break,
+                Err(_) => {
+                    whole = false;
+                    break;
+                }
             }
+        }
+        if whole {
+            complete.fetch_add(1, Ordering::SeqCst);
         }
         full(format!("{count}\n"))
     } else {

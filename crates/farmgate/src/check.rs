@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use farmgate_acme::{CertificateState, DirectoryCheck};
-use farmgate_config::{Config, EkuPolicy, ListenerCerts, Trust};
+use farmgate_config::{Config, EkuPolicy, Listener, ListenerCerts, Trust};
 use farmgate_identity::PeerIdentity;
 use farmgate_proxy::{Generation, LoadError};
 
@@ -249,6 +249,7 @@ fn summary(path: &Path, generation: &Generation) -> String {
             }
         }
         let _ = writeln!(out, "; {} route(s)", l.routes.len());
+        let _ = writeln!(out, "    {}", limits(l));
     }
     for u in &config.upstreams {
         let _ = write!(
@@ -258,6 +259,16 @@ fn summary(path: &Path, generation: &Generation) -> String {
             u.servers.len(),
             u.balance
         );
+        match u.max_connections_per_server {
+            Some(n) => {
+                let _ = write!(
+                    out,
+                    ", at most {n} request(s) in flight per server (then queued up to {:?})",
+                    u.queue_timeout
+                );
+            }
+            None => out.push_str(", no cap on requests in flight per server"),
+        }
         match &u.tls {
             None => out.push_str(", plain HTTP"),
             Some(tls) => {
@@ -274,6 +285,43 @@ fn summary(path: &Path, generation: &Generation) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The limits and timeouts a listener enforces, defaults included.
+fn limits(l: &Listener) -> String {
+    let (limits, t) = (&l.limits, &l.timeouts);
+    let rate = limits.requests_per_client.map_or_else(
+        || "unlimited".to_owned(),
+        |r| format!("{} per {:?} (burst {})", r.rate, r.per, r.burst),
+    );
+    let body = limits
+        .max_request_body
+        .map_or_else(|| "unlimited".to_owned(), size);
+    format!(
+        "limits: {} connections, {} per client, requests per client {rate}, request body {body}, \
+         request header {}; timeouts: handshake {:?}, request header {:?}, request body {:?}, \
+         send {:?}, idle {:?}",
+        limits.max_connections,
+        limits.max_connections_per_client,
+        size(limits.max_request_header),
+        t.handshake,
+        t.request_header,
+        t.request_body,
+        t.send,
+        t.idle,
+    )
+}
+
+/// A size as configurations write it: `64KiB`, `10MiB`, or bytes.
+fn size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit))
+        .map_or_else(
+            || bytes.to_string(),
+            |(unit, name)| format!("{}{name}", bytes / unit),
+        )
 }
 
 fn trust(trust: &[Trust]) -> String {

@@ -13,6 +13,7 @@ use crate::systemd::Systemd;
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let generation = Generation::load(config)?;
     crate::logging::init(generation.config().log.format);
+    raise_fd_limit(generation.config());
     // What `farmgate check` would warn about, said once at start-up too.
     for warning in generation.warnings() {
         tracing::warn!("{}: {}", warning.at, warning.message);
@@ -23,6 +24,26 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(serve(config, generation))
+}
+
+/// Raise the soft open-files limit to the hard one: every connection holds a descriptor, and
+/// the usual soft limit (1024) is far below what `max_connections` allows. Past the limit,
+/// accepting fails until connections close (logged once a second, not fatal).
+fn raise_fd_limit(config: &farmgate_config::Config) {
+    let wanted: u64 = config
+        .listeners
+        .iter()
+        .map(|l| u64::from(l.limits.max_connections))
+        .sum();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            "open files limited to {limit}, fewer than the {wanted} connections the listeners' \
+             max_connections allow: past it, new connections wait until some close; raise \
+             LimitNOFILE= (systemd) or ulimit -n, or lower max_connections"
+        ),
+        Ok(limit) => tracing::debug!("open files limited to {limit}"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
 }
 
 async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> {

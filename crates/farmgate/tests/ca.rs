@@ -314,13 +314,6 @@ servers = ["{origin}"]
     path
 }
 
-/// The address listener `name` reported in its "listening on" line.
-fn listening(process: &mut Running, name: &str) -> std::net::SocketAddr {
-    let line = process.wait_for(&format!("listener={name}"));
-    let addr = line.split("listening on ").nth(1).unwrap();
-    addr.split_whitespace().next().unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn farmgate_issued_client_certificate_gets_through_a_farmgate_gate() {
     let tmp = tempfile::tempdir().unwrap();
@@ -341,7 +334,7 @@ async fn farmgate_issued_client_certificate_gets_through_a_farmgate_gate() {
     for allow in ["dns:edge.farm.test", pin.as_str()] {
         let config = farm_config(&dir, origin.addr, allow);
         let mut process = Running::spawn(&["run", "-c", config.to_str().unwrap()]);
-        let edge_addr = listening(&mut process, "public");
+        let edge_addr = process.listening("public");
         let response = browser.get(edge_addr, "/through-the-gate").await;
         assert_eq!(response.status, 200, "allow {allow}: {}", response.body);
         let (_, headers) = parse_echo(&response.body);
@@ -355,7 +348,7 @@ async fn farmgate_issued_client_certificate_gets_through_a_farmgate_gate() {
     // The same gate refuses the edge when its identity is not on the allow-list.
     let config = farm_config(&dir, origin.addr, "dns:other.farm.test");
     let mut process = Running::spawn(&["run", "-c", config.to_str().unwrap()]);
-    let edge_addr = listening(&mut process, "public");
+    let edge_addr = process.listening("public");
     let refused = browser.get(edge_addr, "/").await;
     assert_eq!(refused.status, 502, "{}", refused.body);
 }

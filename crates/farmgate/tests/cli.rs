@@ -85,6 +85,20 @@ impl Running {
         }
     }
 
+    /// The address listener `name` reported in its "listening on" line.
+    pub fn listening(&mut self, name: &str) -> std::net::SocketAddr {
+        let line = self.wait_for(&format!("listener={name}"));
+        let addr = line.split("listening on ").nth(1).unwrap();
+        addr.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Take the lines printed so far into `seen`, without waiting for more.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -7,6 +7,7 @@ mod ca;
 mod check;
 mod demo;
 mod inspect;
+mod limits;
 mod manual;
 mod operations;
 mod probe;

@@ -16,6 +16,16 @@ use crate::error::BuildError;
 
 use super::route;
 
+/// Streams one HTTP/2 client may have open at once (nginx's default too); more are refused
+/// with RST_STREAM.
+const H2_MAX_STREAMS: u32 = 128;
+/// Streams an HTTP/2 client may reset before we take them; one more ends the connection with
+/// GOAWAY ENHANCE_YOUR_CALM (h2's default, stated so it stays ours).
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams we may have to reset for an HTTP/2 client's errors before GOAWAY
+/// ENHANCE_YOUR_CALM (h2's default).
+const H2_MAX_ERROR_RESETS: usize = 1024;
+
 /// A listener's run-time state within one generation.
 #[derive(Debug)]
 pub(crate) struct ListenerRt {
@@ -63,14 +73,27 @@ impl ListenerRt {
             None => (None, None),
         };
         let mut http = auto::Builder::new(TokioExecutor::new());
+        // The request head: hyper answers 431 past max_request_header (its read buffer, which
+        // the head must fit in) and closes a connection whose head is not complete within
+        // timeouts.request_header, however it trickles in.
+        let max_header = usize::try_from(config.limits.max_request_header).unwrap_or(usize::MAX);
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.timeouts.request_header)
+            .max_buf_size(max_header)
             .max_headers(100);
-        // RFC 8441: HTTP/2 clients may open WebSockets (extended CONNECT).
+        // HTTP/2 abuse ends the connection with GOAWAY (docs/operations.md, "Under attack").
         http.http2()
             .timer(TokioTimer::new())
-            .enable_connect_protocol();
+            // RFC 8441: HTTP/2 clients may open WebSockets (extended CONNECT).
+            .enable_connect_protocol()
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            // The header block, HPACK-decoded; h2 also bounds its CONTINUATION frames by it.
+            .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+            // Rapid reset (CVE-2023-44487): streams reset before we took them.
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            // Streams we had to reset for the client's protocol errors.
+            .max_local_error_reset_streams(H2_MAX_ERROR_RESETS);
         let route_labels = config
             .routes
             .iter()
@@ -141,6 +164,8 @@ fn setup_digest(config: &Listener, tls: Option<&ServerTls>) -> u64 {
     let mut digest = DefaultHasher::new();
     let timeouts = &config.timeouts;
     (timeouts.handshake, timeouts.request_header, timeouts.idle).hash(&mut digest);
+    timeouts.send.hash(&mut digest);
+    config.limits.max_request_header.hash(&mut digest);
     config.is_gate().hash(&mut digest);
     match (tls, config.tls.as_ref().and_then(|t| t.acme())) {
         (None, _) => 0u8.hash(&mut digest),

@@ -16,12 +16,11 @@ use tracing::Instrument;
 use crate::generation::ListenerRt;
 use crate::outbound::Chain;
 
+use super::activity::linger;
 use super::client::{ClientHeaders, ConnInfo, TlsInfo, View};
+use super::clients::Counted;
 use super::conn::{self, Signals};
 use super::shared::Shared;
-
-/// How long a refused client may keep sending before we close its connection.
-const LINGER: Duration = Duration::from_secs(2);
 
 /// Accept connections on `socket` until this listener is stopped (`stop`) or the server shuts
 /// down (`stopping`, subscribed before this loop was spawned, so a shutdown that comes before
@@ -43,10 +42,20 @@ pub(crate) async fn accept_loop(
             return;
         }
     };
+    let clients = shared.clients(&name);
     let mut backoff = Duration::from_millis(5);
     loop {
+        // At max_connections, stop accepting: the kernel's backlog holds the next ones until
+        // some close (docs/operations.md, "Under attack").
+        let max = shared
+            .generation()
+            .listener(&name)
+            .map_or(usize::MAX, |l| l.config.limits.max_connections as usize);
         let accepted = tokio::select! {
-            accepted = socket.accept() => accepted,
+            accepted = async {
+                clients.below(max).await;
+                socket.accept().await
+            } => accepted,
             _ = stop.changed() => break,
             _ = stopping.changed() => break,
         };
@@ -56,9 +65,20 @@ pub(crate) async fn accept_loop(
                 pair
             }
             Err(e) => {
-                // Out of file descriptors and the like: say so, back off, keep the listener.
-                tracing::error!(listener = %name, "accept failed: {e}");
-                tokio::time::sleep(backoff).await;
+                // Out of file descriptors and the like: say so once a second at most, and
+                // try again when a connection closes (freeing one) or after a backoff.
+                if clients.log_accept_failure() {
+                    tracing::error!(
+                        listener = %name,
+                        open = clients.open(),
+                        "accept failed: {e}; retrying as connections close (docs/troubleshooting.md)"
+                    );
+                }
+                tokio::select! {
+                    () = clients.closed_or(backoff) => {}
+                    _ = stop.changed() => break,
+                    _ = stopping.changed() => break,
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
@@ -72,9 +92,15 @@ pub(crate) async fn accept_loop(
         let Some(view) = View::of(version, generation, &name) else {
             continue;
         };
+        // One client may not hold more than its share: refused before TLS costs anything.
+        let per_client = view.listener.config.limits.max_connections_per_client;
+        let Some(counted) = clients.admit(peer.ip(), per_client) else {
+            drop(tcp);
+            continue;
+        };
         let shared_ = shared.clone();
         shared.connections.spawn(async move {
-            serve(tcp, peer, view, shared_, signals).await;
+            serve(tcp, peer, view, shared_, signals, counted).await;
         });
     }
     // The socket closes before the loop's task ends: once shutdown returns, nothing listens.
@@ -100,11 +126,12 @@ async fn serve(
     view: View,
     shared: Arc<Shared>,
     signals: Signals,
+    counted: Counted,
 ) {
     // What the connection is set up with stays with it; its requests follow reloads.
     let setup = view.listener.clone();
     let span = tracing::info_span!("conn", listener = %setup.name, peer = %peer);
-    let accepted = accept(tcp, peer, view, &setup, shared)
+    let accepted = accept(tcp, peer, view, &setup, shared, counted)
         .instrument(span.clone())
         .await;
     match accepted {
@@ -125,6 +152,7 @@ async fn accept(
     view: View,
     listener: &ListenerRt,
     shared: Arc<Shared>,
+    counted: Counted,
 ) -> Option<Accepted> {
     let sources = listener.config.sources();
     if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
@@ -136,7 +164,7 @@ async fn accept(
     #[cfg(not(target_os = "linux"))]
     let _ = tcp.set_nodelay(true);
     let Some(tls) = &listener.tls else {
-        let info = ConnInfo::new(shared, view, peer, None, None);
+        let info = ConnInfo::new(shared, view, peer, counted, None, None);
         return Some(Accepted::Plain(tcp, info));
     };
     // The gate's verifier records the address of a client it refuses.
@@ -183,7 +211,7 @@ async fn accept(
         })
     });
     let tls_info = Arc::new(TlsInfo::of(stream.get_ref().1));
-    let info = ConnInfo::new(shared, view, peer, client, Some(tls_info));
+    let info = ConnInfo::new(shared, view, peer, counted, client, Some(tls_info));
     Some(Accepted::Tls(Box::new(stream), info, chain))
 }
 
@@ -206,17 +234,4 @@ fn handshake_failed(listener: &ListenerRt, peer: SocketAddr, e: &std::io::Error)
         Some(other) => tracing::debug!("TLS handshake failed: {other}"),
         None => tracing::debug!("TLS handshake failed: {e}"),
     }
-}
-
-/// After a refused handshake, close our side but keep reading for a moment, so the client
-/// reads our alert instead of a connection reset (a TLS 1.3 client is already sending its
-/// request when a gate refuses its certificate; closing with unread data would reset).
-async fn linger(mut tcp: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = tcp.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
-        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::Method;
 use http_body::{Frame, SizeHint};
 
-use crate::outbound::Body;
+use crate::outbound::{Body, BodyError};
 
 use super::client::TlsInfo;
 
@@ -111,12 +111,12 @@ impl Drop for Logged {
 
 impl http_body::Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let logged = match self.get_mut() {
             ResponseBody::Plain(body) => return Pin::new(body).poll_frame(cx),
             ResponseBody::Logged(logged) => logged,

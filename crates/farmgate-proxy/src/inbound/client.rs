@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 
 use crate::generation::{Generation, ListenerRt};
 
+use super::activity::Meter;
+use super::clients::Counted;
 use super::shared::Shared;
 
 /// The configuration a request is served with: the generation current when it started, and
@@ -50,6 +52,11 @@ pub(crate) struct ConnInfo {
     /// Woken when a closing HTTP/2 connection has answered a request: its watcher sends GOAWAY.
     pub(crate) finish: Arc<Notify>,
     pub(crate) peer: SocketAddr,
+    /// The connection, counted against the listener's limits until the last holder of this
+    /// (the connection, or the WebSocket tunnel it became) ends.
+    pub(crate) counted: Counted,
+    /// What moves on the connection (its timers read it).
+    pub(crate) meter: Arc<Meter>,
     /// The peer's address as a header value, formatted once per connection.
     pub(crate) peer_ip: HeaderValue,
     /// On a gate, the verified client certificate's identity as headers, or why they could
@@ -65,6 +72,7 @@ impl ConnInfo {
         shared: Arc<Shared>,
         view: View,
         peer: SocketAddr,
+        counted: Counted,
         client: Option<Result<ClientHeaders, Arc<HeadersError>>>,
         tls: Option<Arc<TlsInfo>>,
     ) -> ConnInfo {
@@ -78,6 +86,8 @@ impl ConnInfo {
             served: AtomicBool::new(false),
             finish: Arc::new(Notify::new()),
             peer,
+            counted,
+            meter: Arc::default(),
             peer_ip,
             client,
             tls,

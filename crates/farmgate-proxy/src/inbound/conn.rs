@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -11,11 +10,13 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::generation::ListenerRt;
 
-use super::activity::Activity;
+use super::activity::{Activity, Meter};
 use super::client::ConnInfo;
+use super::clients::Limit;
 use super::forward;
 use super::on_wake::OnWake;
 
@@ -42,11 +43,10 @@ pub(crate) async fn serve_http<S>(
 {
     let open = setup.open_gauge(&info.shared.metrics);
     open.inc();
-    let idle_limit = setup.config.timeouts.idle;
-    let header_limit = setup.config.timeouts.request_header;
+    let timeouts = setup.config.timeouts;
     let info = Arc::new(info);
-    let activity = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(Activity::new(stream, activity.clone()));
+    let meter = info.meter.clone();
+    let io = TokioIo::new(Activity::new(stream, meter.clone()));
     let h2 = info.tls.as_ref().is_some_and(|t| t.alpn == "h2");
     let watcher = Watcher {
         info: &info,
@@ -54,8 +54,9 @@ pub(crate) async fn serve_http<S>(
         h2,
         chain: &chain,
         span,
-        activity: &activity,
-        idle_limit,
+        meter: &meter,
+        idle_limit: timeouts.idle,
+        send_limit: timeouts.send,
     };
     // An HTTP/2 stream's future is moved several times while hyper spawns its task, and ours
     // holds the whole upstream exchange (some 4 KiB): boxed, each move is a pointer's. An
@@ -72,20 +73,21 @@ pub(crate) async fn serve_http<S>(
         watcher.run(conn, |c| c.graceful_shutdown(), signals).await
     };
     open.dec();
-    if let Err(e) = result {
-        let timed_out = e
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_timeout);
-        let _in = span.enter();
-        if timed_out {
-            // Debug, not info: every idle HTTP/1.1 keep-alive connection ends this way.
-            tracing::debug!(
-                "closed: no complete request header within {:?} (listener timeouts.request_header)",
-                header_limit
-            );
-        } else {
-            tracing::debug!("connection ended with an error: {e}");
-        }
+    let Err(e) = result else { return };
+    let hyper_error = e.downcast_ref::<hyper::Error>();
+    let _in = span.enter();
+    if hyper_error.is_some_and(hyper::Error::is_timeout) {
+        // Debug, not info: every idle HTTP/1.1 keep-alive connection ends this way.
+        tracing::debug!(
+            "closed: no complete request header within {:?} (listener timeouts.request_header)",
+            timeouts.request_header
+        );
+    } else if hyper_error.is_some_and(hyper::Error::is_parse_too_large) {
+        // hyper answered 431 before closing.
+        info.counted.clients().refused(Limit::RequestHeader);
+        tracing::debug!("closed: request header over max_request_header (431)");
+    } else {
+        tracing::debug!("connection ended with an error: {e}");
     }
 }
 
@@ -97,14 +99,16 @@ struct Watcher<'a> {
     h2: bool,
     chain: &'a [CertificateDer<'static>],
     span: &'a tracing::Span,
-    activity: &'a AtomicU64,
+    meter: &'a Meter,
     idle_limit: Duration,
+    send_limit: Duration,
 }
 
 impl Watcher<'_> {
     /// Serve `conn` to its end, shutting it down gracefully (`graceful`) when the server
     /// stops, when a reload changed what it was set up with or no longer allows its client,
-    /// or when it has been idle too long.
+    /// or when it has been idle too long; dropping it when its client has taken no response
+    /// byte for `send_limit`.
     async fn run<C, E>(
         &self,
         conn: C,
@@ -120,17 +124,21 @@ impl Watcher<'_> {
             h2,
             chain,
             span,
-            activity,
+            meter,
             idle_limit,
+            send_limit,
         } = *self;
         tokio::pin!(conn);
         let Signals {
             mut stopping,
             reloaded,
         } = signals;
-        let mut idle = tokio::time::interval(idle_limit);
-        idle.reset();
-        let mut last_seen = 0;
+        // One timer for both limits, ticking at half the shorter: each fires between its
+        // limit and one and a half times it.
+        let period = (idle_limit.min(send_limit) / 2).max(Duration::from_millis(50));
+        let mut tick = tokio::time::interval(period);
+        tick.reset();
+        let mut clock = Clock::new(meter);
         // `None` once closing: then only the connection is left to finish.
         let mut events = if *stopping.borrow_and_update() {
             graceful(conn.as_mut());
@@ -139,7 +147,7 @@ impl Watcher<'_> {
             let events = Events {
                 stopping,
                 reloaded,
-                idle,
+                tick,
                 finish: info.finish.clone(),
             };
             Some(OnWake::new(events.next()))
@@ -182,17 +190,24 @@ impl Watcher<'_> {
                             }
                         }
                         Event::Finish => true,
-                        Event::IdleTick => {
-                            let now = activity.load(Ordering::Relaxed);
-                            let idle = now == last_seen;
-                            last_seen = now;
-                            if idle {
+                        Event::Tick => match clock.tick(meter, Instant::now(), idle_limit, send_limit) {
+                            Stalled::No => false,
+                            Stalled::Idle => {
                                 span.in_scope(|| {
                                     tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
                                 });
+                                true
                             }
-                            idle
-                        }
+                            Stalled::NotReading => {
+                                // A client that reads nothing would not read a graceful close
+                                // either: the connection goes at once.
+                                info.counted.clients().refused(Limit::Send);
+                                span.in_scope(|| {
+                                    tracing::debug!("closed: the client took no response byte for {send_limit:?} (listener timeouts.send)");
+                                });
+                                break Ok(());
+                            }
+                        },
                     };
                     events = if close {
                         graceful(conn.as_mut());
@@ -211,7 +226,7 @@ impl Watcher<'_> {
 struct Events {
     stopping: watch::Receiver<bool>,
     reloaded: watch::Receiver<u64>,
-    idle: tokio::time::Interval,
+    tick: tokio::time::Interval,
     finish: Arc<Notify>,
 }
 
@@ -221,7 +236,7 @@ enum Event {
     /// A reload happened.
     Reloaded,
     /// Time to check whether the connection moved any bytes since the last tick.
-    IdleTick,
+    Tick,
     /// A closing HTTP/2 connection answered a request: time for GOAWAY.
     Finish,
 }
@@ -232,10 +247,62 @@ impl Events {
         let event = tokio::select! {
             _ = self.stopping.changed() => Event::Stopping,
             _ = self.reloaded.changed() => Event::Reloaded,
-            _ = self.idle.tick() => Event::IdleTick,
+            _ = self.tick.tick() => Event::Tick,
             _ = self.finish.notified() => Event::Finish,
         };
         (event, self)
+    }
+}
+
+/// When a connection last moved bytes, and last wrote some, as its timer saw them.
+struct Clock {
+    moved: u64,
+    moved_at: Instant,
+    wrote: u64,
+    wrote_at: Instant,
+}
+
+/// Whether a connection is stuck.
+#[derive(Debug, PartialEq, Eq)]
+enum Stalled {
+    No,
+    /// Nothing moved either way for `timeouts.idle`.
+    Idle,
+    /// A response is waiting to be written, and the client took none of it for
+    /// `timeouts.send`.
+    NotReading,
+}
+
+impl Clock {
+    fn new(meter: &Meter) -> Clock {
+        let now = Instant::now();
+        Clock {
+            moved: meter.moved(),
+            moved_at: now,
+            wrote: meter.writes().0,
+            wrote_at: now,
+        }
+    }
+
+    /// What the counters say at `now`.
+    fn tick(&mut self, meter: &Meter, now: Instant, idle: Duration, send: Duration) -> Stalled {
+        let moved = meter.moved();
+        if moved != self.moved {
+            self.moved = moved;
+            self.moved_at = now;
+        }
+        let (wrote, blocked) = meter.writes();
+        if wrote != self.wrote || !blocked {
+            self.wrote = wrote;
+            self.wrote_at = now;
+        }
+        if now.duration_since(self.wrote_at) >= send {
+            Stalled::NotReading
+        } else if now.duration_since(self.moved_at) >= idle {
+            Stalled::Idle
+        } else {
+            Stalled::No
+        }
     }
 }
 
@@ -284,7 +351,8 @@ fn reason_to_close(
     }
     (!listener.sets_up_like(setup)).then(|| {
         Closing::AfterNextResponse(
-            "a reload changed the listener's certificates, TLS settings or timeouts".to_owned(),
+            "a reload changed the listener's certificates, TLS settings, timeouts or header limit"
+                .to_owned(),
         )
     })
 }

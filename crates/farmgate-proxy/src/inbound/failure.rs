@@ -2,6 +2,7 @@
 //! fault decides the status, the log level and what the client is told.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -24,7 +25,14 @@ pub(crate) enum Failure {
     /// No route of the listener takes it.
     #[error("no route for host {host:?} path {path:?}")]
     NoRoute { host: String, path: String },
-    /// The upstream failed.
+    /// The client made more requests than `requests_per_client` allows; it may try again
+    /// after the duration.
+    #[error("refused request: over requests_per_client (retry after {0:?})")]
+    TooManyRequests(Duration),
+    /// Content-Length over `max_request_body`.
+    #[error("refused request: Content-Length over max_request_body ({limit} bytes)")]
+    BodyTooLarge { limit: u64 },
+    /// The upstream failed (or the client's body did, on its way there).
     #[error(transparent)]
     Upstream(#[from] UpstreamFailure),
     /// A gate cannot pass its verified client's identity on to the application.
@@ -49,6 +57,8 @@ impl Failure {
         match self {
             Failure::Strict(_) | Failure::Upgrade(_) | Failure::NoHost => StatusCode::BAD_REQUEST,
             Failure::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Failure::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Failure::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::Upstream(upstream) => upstream.status(),
             Failure::Identity(_) => StatusCode::BAD_GATEWAY,
         }
@@ -60,9 +70,31 @@ impl Failure {
             Failure::Strict(_)
             | Failure::Upgrade(_)
             | Failure::NoHost
-            | Failure::NoRoute { .. } => Fault::Downstream,
+            | Failure::NoRoute { .. }
+            | Failure::TooManyRequests(_)
+            | Failure::BodyTooLarge { .. } => Fault::Downstream,
+            Failure::Upstream(upstream) if !upstream.server_at_fault() => Fault::Downstream,
             Failure::Upstream(_) => Fault::Upstream,
             Failure::Identity(_) => Fault::Internal,
+        }
+    }
+
+    /// How long the client should wait before it asks again (`Retry-After`), if it should.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Failure::TooManyRequests(wait) => Some(*wait),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection must close after the answer: the request could not be read
+    /// safely (400), or its body was not read to its end (413, 408, a failed body).
+    pub(crate) fn closes_connection(&self) -> bool {
+        match self {
+            Failure::Strict(_) | Failure::Upgrade(_) | Failure::NoHost => true,
+            Failure::BodyTooLarge { .. } => true,
+            Failure::Upstream(upstream) => !upstream.server_at_fault(),
+            _ => false,
         }
     }
 }

@@ -12,10 +12,11 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::outbound::{Body, Chain, Outgoing};
+use crate::outbound::{Body, Chain, ClientBody, ClientBodyError, Outgoing};
 
 use super::access::{Record, ResponseBody};
 use super::client::{ConnInfo, View};
+use super::clients::Limit;
 use super::failure::{Failure, Fault};
 use super::headers;
 use super::strict;
@@ -55,7 +56,7 @@ pub(crate) async fn handle(
         bytes_in: access.then(|| Arc::new(AtomicU64::new(0))),
         ..Exchange::default()
     };
-    let result = forward(req, &conn, &view, &mut exchange).await;
+    let result = forward(req, &conn, &view, started, &mut exchange).await;
     let response = match result {
         Ok(response) => response,
         Err(failure) => {
@@ -72,6 +73,10 @@ pub(crate) async fn handle(
                     listener = %view.listener.name, client = %conn.peer, %identity, %method, %path, %upstream, status,
                     "{}", Chain(&failure)
                 ),
+            }
+            if failure.closes_connection() {
+                // The client may still be sending what we will not read.
+                conn.meter.linger_on_close();
             }
             error_response(&failure)
         }
@@ -122,11 +127,27 @@ pub(crate) async fn handle(
 
 async fn forward(
     mut req: Request<Incoming>,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     view: &Arc<View>,
+    started: Instant,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
+    let limits = &view.listener.config.limits;
+    if let Some(rate) = limits.requests_per_client {
+        let counted = &conn.counted;
+        counted
+            .clients()
+            .check_rate(counted.key(), rate)
+            .map_err(Failure::TooManyRequests)?;
+    }
     strict::check(&req).map_err(Failure::Strict)?;
+    if let Some(max) = limits.max_request_body
+        && http_body::Body::size_hint(req.body()).lower() > max
+    {
+        // Content-Length says it all: refused before a byte of it is read or forwarded.
+        conn.counted.clients().refused(Limit::RequestBody);
+        return Err(Failure::BodyTooLarge { limit: max });
+    }
     let version = req.version();
     let opening = match upgrade::asked(&mut req) {
         Asked::Nothing => None,
@@ -170,22 +191,37 @@ async fn forward(
     let sent = opening
         .as_ref()
         .map(|o| o.outgoing(&mut parts, upstream.config.protocol));
-    let body =
-        (opening.is_none() && !http_body::Body::is_end_stream(&body)).then(|| {
-            match &exchange.bytes_in {
-                Some(count) => Body::Counted(body, count.clone()),
-                None => Body::Stream(body),
-            }
-        });
+    let body = (opening.is_none() && !http_body::Body::is_end_stream(&body)).then(|| {
+        let within = view.listener.config.timeouts.request_body;
+        let count = exchange.bytes_in.clone();
+        Body::Client(ClientBody::new(
+            body,
+            limits.max_request_body,
+            started,
+            within,
+            count,
+        ))
+    });
     // The client's address as text was formatted once per connection (`peer_ip`).
     let key = upstream
         .hash_key(&parts, conn.peer_ip.as_bytes())
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
     let started = Instant::now();
-    let (response, server) = upstream
+    let dispatched = upstream
         .dispatch(outgoing, key.as_deref(), &conn.shared.metrics)
-        .await?;
+        .await;
+    let (response, server) = dispatched.map_err(|failure| {
+        let limit = match failure.client_body() {
+            Some(ClientBodyError::TooLarge { .. }) => Some(Limit::RequestBody),
+            Some(ClientBodyError::TooSlow { .. }) => Some(Limit::RequestBodyTime),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            conn.counted.clients().refused(limit);
+        }
+        Failure::from(failure)
+    })?;
     exchange.upstream_time = Some(started.elapsed());
     exchange.server = Some(server.address.clone());
     if let (Some(opening), Some(sent)) = (opening, sent)
@@ -197,6 +233,7 @@ async fn forward(
             idle: upstream.config.timeouts.tunnel_idle,
             open: conn.shared.metrics.tunnels_open(&upstream.name),
             stopping: conn.shared.stopping.subscribe(),
+            conn: conn.clone(),
         };
         conn.shared
             .connections
@@ -275,8 +312,14 @@ fn error_response(failure: &Failure) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if status == StatusCode::BAD_REQUEST {
-        // A request we could not read safely leaves the connection in an unknown state.
+    if let Some(wait) = failure.retry_after() {
+        // Whole seconds, rounded up: a client that waits that long is let through.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    if failure.closes_connection() {
+        // A request we could not read safely, or whose body we did not read to its end,
+        // leaves the connection in an unknown state.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response

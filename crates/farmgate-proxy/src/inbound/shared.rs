@@ -1,14 +1,18 @@
 //! What every connection of one server shares with the others and with the runtime.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use farmgate_admin::Metrics;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::generation::Generation;
+
+use super::clients::Clients;
 
 /// The state connections read; the runtime owns it and changes it (a reload swaps the
 /// generation and bumps `reloaded`; a shutdown sets `stopping`).
@@ -27,6 +31,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// Open client connections; a shutdown waits for them.
     pub(crate) connections: TaskTracker,
+    /// Each listener's clients, by listener name: what they hold against its limits. They
+    /// outlive generations, as listeners' sockets do.
+    clients: Mutex<HashMap<Arc<str>, Arc<Clients>>>,
 }
 
 impl Shared {
@@ -39,6 +46,24 @@ impl Shared {
             stopping: watch::channel(false).0,
             metrics,
             connections: TaskTracker::new(),
+            clients: Mutex::default(),
+        }
+    }
+
+    /// The clients of listener `name`.
+    pub(crate) fn clients(&self, name: &Arc<str>) -> Arc<Clients> {
+        self.clients
+            .lock()
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Clients::new(name, &self.metrics)))
+            .clone()
+    }
+
+    /// Forget what the listeners' rate limits no longer need (see [`Clients::purge`]).
+    pub(crate) fn purge_clients(&self) {
+        let all: Vec<Arc<Clients>> = self.clients.lock().values().cloned().collect();
+        for clients in all {
+            clients.purge();
         }
     }
 

@@ -9,7 +9,6 @@
 //! request is served as an ordinary one), other tokens and `CONNECT` are refused.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -25,8 +24,8 @@ use tokio::sync::watch;
 
 use crate::outbound::Body;
 
-use super::activity::Activity;
-use super::client::View;
+use super::activity::{Activity, Meter};
+use super::client::{ConnInfo, View};
 
 const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
@@ -271,6 +270,8 @@ pub(crate) struct Tunnel {
     pub(crate) open: Gauge,
     /// Turns true when the server begins to shut down.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// The client connection it came from, still counted against the listener's limits.
+    pub(crate) conn: Arc<ConnInfo>,
 }
 
 impl Tunnel {
@@ -285,8 +286,8 @@ impl Tunnel {
             }
         };
         self.open.inc();
-        let moved = Arc::new(AtomicU64::new(0));
-        let mut client = Activity::new(TokioIo::new(client), moved.clone());
+        let meter = Arc::new(Meter::default());
+        let mut client = Activity::new(TokioIo::new(client), meter.clone());
         let mut server = TokioIo::new(server);
         let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
         tokio::pin!(copy);
@@ -309,7 +310,7 @@ impl Tunnel {
                     break;
                 }
                 _ = idle.tick() => {
-                    let now = moved.load(Ordering::Relaxed);
+                    let now = meter.moved();
                     quiet = if now == last { quiet + tick } else { Duration::ZERO };
                     last = now;
                     if quiet >= self.idle {
@@ -324,5 +325,7 @@ impl Tunnel {
             }
         }
         self.open.dec();
+        // The client's connection stops counting against the listener's limits only now.
+        drop(self.conn);
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use farmgate_tls::explain;
 use http::StatusCode;
 
+use super::body::ClientBodyError;
 use super::connect::ConnectError;
 
 /// The error a TLS failure came with: the handshake's I/O error, or hyper's when the alert
@@ -85,6 +86,14 @@ pub(crate) enum UpstreamFailure {
     /// Every server is down or ejected.
     #[error("upstream {upstream}: no healthy server (all are down or ejected)")]
     NoHealthyServer { upstream: Arc<str> },
+    /// The client's request body failed (over a limit, too slow, or the client went away),
+    /// so the request to the server was aborted. Not the server's fault.
+    #[error("request to backend {server} aborted")]
+    ClientBody {
+        server: Arc<str>,
+        #[source]
+        source: hyper::Error,
+    },
 }
 
 impl UpstreamFailure {
@@ -93,6 +102,11 @@ impl UpstreamFailure {
         match self {
             UpstreamFailure::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             UpstreamFailure::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamFailure::ClientBody { source, .. } => match client_body(source) {
+                Some(ClientBodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+                Some(ClientBodyError::TooSlow { .. }) => StatusCode::REQUEST_TIMEOUT,
+                _ => StatusCode::BAD_REQUEST,
+            },
             UpstreamFailure::ConnectRefused { .. }
             | UpstreamFailure::Connect { .. }
             | UpstreamFailure::ConnectTimeout { .. }
@@ -119,6 +133,7 @@ impl UpstreamFailure {
             UpstreamFailure::Reset { .. } => "reset",
             UpstreamFailure::ResponseTimeout { .. } => "response_timeout",
             UpstreamFailure::NoHealthyServer { .. } => "no_healthy_server",
+            UpstreamFailure::ClientBody { .. } => "client_body",
         }
     }
 
@@ -135,9 +150,9 @@ impl UpstreamFailure {
             | UpstreamFailure::Tls { .. }
             | UpstreamFailure::NoH2 { .. }
             | UpstreamFailure::Reset { .. } => true,
-            UpstreamFailure::ResponseTimeout { .. } | UpstreamFailure::NoHealthyServer { .. } => {
-                false
-            }
+            UpstreamFailure::ResponseTimeout { .. }
+            | UpstreamFailure::NoHealthyServer { .. }
+            | UpstreamFailure::ClientBody { .. } => false,
         }
     }
 
@@ -177,6 +192,12 @@ impl UpstreamFailure {
     /// With TLS 1.3 a gate refuses our certificate after we consider the handshake done, so its
     /// alert arrives here, when we read the response.
     pub(crate) fn exchange(e: hyper::Error, server: &Arc<str>) -> UpstreamFailure {
+        if client_body(&e).is_some() {
+            return UpstreamFailure::ClientBody {
+                server: server.clone(),
+                source: e,
+            };
+        }
         if explain::find_tls_error(&e).is_some() {
             return UpstreamFailure::tls(server, server.to_string(), Box::new(e));
         }
@@ -215,6 +236,34 @@ impl UpstreamFailure {
             },
         }
     }
+}
+
+impl UpstreamFailure {
+    /// Whether the server is to blame: counted against it (passive health, error metrics).
+    /// A client's failed request body is not.
+    pub(crate) fn server_at_fault(&self) -> bool {
+        !matches!(self, UpstreamFailure::ClientBody { .. })
+    }
+
+    /// Why the client's request body failed, if that is what ended the request.
+    pub(crate) fn client_body(&self) -> Option<&ClientBodyError> {
+        match self {
+            UpstreamFailure::ClientBody { source, .. } => client_body(source),
+            _ => None,
+        }
+    }
+}
+
+/// The client body's error in `e`'s sources, if the request failed because of it.
+fn client_body(e: &hyper::Error) -> Option<&ClientBodyError> {
+    let mut source = StdError::source(e);
+    while let Some(inner) = source {
+        if let Some(found) = inner.downcast_ref::<ClientBodyError>() {
+            return Some(found);
+        }
+        source = inner.source();
+    }
+    None
 }
 
 /// How a server showed it does not speak HTTP/2.

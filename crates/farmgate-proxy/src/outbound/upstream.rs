@@ -288,6 +288,13 @@ impl UpstreamRt {
         let started = Instant::now();
         let sent = self.send(server, req, kept).await;
         let elapsed = started.elapsed();
+        if let Err(failure) = &sent
+            && !failure.server_at_fault()
+        {
+            // The client's body failed: nothing to count against the server.
+            ticket.finish(elapsed, false);
+            return sent;
+        }
         server
             .stats
             .record(sent.as_ref().map(Response::status), elapsed);

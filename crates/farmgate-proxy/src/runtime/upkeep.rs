@@ -161,7 +161,8 @@ pub(crate) fn spawn_sweeper(shared: &Shared, generation: &Arc<Generation>) {
 }
 
 /// Every [`SAMPLE_EVERY`], keep each server's counters (`outbound::stats`) for the
-/// last-minute figures of `/status`, until the server stops. One task for the whole server:
+/// last-minute figures of `/status`, and purge idle entries of the clients' rate limiters,
+/// until the server stops. One task for the whole server:
 /// the counters outlive generations, and those of the current one are sampled.
 pub(crate) fn spawn_sampler(shared: &Arc<Shared>) {
     let weak = Arc::downgrade(shared);
@@ -173,6 +174,7 @@ pub(crate) fn spawn_sampler(shared: &Arc<Shared>) {
         for server in generation.upstreams.iter().flat_map(|u| &u.servers) {
             server.stats.sample();
         }
+        shared.purge_clients();
         true
     });
 }
