@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 
 use super::multiplex::StreamBody;
 use super::pool::PooledBody;
+use super::queue::Slot;
 
 /// A request or response body: streamed from a peer, or generated here. Streaming bodies are
 /// passed through frame by frame, never buffered whole.
@@ -30,6 +31,16 @@ pub(crate) enum Body {
     Multiplexed(StreamBody),
     /// A request body streaming from a client, its bytes counted for the access log.
     Counted(Incoming, Arc<AtomicU64>),
+    /// A response body from a server of an upstream with `max_connections_per_server`: it
+    /// holds its slot on that server until it ends (boxed: only capped upstreams pay for it).
+    Held(Box<Held>),
+}
+
+/// A response body and its server's slot, freed when the body ends, fails or is dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    body: Body,
+    slot: Option<Slot>,
 }
 
 impl Body {
@@ -38,11 +49,26 @@ impl Body {
         Body::Full(Some(text.into()))
     }
 
+    /// `body`, holding `slot` until it ends or is dropped (an empty body is dropped once the
+    /// response head has gone out).
+    pub(crate) fn held(body: Body, slot: Slot) -> Body {
+        Body::Held(Box::new(Held {
+            body,
+            slot: Some(slot),
+        }))
+    }
+
     /// The HTTP/1.1 connection this response came on is not the pool's any more: a `101
     /// Switching Protocols` made it a tunnel.
     pub(crate) fn forget_connection(&mut self) {
-        if let Body::Pooled(pooled) = self {
-            pooled.forget_connection();
+        match self {
+            Body::Pooled(pooled) => pooled.forget_connection(),
+            Body::Held(held) => held.body.forget_connection(),
+            Body::Empty
+            | Body::Full(_)
+            | Body::Stream(_)
+            | Body::Multiplexed(_)
+            | Body::Counted(..) => {}
         }
     }
 }
@@ -69,6 +95,18 @@ impl http_body::Body for Body {
             }
             Body::Pooled(pooled) => Pin::new(pooled).poll_frame(cx),
             Body::Multiplexed(stream) => Pin::new(stream).poll_frame(cx),
+            Body::Held(held) => {
+                let polled = Pin::new(&mut held.body).poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(None | Some(Err(_))) => true,
+                    Poll::Ready(Some(Ok(_))) => held.body.is_end_stream(),
+                    Poll::Pending => false,
+                };
+                if ended {
+                    held.slot = None;
+                }
+                polled
+            }
         }
     }
 
@@ -79,6 +117,7 @@ impl http_body::Body for Body {
             Body::Stream(incoming) | Body::Counted(incoming, _) => incoming.is_end_stream(),
             Body::Pooled(pooled) => pooled.is_end_stream(),
             Body::Multiplexed(stream) => stream.is_end_stream(),
+            Body::Held(held) => held.body.is_end_stream(),
         }
     }
 
@@ -89,6 +128,7 @@ impl http_body::Body for Body {
             Body::Stream(incoming) | Body::Counted(incoming, _) => incoming.size_hint(),
             Body::Pooled(pooled) => pooled.size_hint(),
             Body::Multiplexed(stream) => stream.size_hint(),
+            Body::Held(held) => held.body.size_hint(),
         }
     }
 }

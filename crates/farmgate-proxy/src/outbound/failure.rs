@@ -85,6 +85,17 @@ pub(crate) enum UpstreamFailure {
     /// Every server is down or ejected.
     #[error("upstream {upstream}: no healthy server (all are down or ejected)")]
     NoHealthyServer { upstream: Arc<str> },
+    /// Every server that can take requests had `max_connections_per_server` of them in
+    /// flight for the whole `queue_timeout` this request waited.
+    #[error(
+        "upstream {upstream}: every server busy (max_connections_per_server = {cap}) for queue_timeout {}",
+        Seconds(*after)
+    )]
+    QueueTimeout {
+        upstream: Arc<str>,
+        cap: u32,
+        after: Duration,
+    },
 }
 
 impl UpstreamFailure {
@@ -92,7 +103,9 @@ impl UpstreamFailure {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             UpstreamFailure::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamFailure::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamFailure::NoHealthyServer { .. } | UpstreamFailure::QueueTimeout { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             UpstreamFailure::ConnectRefused { .. }
             | UpstreamFailure::Connect { .. }
             | UpstreamFailure::ConnectTimeout { .. }
@@ -119,11 +132,13 @@ impl UpstreamFailure {
             UpstreamFailure::Reset { .. } => "reset",
             UpstreamFailure::ResponseTimeout { .. } => "response_timeout",
             UpstreamFailure::NoHealthyServer { .. } => "no_healthy_server",
+            UpstreamFailure::QueueTimeout { .. } => "queue_timeout",
         }
     }
 
     /// Whether the server cannot have processed the request, so that an idempotent request
-    /// without a body may go to another server. A response timeout may have been processed.
+    /// without a body may go to another server. A response timeout may have been processed;
+    /// a queue timeout reached no server, and every one of them is busy.
     pub(crate) fn retryable(&self) -> bool {
         match self {
             UpstreamFailure::ConnectRefused { .. }
@@ -135,9 +150,9 @@ impl UpstreamFailure {
             | UpstreamFailure::Tls { .. }
             | UpstreamFailure::NoH2 { .. }
             | UpstreamFailure::Reset { .. } => true,
-            UpstreamFailure::ResponseTimeout { .. } | UpstreamFailure::NoHealthyServer { .. } => {
-                false
-            }
+            UpstreamFailure::ResponseTimeout { .. }
+            | UpstreamFailure::NoHealthyServer { .. }
+            | UpstreamFailure::QueueTimeout { .. } => false,
         }
     }
 
@@ -385,6 +400,22 @@ mod tests {
         };
         assert!(connect.retryable(), "nothing reached the server");
         assert_eq!(connect.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_queue_timeout_is_a_503_that_names_the_upstream_and_is_not_retried() {
+        let failure = UpstreamFailure::QueueTimeout {
+            upstream: Arc::from("farm"),
+            cap: 2,
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failure.label(), "queue_timeout");
+        assert!(!failure.retryable());
+        assert_eq!(
+            failure.to_string(),
+            "upstream farm: every server busy (max_connections_per_server = 2) for queue_timeout 1s"
+        );
     }
 
     #[test]
