@@ -20,7 +20,7 @@ mod upstream;
 pub(crate) use body::Body;
 pub(crate) use failure::{Chain, UpstreamFailure};
 pub(crate) use health::now_ms;
-pub(crate) use queue::Queue;
+pub(crate) use queue::{Queue, holding};
 pub(crate) use send::set_worker;
 pub(crate) use stats::{LastFailure, LastMinute, SAMPLE_EVERY, ServerStats};
 pub(crate) use upstream::{Outgoing, ServerRt, UpstreamRt};

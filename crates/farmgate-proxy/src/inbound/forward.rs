@@ -12,7 +12,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::outbound::{Body, Chain, Outgoing};
+use crate::outbound::{Body, Chain, Outgoing, holding};
 
 use super::access::{Record, ResponseBody};
 use super::client::{ConnInfo, View};
@@ -183,7 +183,7 @@ async fn forward(
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
     let started = Instant::now();
-    let (response, server) = upstream
+    let (mut response, server) = upstream
         .dispatch(outgoing, key.as_deref(), &conn.shared.metrics)
         .await?;
     exchange.upstream_time = Some(started.elapsed());
@@ -191,6 +191,8 @@ async fn forward(
     if let (Some(opening), Some(sent)) = (opening, sent)
         && sent.accepted(&response)
     {
+        // The tunnel holds the server's slot (max_connections_per_server) while it is open.
+        let slot = response.body_mut().take_slot();
         let (ours, on_client, on_server) = opening.accept(response);
         let tunnel = Tunnel {
             view: view.clone(),
@@ -200,7 +202,7 @@ async fn forward(
         };
         conn.shared
             .connections
-            .spawn(tunnel.run(on_client, on_server));
+            .spawn(holding(slot, tunnel.run(on_client, on_server)));
         return Ok(ours);
     }
     let (mut parts, body) = response.into_parts();

@@ -50,7 +50,7 @@ impl Body {
     }
 
     /// `body`, holding `slot` until it ends or is dropped (an empty body is dropped once the
-    /// response head has gone out).
+    /// response head has gone out; a `101`'s slot is taken by the tunnel first).
     pub(crate) fn held(body: Body, slot: Slot) -> Body {
         Body::Held(Box::new(Held {
             body,
@@ -69,6 +69,20 @@ impl Body {
             | Body::Stream(_)
             | Body::Multiplexed(_)
             | Body::Counted(..) => {}
+        }
+    }
+
+    /// The server slot this response holds, if any, taken from it: a WebSocket's tunnel keeps
+    /// it while it is open (see `queue`).
+    pub(crate) fn take_slot(&mut self) -> Option<Slot> {
+        match self {
+            Body::Held(held) => held.slot.take(),
+            Body::Empty
+            | Body::Full(_)
+            | Body::Stream(_)
+            | Body::Pooled(_)
+            | Body::Multiplexed(_)
+            | Body::Counted(..) => None,
         }
     }
 }

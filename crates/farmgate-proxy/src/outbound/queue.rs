@@ -3,7 +3,8 @@
 //!
 //! A **slot** is one request on one server, from the moment the server is chosen until its
 //! response body has ended, failed, or been dropped (the client went away): an HTTP/1.1
-//! connection in use, or an HTTP/2 stream. Health checks take none. The [`Slot`] guard frees it when dropped, so every error path and
+//! connection in use, or an HTTP/2 stream. A WebSocket holds its slot while its tunnel is open.
+//! Health checks take none. The [`Slot`] guard frees it when dropped, so every error path and
 //! every client abort frees it too.
 //!
 //! A server with all its slots taken is not eligible, as nginx's `max_conns` makes it: the
@@ -252,6 +253,12 @@ impl Drop for Waiting<'_> {
         self.line.waiting.fetch_sub(1, Ordering::SeqCst);
         self.gauge.dec();
     }
+}
+
+/// Hold `slot` while `work` runs: a WebSocket keeps its server's slot while its tunnel is open.
+pub(crate) async fn holding<F: Future>(slot: Option<Slot>, work: F) -> F::Output {
+    let _slot = slot;
+    work.await
 }
 
 #[cfg(test)]
