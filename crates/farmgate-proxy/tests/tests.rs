@@ -18,6 +18,7 @@ mod grpc;
 mod health;
 mod keepalive;
 mod migration;
+mod queue;
 mod reload;
 mod revocation;
 mod status;
