@@ -199,7 +199,8 @@ pub struct UpstreamStatus {
     pub queue_timeout_ms: u64,
     /// Requests waiting now for a server below the cap (0 without a cap).
     pub queued: usize,
-    /// Requests answered 503 after waiting `queue_timeout`, since start (across reloads).
+    /// Requests answered 503 after waiting `queue_timeout`, since start (across reloads that
+    /// keep a cap on the upstream; `farmgate_upstream_queue_timeouts_total` never forgets).
     pub queue_timeouts: u64,
     /// Each server.
     pub servers: Vec<ServerStatus>,
