@@ -3,8 +3,9 @@
 //! Building one reads every file the configuration names and builds every TLS configuration,
 //! verifier, route table and upstream pool, off the workers; nothing in it changes after that
 //! but counters and health. What must outlive a generation is either handed to the build
-//! ([`Lasting`]: ACME certificates, gate and server counters) or carried over by [`Generation::inherit`]
-//! (server health). See docs/architecture.md.
+//! ([`Lasting`]: ACME certificates, gate and server counters, the slots and queues of
+//! `max_connections_per_server`) or carried over by [`Generation::inherit`] (server health).
+//! See docs/architecture.md.
 
 mod certificate;
 mod listener;
@@ -22,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::error::{BuildError, LoadError};
-use crate::outbound::{ServerStats, UpstreamRt, now_ms};
+use crate::outbound::{Queue, ServerStats, UpstreamRt, now_ms};
 
 pub(crate) use certificate::{InUse, Role};
 pub(crate) use listener::ListenerRt;
@@ -40,7 +41,8 @@ pub struct ServerState {
 /// State that outlives generations: every generation a server builds gets the same one, so a
 /// reload keeps the ACME certificates (nothing is ordered again), a gate's counters keep
 /// counting (the new verifier counts into the old one's counters) and so do each server's
-/// traffic counters. Clones share it.
+/// traffic counters, and requests in flight on a server count against its
+/// `max_connections_per_server` whichever generation they started on. Clones share it.
 #[derive(Debug, Clone)]
 pub struct Lasting {
     acme: Acme,
@@ -48,6 +50,8 @@ pub struct Lasting {
     gate_stats: Arc<Mutex<BTreeMap<String, Arc<GateStats>>>>,
     /// Each server's traffic counters, by upstream name and server address.
     server_stats: Arc<Mutex<BTreeMap<ServerKey, Arc<ServerStats>>>>,
+    /// Each capped upstream's queue, with its servers' slots, by upstream name.
+    queues: Arc<Mutex<BTreeMap<String, Arc<Queue>>>>,
     /// Generations built with this state and not yet dropped.
     alive: Arc<watch::Sender<usize>>,
 }
@@ -61,6 +65,7 @@ impl Default for Lasting {
             acme: Acme::new(),
             gate_stats: Arc::default(),
             server_stats: Arc::default(),
+            queues: Arc::default(),
             alive: Arc::new(watch::channel(0).0),
         }
     }
@@ -95,6 +100,23 @@ impl Lasting {
         let mut stats = self.server_stats.lock();
         let key = (upstream.to_owned(), address.to_owned());
         stats.entry(key).or_default().clone()
+    }
+
+    /// The queue (and servers' slots) of upstream `upstream`, the same for every generation.
+    fn queue(&self, upstream: &str) -> Arc<Queue> {
+        let mut queues = self.queues.lock();
+        queues.entry(upstream.to_owned()).or_default().clone()
+    }
+
+    /// Forget the queues of upstreams `config` does not cap (requests holding their slots
+    /// keep them); called when a generation built from `config` is swapped in.
+    fn keep_queues(&self, config: &Config) {
+        self.queues.lock().retain(|upstream, _| {
+            config
+                .upstreams
+                .iter()
+                .any(|u| u.name == *upstream && u.max_connections_per_server.is_some())
+        });
     }
 
     /// Forget the counters of servers `config` no longer has (generations still serving them
@@ -160,7 +182,10 @@ impl Generation {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| UpstreamRt::build(u, &|address| lasting.server_stats(&u.name, address)))
+            .map(|u| {
+                let queue = u.max_connections_per_server.map(|_| lasting.queue(&u.name));
+                UpstreamRt::build(u, &|address| lasting.server_stats(&u.name, address), queue)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         lasting.keep_server_stats(&config);
         let warnings = farmgate_doctor::advice::warnings(&config, time::OffsetDateTime::now_utc());
@@ -177,8 +202,14 @@ impl Generation {
 
     /// Take over what the running generation `old` knows and this one must not forget: the
     /// health of every server they share (same upstream name, same address), so a reload
-    /// neither revives a dead server nor forgets an ejection.
+    /// neither revives a dead server nor forgets an ejection. And, as this generation is about
+    /// to be swapped in, put its `max_connections_per_server` on the slots the generations
+    /// share (not when it is built: a reload that fails later must change nothing).
     pub(crate) fn inherit(&self, old: &Generation) {
+        self.lasting.keep_queues(&self.config);
+        for upstream in &self.upstreams {
+            upstream.apply_cap();
+        }
         for upstream in &self.upstreams {
             let Some(previous) = old.upstream_named(&upstream.name) else {
                 continue;

@@ -1,8 +1,8 @@
 //! Outbound: from a request ready to leave to a response from one of an upstream's servers.
 //!
 //! Connecting (TCP, then TLS with the upstream's client identity), pooled connections, the
-//! choice of server, retries within a budget, passive health, and the one classification of
-//! what went wrong ([`UpstreamFailure`]). The lowest layer: it knows nothing of listeners,
+//! choice of server, the cap on requests per server and its queue, retries within a budget,
+//! passive health, and the one classification of what went wrong ([`UpstreamFailure`]). The lowest layer: it knows nothing of listeners,
 //! generations or the runtime (docs/architecture.md).
 
 mod body;
@@ -11,14 +11,16 @@ mod failure;
 mod health;
 mod multiplex;
 mod pool;
+mod queue;
 mod retry;
 mod send;
 mod stats;
 mod upstream;
 
-pub(crate) use body::{Body, BodyError, ClientBody, ClientBodyError};
-pub(crate) use failure::{Chain, UpstreamFailure};
+pub(crate) use body::{Body, BodyError, ClientBody};
+pub(crate) use failure::{Chain, ClientBodyError, UpstreamFailure};
 pub(crate) use health::now_ms;
+pub(crate) use queue::{Queue, holding};
 pub(crate) use send::set_worker;
 pub(crate) use stats::{LastFailure, LastMinute, SAMPLE_EVERY, ServerStats};
 pub(crate) use upstream::{Outgoing, ServerRt, UpstreamRt};

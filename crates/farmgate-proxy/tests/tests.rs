@@ -20,6 +20,7 @@ mod health;
 mod keepalive;
 mod limits;
 mod migration;
+mod queue;
 mod reload;
 mod revocation;
 mod status;

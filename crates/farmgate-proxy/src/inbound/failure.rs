@@ -47,6 +47,9 @@ pub(crate) enum Fault {
     Downstream,
     /// A backend failed or is unreachable.
     Upstream,
+    /// Every server was busy: each such request is logged at debug, the upstream's summary
+    /// once a second at warn.
+    Saturated,
     /// We failed.
     Internal,
 }
@@ -74,6 +77,7 @@ impl Failure {
             | Failure::TooManyRequests(_)
             | Failure::BodyTooLarge { .. } => Fault::Downstream,
             Failure::Upstream(upstream) if !upstream.server_at_fault() => Fault::Downstream,
+            Failure::Upstream(UpstreamFailure::QueueTimeout { .. }) => Fault::Saturated,
             Failure::Upstream(_) => Fault::Upstream,
             Failure::Identity(_) => Fault::Internal,
         }

@@ -12,7 +12,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::outbound::{Body, Chain, ClientBody, ClientBodyError, Outgoing};
+use crate::outbound::{Body, Chain, ClientBody, ClientBodyError, Outgoing, holding};
 
 use super::access::{Record, ResponseBody};
 use super::client::{ConnInfo, View};
@@ -65,8 +65,8 @@ pub(crate) async fn handle(
             let path = target.path();
             let status = failure.status().as_u16();
             match failure.fault() {
-                Fault::Downstream => tracing::debug!(
-                    listener = %view.listener.name, client = %conn.peer, %method, %path, status,
+                Fault::Downstream | Fault::Saturated => tracing::debug!(
+                    listener = %view.listener.name, client = %conn.peer, %method, %path, %upstream, status,
                     "{}", Chain(&failure)
                 ),
                 Fault::Upstream | Fault::Internal => tracing::warn!(
@@ -211,7 +211,7 @@ async fn forward(
     let dispatched = upstream
         .dispatch(outgoing, key.as_deref(), &conn.shared.metrics)
         .await;
-    let (response, server) = dispatched.map_err(|failure| {
+    let (mut response, server) = dispatched.map_err(|failure| {
         let limit = match failure.client_body() {
             Some(ClientBodyError::TooLarge { .. }) => Some(Limit::RequestBody),
             Some(ClientBodyError::TooSlow { .. }) => Some(Limit::RequestBodyTime),
@@ -227,6 +227,8 @@ async fn forward(
     if let (Some(opening), Some(sent)) = (opening, sent)
         && sent.accepted(&response)
     {
+        // The tunnel holds the server's slot (max_connections_per_server) while it is open.
+        let slot = response.body_mut().take_slot();
         let (ours, on_client, on_server) = opening.accept(response);
         let tunnel = Tunnel {
             view: view.clone(),
@@ -237,7 +239,7 @@ async fn forward(
         };
         conn.shared
             .connections
-            .spawn(tunnel.run(on_client, on_server));
+            .spawn(holding(slot, tunnel.run(on_client, on_server)));
         return Ok(ours);
     }
     let (mut parts, body) = response.into_parts();

@@ -13,8 +13,10 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use super::failure::ClientBodyError;
 use super::multiplex::StreamBody;
 use super::pool::PooledBody;
+use super::queue::Slot;
 
 /// A request or response body: streamed from a peer, or generated here. Streaming bodies are
 /// passed through frame by frame, never buffered whole.
@@ -32,6 +34,16 @@ pub(crate) enum Body {
     Pooled(PooledBody<Body>),
     /// A response body streaming from an HTTP/2 backend, one stream of a shared connection.
     Multiplexed(StreamBody),
+    /// A response body from a server of an upstream with `max_connections_per_server`: it
+    /// holds its slot on that server until it ends (boxed: only capped upstreams pay for it).
+    Held(Box<Held>),
+}
+
+/// A response body and its server's slot, freed when the body ends, fails or is dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    body: Body,
+    slot: Option<Slot>,
 }
 
 /// What a [`Body`] fails with: hyper's errors, or a [`ClientBodyError`].
@@ -43,11 +55,35 @@ impl Body {
         Body::Full(Some(text.into()))
     }
 
+    /// `body`, holding `slot` until it ends or is dropped (an empty body is dropped once the
+    /// response head has gone out; a `101`'s slot is taken by the tunnel first).
+    pub(crate) fn held(body: Body, slot: Slot) -> Body {
+        Body::Held(Box::new(Held {
+            body,
+            slot: Some(slot),
+        }))
+    }
+
     /// The HTTP/1.1 connection this response came on is not the pool's any more: a `101
     /// Switching Protocols` made it a tunnel.
     pub(crate) fn forget_connection(&mut self) {
-        if let Body::Pooled(pooled) = self {
-            pooled.forget_connection();
+        match self {
+            Body::Pooled(pooled) => pooled.forget_connection(),
+            Body::Held(held) => held.body.forget_connection(),
+            Body::Empty | Body::Full(_) | Body::Client(_) | Body::Multiplexed(_) => {}
+        }
+    }
+
+    /// The server slot this response holds, if any, taken from it: a WebSocket's tunnel keeps
+    /// it while it is open (see `queue`).
+    pub(crate) fn take_slot(&mut self) -> Option<Slot> {
+        match self {
+            Body::Held(held) => held.slot.take(),
+            Body::Empty
+            | Body::Full(_)
+            | Body::Client(_)
+            | Body::Pooled(_)
+            | Body::Multiplexed(_) => None,
         }
     }
 }
@@ -66,6 +102,18 @@ impl http_body::Body for Body {
             Body::Client(client) => client.poll(cx).map_err(Into::into),
             Body::Pooled(pooled) => Pin::new(pooled).poll_frame(cx).map_err(Into::into),
             Body::Multiplexed(stream) => Pin::new(stream).poll_frame(cx).map_err(Into::into),
+            Body::Held(held) => {
+                let polled = Pin::new(&mut held.body).poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(None | Some(Err(_))) => true,
+                    Poll::Ready(Some(Ok(_))) => held.body.is_end_stream(),
+                    Poll::Pending => false,
+                };
+                if ended {
+                    held.slot = None;
+                }
+                polled
+            }
         }
     }
 
@@ -76,6 +124,7 @@ impl http_body::Body for Body {
             Body::Client(client) => client.incoming.is_end_stream(),
             Body::Pooled(pooled) => pooled.is_end_stream(),
             Body::Multiplexed(stream) => stream.is_end_stream(),
+            Body::Held(held) => held.body.is_end_stream(),
         }
     }
 
@@ -86,6 +135,7 @@ impl http_body::Body for Body {
             Body::Client(client) => client.incoming.size_hint(),
             Body::Pooled(pooled) => pooled.size_hint(),
             Body::Multiplexed(stream) => stream.size_hint(),
+            Body::Held(held) => held.body.size_hint(),
         }
     }
 }
@@ -108,20 +158,6 @@ pub(crate) struct ClientBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// Bytes received, for the access log.
     count: Option<Arc<AtomicU64>>,
-}
-
-/// Why a client's request body was cut off.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ClientBodyError {
-    /// More than `max_request_body`.
-    #[error("request body over max_request_body ({limit} bytes)")]
-    TooLarge { limit: u64 },
-    /// Not all there within `timeouts.request_body`.
-    #[error("request body not complete within {within:?} (listener timeouts.request_body)")]
-    TooSlow { within: Duration },
-    /// The client's connection failed or it reset the stream.
-    #[error("reading the request body from the client failed")]
-    Read(#[source] hyper::Error),
 }
 
 impl ClientBody {

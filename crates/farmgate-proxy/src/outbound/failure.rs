@@ -12,7 +12,6 @@ use std::time::Duration;
 use farmgate_tls::explain;
 use http::StatusCode;
 
-use super::body::ClientBodyError;
 use super::connect::ConnectError;
 
 /// The error a TLS failure came with: the handshake's I/O error, or hyper's when the alert
@@ -94,6 +93,17 @@ pub(crate) enum UpstreamFailure {
         #[source]
         source: hyper::Error,
     },
+    /// Every server that can take requests had `max_connections_per_server` of them in
+    /// flight for the whole `queue_timeout` this request waited.
+    #[error(
+        "upstream {upstream}: every server busy (max_connections_per_server = {cap}) for queue_timeout {}",
+        Seconds(*after)
+    )]
+    QueueTimeout {
+        upstream: Arc<str>,
+        cap: u32,
+        after: Duration,
+    },
 }
 
 impl UpstreamFailure {
@@ -101,7 +111,9 @@ impl UpstreamFailure {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             UpstreamFailure::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamFailure::NoHealthyServer { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamFailure::NoHealthyServer { .. } | UpstreamFailure::QueueTimeout { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             UpstreamFailure::ClientBody { source, .. } => match client_body(source) {
                 Some(ClientBodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
                 Some(ClientBodyError::TooSlow { .. }) => StatusCode::REQUEST_TIMEOUT,
@@ -134,11 +146,13 @@ impl UpstreamFailure {
             UpstreamFailure::ResponseTimeout { .. } => "response_timeout",
             UpstreamFailure::NoHealthyServer { .. } => "no_healthy_server",
             UpstreamFailure::ClientBody { .. } => "client_body",
+            UpstreamFailure::QueueTimeout { .. } => "queue_timeout",
         }
     }
 
     /// Whether the server cannot have processed the request, so that an idempotent request
-    /// without a body may go to another server. A response timeout may have been processed.
+    /// without a body may go to another server. A response timeout may have been processed;
+    /// a queue timeout reached no server, and every one of them is busy.
     pub(crate) fn retryable(&self) -> bool {
         match self {
             UpstreamFailure::ConnectRefused { .. }
@@ -152,7 +166,8 @@ impl UpstreamFailure {
             | UpstreamFailure::Reset { .. } => true,
             UpstreamFailure::ResponseTimeout { .. }
             | UpstreamFailure::NoHealthyServer { .. }
-            | UpstreamFailure::ClientBody { .. } => false,
+            | UpstreamFailure::ClientBody { .. }
+            | UpstreamFailure::QueueTimeout { .. } => false,
         }
     }
 
@@ -264,6 +279,20 @@ fn client_body(e: &hyper::Error) -> Option<&ClientBodyError> {
         source = inner.source();
     }
     None
+}
+
+/// Why a client's request body was cut off.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientBodyError {
+    /// More than `max_request_body`.
+    #[error("request body over max_request_body ({limit} bytes)")]
+    TooLarge { limit: u64 },
+    /// Not all there within `timeouts.request_body`.
+    #[error("request body not complete within {within:?} (listener timeouts.request_body)")]
+    TooSlow { within: Duration },
+    /// The client's connection failed or it reset the stream.
+    #[error("reading the request body from the client failed")]
+    Read(#[source] hyper::Error),
 }
 
 /// How a server showed it does not speak HTTP/2.
@@ -434,6 +463,22 @@ mod tests {
         };
         assert!(connect.retryable(), "nothing reached the server");
         assert_eq!(connect.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_queue_timeout_is_a_503_that_names_the_upstream_and_is_not_retried() {
+        let failure = UpstreamFailure::QueueTimeout {
+            upstream: Arc::from("farm"),
+            cap: 2,
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failure.label(), "queue_timeout");
+        assert!(!failure.retryable());
+        assert_eq!(
+            failure.to_string(),
+            "upstream farm: every server busy (max_connections_per_server = 2) for queue_timeout 1s"
+        );
     }
 
     #[test]

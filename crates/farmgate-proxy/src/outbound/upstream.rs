@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use farmgate_admin::{Histogram, Metrics};
+use farmgate_admin::{Counter, Gauge, Histogram, Metrics};
 use farmgate_balance::{Balancer, Policy, Ticket};
 use farmgate_config::{Balance, HashKey, Protocol, Upstream};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -20,6 +20,7 @@ use super::failure::{Chain, Seconds, UpstreamFailure};
 use super::health::{self, Health, Passive};
 use super::multiplex::Multiplex;
 use super::pool::Pool;
+use super::queue::{Queue, Slot, Slots, Take};
 use super::retry::{MAX_ATTEMPTS, RetryBudget};
 use super::send::{self, SendError};
 use super::stats::ServerStats;
@@ -55,11 +56,35 @@ pub(crate) struct UpstreamRt {
     connector: Connector,
     pub(crate) config: Upstream,
     retry_budget: RetryBudget,
+    /// `max_connections_per_server`, if set.
+    cap: Option<Cap>,
     /// Resolved on first use: the registry lives in the server, not in the generation.
     response_seconds: OnceLock<Histogram>,
+    /// The queue's metrics, resolved on first use like `response_seconds`.
+    queue_metrics: OnceLock<QueueMetrics>,
     /// The client certificate chain presented to the servers (leaf first), for `/status`
     /// and expiry metrics.
     pub(crate) client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+/// `max_connections_per_server` at work: the upstream's queue and each server's slots, the
+/// same for every generation (see `queue`).
+#[derive(Debug)]
+struct Cap {
+    /// `max_connections_per_server`.
+    max: u32,
+    queue: Arc<Queue>,
+    /// Each server's slots, indexed like `UpstreamRt::servers`.
+    slots: Vec<Arc<Slots>>,
+}
+
+/// `farmgate_upstream_queue`, `farmgate_upstream_queue_seconds` and
+/// `farmgate_upstream_queue_timeouts_total` of one upstream.
+#[derive(Debug)]
+struct QueueMetrics {
+    waiting: Gauge,
+    seconds: Histogram,
+    timeouts: Counter,
 }
 
 /// A request ready to go upstream: its head, and its body unless it can be replayed.
@@ -70,10 +95,13 @@ pub(crate) struct Outgoing {
 }
 
 impl UpstreamRt {
-    /// Build `config`'s upstream; `stats` gives each server's counters by its address.
+    /// Build `config`'s upstream; `stats` gives each server's counters by its address, and
+    /// `queue`, given when `max_connections_per_server` is set, the upstream's queue and its
+    /// servers' slots.
     pub(crate) fn build(
         config: &Upstream,
         stats: &dyn Fn(&str) -> Arc<ServerStats>,
+        queue: Option<Arc<Queue>>,
     ) -> Result<UpstreamRt, BuildError> {
         // ALPN offers only the protocol the upstream speaks: HTTP/1.1 carries the client's Host
         // header unchanged; `h2` is refused by a server that cannot speak it.
@@ -144,6 +172,17 @@ impl UpstreamRt {
                 .zip(&config.servers)
                 .map(|(s, c)| (s.address.as_bytes().to_vec(), c.weight)),
         );
+        let cap = config
+            .max_connections_per_server
+            .zip(queue)
+            .map(|(max, queue)| Cap {
+                max,
+                slots: servers
+                    .iter()
+                    .map(|s| queue.slots(&s.address, max))
+                    .collect(),
+                queue,
+            });
         Ok(UpstreamRt {
             name: Arc::from(config.name.as_str()),
             servers,
@@ -152,7 +191,9 @@ impl UpstreamRt {
             connector,
             config: config.clone(),
             retry_budget: RetryBudget::default(),
+            cap,
             response_seconds: OnceLock::new(),
+            queue_metrics: OnceLock::new(),
             client_chain,
         })
     }
@@ -193,6 +234,37 @@ impl UpstreamRt {
     /// The balancer, for in-flight counts.
     pub(crate) fn in_flight(&self, server: usize) -> usize {
         self.balancer.in_flight(server)
+    }
+
+    /// Put this generation's `max_connections_per_server` on the slots it shares with the
+    /// generations before it, and forget the slots of servers it no longer has. Called when
+    /// it is swapped in, so that a generation that is never served changes nothing.
+    pub(crate) fn apply_cap(&self) {
+        let Some(cap) = &self.cap else {
+            return;
+        };
+        for slots in &cap.slots {
+            slots.resize(cap.max);
+        }
+        let addresses: Vec<&str> = self.servers.iter().map(|s| &*s.address).collect();
+        cap.queue.keep_servers(&addresses);
+    }
+
+    /// Requests waiting for a free slot now (`None`: no `max_connections_per_server`).
+    pub(crate) fn queued(&self) -> Option<usize> {
+        self.cap.as_ref().map(|c| c.queue.waiting())
+    }
+
+    /// Requests answered `503` after `queue_timeout`, since start (`None`: no cap).
+    pub(crate) fn queue_timeouts(&self) -> Option<u64> {
+        self.cap.as_ref().map(|c| c.queue.timeouts())
+    }
+
+    /// Slots taken on `server` now, by every generation: its requests from the choice of the
+    /// server to the end of the response body, and its open WebSockets (`None`: no cap).
+    pub(crate) fn slots_in_use(&self, server: usize) -> Option<u32> {
+        let cap = self.cap.as_ref()?;
+        cap.slots.get(server).map(|s| s.in_use())
     }
 
     /// The bytes `balance = "hash"` hashes for this request, if any.
@@ -236,10 +308,21 @@ impl UpstreamRt {
         let mut attempt = 0;
         let mut last_failure = None;
         loop {
-            let picked = self.balancer.pick(key, |i| {
-                self.servers[i].health.available(now) && !tried.contains(&i)
-            });
-            let Some(ticket) = picked else {
+            let picked = match &self.cap {
+                None => self
+                    .balancer
+                    .pick(key, |i| {
+                        self.servers[i].health.available(now) && !tried.contains(&i)
+                    })
+                    .map(|ticket| (ticket, None)),
+                // Only the first attempt waits for a slot; a retry takes one at once or is
+                // not made.
+                Some(cap) => self
+                    .slot(cap, key, &tried, attempt == 0, metrics)
+                    .await?
+                    .map(|(ticket, slot)| (ticket, Some(slot))),
+            };
+            let Some((ticket, slot)) = picked else {
                 // With nothing left to retry on, the client hears about the real failure.
                 return Err(
                     last_failure.unwrap_or_else(|| UpstreamFailure::NoHealthyServer {
@@ -256,11 +339,11 @@ impl UpstreamRt {
                 // Extensions belong to the downstream connection, not to this request.
                 head.extensions.clear();
                 let req = Request::from_parts(head, body.take().unwrap_or_default());
-                let sent = self.attempt(server, ticket, req, None, metrics).await;
+                let sent = self.attempt(server, ticket, slot, req, None, metrics).await;
                 return sent.map(|response| (response, server));
             }
             let sent = self
-                .attempt(server, ticket, replay(&head), Some(&head), metrics)
+                .attempt(server, ticket, slot, replay(&head), Some(&head), metrics)
                 .await;
             let failure = match sent {
                 Ok(response) => return Ok((response, server)),
@@ -275,12 +358,95 @@ impl UpstreamRt {
         }
     }
 
+    /// A server for the next attempt, with a free slot on it, among the healthy servers not
+    /// `tried` yet: at once if one has a free slot and no request waits before this one, else,
+    /// if `may_wait`, after waiting in the upstream's queue (see `queue`). `None`: no server
+    /// can take it (or, for a retry, none has a free slot now).
+    async fn slot<'a>(
+        &'a self,
+        cap: &Cap,
+        key: Option<&[u8]>,
+        tried: &[usize],
+        may_wait: bool,
+        metrics: &Metrics,
+    ) -> Result<Option<(Ticket<'a>, Slot)>, UpstreamFailure> {
+        if !may_wait || cap.queue.is_empty() {
+            match self.take_slot(cap, key, tried) {
+                Take::Got(got) => return Ok(Some(got)),
+                Take::Full if may_wait => {}
+                Take::Full | Take::NoServer => return Ok(None),
+            }
+        }
+        let queue_metrics = self.queue_metrics.get_or_init(|| {
+            let (waiting, seconds, timeouts) = metrics.queue(&self.name);
+            QueueMetrics {
+                waiting,
+                seconds,
+                timeouts,
+            }
+        });
+        let started = Instant::now();
+        let timeout = self.config.queue_timeout;
+        let waited = cap
+            .queue
+            .wait(timeout, &queue_metrics.waiting, || {
+                self.take_slot(cap, key, tried)
+            })
+            .await;
+        queue_metrics.seconds.observe(started.elapsed());
+        match waited {
+            Ok(Take::Got(got)) => Ok(Some(got)),
+            Ok(Take::Full | Take::NoServer) => Ok(None),
+            Err(_timed_out) => {
+                queue_metrics.timeouts.inc();
+                cap.queue.log_timeout(&self.name, cap.max, timeout);
+                Err(UpstreamFailure::QueueTimeout {
+                    upstream: self.name.clone(),
+                    cap: cap.max,
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// One look for a healthy server not `tried` yet with a free slot, chosen by the balancer
+    /// among those that have one; the slot taken with it.
+    fn take_slot(
+        &self,
+        cap: &Cap,
+        key: Option<&[u8]>,
+        tried: &[usize],
+    ) -> Take<(Ticket<'_>, Slot)> {
+        let now = health::now_ms();
+        let can_take = |i: usize| self.servers[i].health.available(now) && !tried.contains(&i);
+        // Another request may take the last slot between the pick and the take: pick again,
+        // as many times as there are servers at most.
+        for _ in 0..self.servers.len() {
+            let Some(ticket) = self
+                .balancer
+                .pick(key, |i| can_take(i) && cap.slots[i].has_room())
+            else {
+                break;
+            };
+            if let Some(slot) = cap.slots[ticket.server()].try_take() {
+                return Take::Got((ticket, slot));
+            }
+        }
+        if (0..self.servers.len()).any(can_take) {
+            Take::Full
+        } else {
+            Take::NoServer
+        }
+    }
+
     /// One attempt on `server`, its outcome counted: passive health, the balancer's ticket,
-    /// response time or error metrics.
+    /// response time or error metrics. A response keeps `slot` until its body ends; a failed
+    /// attempt frees it.
     async fn attempt(
         &self,
         server: &ServerRt,
         ticket: Ticket<'_>,
+        slot: Option<Slot>,
         req: Request<Body>,
         kept: Option<&http::request::Parts>,
         metrics: &Metrics,
@@ -313,7 +479,10 @@ impl UpstreamRt {
                 metrics.upstream_error(&self.name, failure.label());
             }
         }
-        sent
+        match slot {
+            Some(slot) => sent.map(|response| response.map(|body| Body::held(body, slot))),
+            None => sent,
+        }
     }
 
     fn withdraw_retry(&self) -> bool {

@@ -193,6 +193,15 @@ pub struct UpstreamStatus {
     pub tls: Option<UpstreamTlsStatus>,
     /// Connections open to its servers now (in use or idle).
     pub connections_open: i64,
+    /// The most requests in flight on one server; `None`: unlimited.
+    pub max_connections_per_server: Option<u32>,
+    /// How long a request waits for a server below the cap, in milliseconds.
+    pub queue_timeout_ms: u64,
+    /// Requests waiting now for a server below the cap (0 without a cap).
+    pub queued: usize,
+    /// Requests answered 503 after waiting `queue_timeout`, since start (across reloads that
+    /// keep a cap on the upstream; `farmgate_upstream_queue_timeouts_total` never forgets).
+    pub queue_timeouts: u64,
     /// Each server.
     pub servers: Vec<ServerStatus>,
 }
@@ -221,8 +230,12 @@ pub struct ServerStatus {
     pub up: bool,
     /// Passively ejected after consecutive failures.
     pub ejected: bool,
-    /// Requests on it now.
+    /// Requests on it now, waiting for their response header.
     pub in_flight: usize,
+    /// With `max_connections_per_server`: its slots taken now, by requests from the choice of
+    /// the server to the end of their response body and by open WebSockets, whichever
+    /// generation they started on; `None` without a cap.
+    pub slots_in_use: Option<u32>,
     /// Requests sent to it since start (responses and failed attempts; across reloads).
     pub requests: u64,
     /// Of those, failed attempts and 5xx responses.
@@ -389,6 +402,10 @@ pub(crate) fn build(generation: &Generation, cx: Context<'_>) -> Status {
                 client_certificate: certs_of(Role::Upstream, &u.name).into_iter().next(),
             }),
             connections_open: u.connections_open(),
+            max_connections_per_server: u.config.max_connections_per_server,
+            queue_timeout_ms: u64::try_from(u.config.queue_timeout.as_millis()).unwrap_or(u64::MAX),
+            queued: u.queued().unwrap_or(0),
+            queue_timeouts: u.queue_timeouts().unwrap_or(0),
             servers: u
                 .servers
                 .iter()
@@ -524,6 +541,7 @@ fn server(upstream: &UpstreamRt, i: usize, s: &ServerRt) -> ServerStatus {
         up,
         ejected,
         in_flight: upstream.in_flight(i),
+        slots_in_use: upstream.slots_in_use(i),
         requests: s.stats.requests(),
         errors: s.stats.errors(),
         last_minute: traffic(s.stats.last_minute()),
