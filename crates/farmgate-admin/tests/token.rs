@@ -40,9 +40,10 @@ async fn status_and_metrics_need_the_token_and_healthz_does_not() {
 
     let health = admin.get("/healthz", None).await;
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
-    // The page is static and holds no data.
+    // The page is static and holds no data: it asks for the token itself.
     let page = admin.get("/", None).await;
     assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("sessionStorage"), "the token form");
 }
 
 #[tokio::test]
