@@ -28,7 +28,7 @@ pub enum TokenError {
     Empty,
     /// Whitespace or control characters inside the token.
     #[error(
-        "the token holds whitespace or control characters: a token is one line of visible \
+        "the token holds whitespace or control characters: a token is one word of visible \
          characters, e.g. `openssl rand -hex 32`"
     )]
     NotOneWord,
@@ -58,7 +58,7 @@ impl Token {
     }
 
     /// Whether `presented` (the credentials of an `Authorization: Bearer` header) is this
-    /// token, in time that depends on neither.
+    /// token, in time that reveals nothing of this token.
     pub fn matches(&self, presented: &[u8]) -> bool {
         verify_slices_are_equal(&self.digest, &sha256(presented)).is_ok()
     }
