@@ -1,61 +1,166 @@
 //! The admin HTTP server: `/metrics`, `/status`, `/healthz` and the dashboard at `/`.
+//!
+//! Everything but `/healthz` and the dashboard page is guarded by the bearer token when one is
+//! configured (see [`crate::auth`]); the page is static and holds no data, and a browser cannot
+//! add a header to a navigation, so it is served to anyone and asks for the token itself when
+//! `/status` answers `401`. HTTP/1.1 only, with a deadline for each request head, an idle
+//! timeout and a cap on connections, so slow or idle clients cannot hold it.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
-use crate::Metrics;
+use crate::auth::{self, Refusals};
+use crate::idle::Idle;
+use crate::throttle::{Throttle, unlogged};
+use crate::{Metrics, Token};
 
-/// What the admin endpoint shows.
+/// What the admin endpoint shows, and to whom.
 pub struct Admin {
     /// The registry behind `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Builds the `/status` document on each request.
     pub status: Box<dyn Fn() -> serde_json::Value + Send + Sync>,
+    /// The bearer token in force, asked on each request so that a reload can change it.
+    /// `None` (no `token_file`): open on loopback, closed to everything else.
+    pub token: Box<dyn Fn() -> Option<Arc<Token>> + Send + Sync>,
+    /// How long and how many clients may hold the endpoint.
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Admin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin").finish_non_exhaustive()
+        f.debug_struct("Admin")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long and how many clients may hold the admin endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest a client may take to send a request head, counted from the moment the server
+    /// waits for it: on a kept-alive connection also the longest wait for the next request.
+    pub request_header: Duration,
+    /// Longest a connection may go with no byte moving either way (e.g. a client that stopped
+    /// reading a response).
+    pub idle: Duration,
+    /// Connections served at once; beyond, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// 10 s for a request head, 60 s idle, 64 connections.
+    fn default() -> Self {
+        Limits {
+            request_header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            max_connections: 64,
+        }
     }
 }
 
 /// The dashboard served at `/`: one self-contained page that renders `/status` every 2 s with
-/// its `farmgate.render(status)` function.
+/// its `farmgate.render(status)` function, and asks for the token when `/status` answers `401`.
 pub const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// How long to wait after a failed accept (e.g. out of file descriptors) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serve the admin endpoint on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
+    // Without a token only loopback is open; an address we cannot learn counts as the world.
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let served = Arc::new(Served {
+        admin,
+        loopback,
+        refusals: Refusals::default(),
+    });
+    let slots = Arc::new(Semaphore::new(served.admin.limits.max_connections));
+    let accept_failures = Throttle::default();
     loop {
-        let (tcp, _) = tokio::select! {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return, // closed: never, the semaphore is ours
+            },
+            _ = stop.changed() => return,
+        };
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!("admin endpoint: accept failed: {e}");
-                    continue;
+                    if let Some(n) = accept_failures.admit() {
+                        tracing::warn!("admin endpoint: accept failed: {e}{}", unlogged(n));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        _ = stop.changed() => return,
+                    }
                 }
             },
             _ = stop.changed() => return,
         };
-        let admin = admin.clone();
+        let served = served.clone();
         tokio::spawn(async move {
+            let limits = served.admin.limits;
             let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(route(&req, &admin)) }
+                let served = served.clone();
+                async move { Ok::<_, Infallible>(served.answer(&req, peer)) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), service)
+            let io = TokioIo::new(Idle::new(tcp, limits.idle));
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.request_header)
+                .serve_connection(io, service)
                 .await;
+            drop(slot);
         });
+    }
+}
+
+/// What every connection of one admin endpoint shares.
+struct Served {
+    admin: Arc<Admin>,
+    /// Whether the endpoint listens on a loopback address.
+    loopback: bool,
+    refusals: Refusals,
+}
+
+impl Served {
+    fn answer(&self, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        // The load balancer's probe, and the page that holds no data, need no token.
+        if path != "/healthz" && path != "/" {
+            let token = (self.admin.token)();
+            if let Err(refusal) = auth::check(req.headers(), token.as_deref(), self.loopback) {
+                let what = format!("{} {path}", req.method());
+                self.refusals
+                    .note(&self.admin.metrics, refusal, &what, peer);
+                let mut response = reply(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain; charset=utf-8",
+                    format!("{}\n", refusal.words()),
+                );
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(refusal.challenge()),
+                );
+                return response;
+            }
+        }
+        route(req, &self.admin)
     }
 }
 

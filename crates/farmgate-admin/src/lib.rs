@@ -5,16 +5,22 @@
 //!   [`Source`] for everything that is a view of current state (health, pools, certificates,
 //!   gate counters).
 //! - [`serve`] answers `/metrics` (Prometheus text format), `/status` (JSON), `/healthz` and `/`
-//!   (a dashboard that renders `/status`).
+//!   (a dashboard that renders `/status`). With a [`Token`] (from `[admin] token_file`) every
+//!   path but `/healthz` and the static page at `/` needs `Authorization: Bearer TOKEN`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 mod http;
+mod idle;
 mod metrics;
+mod throttle;
+mod token;
 
-pub use crate::http::{Admin, DASHBOARD, serve};
+pub use crate::http::{Admin, DASHBOARD, Limits, serve};
 pub use crate::metrics::{
     Counts, Histogram, Kind, Metrics, RouteMetrics, Sample, Source, StatusClass,
 };
+pub use crate::token::{Token, TokenError};
 pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::gauge::Gauge;

@@ -247,6 +247,7 @@ pub struct Metrics {
     queue_seconds: Family<Labels, Histogram>,
     queue_timeouts: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
+    admin_unauthorized: Family<Labels, Counter>,
     source: Arc<OnceLock<Arc<dyn Source>>>,
 }
 
@@ -272,6 +273,7 @@ impl Metrics {
         let queue_seconds = Family::<Labels, Histogram>::default();
         let queue_timeouts = Family::<Labels, Counter>::default();
         let reloads = Family::<Labels, Counter>::default();
+        let admin_unauthorized = Family::<Labels, Counter>::default();
         registry.register(
             "farmgate_requests",
             "Requests answered, by listener, route, upstream and status class",
@@ -332,6 +334,11 @@ impl Metrics {
             "Configuration reloads, by result",
             reloads.clone(),
         );
+        registry.register(
+            "farmgate_admin_unauthorized",
+            "Requests the admin endpoint refused for want of its bearer token, by reason",
+            admin_unauthorized.clone(),
+        );
         let source = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(Scraped(source.clone())));
         Metrics {
@@ -348,6 +355,7 @@ impl Metrics {
             queue_seconds,
             queue_timeouts,
             reloads,
+            admin_unauthorized,
             source,
         }
     }
@@ -441,6 +449,13 @@ impl Metrics {
         let result = if succeeded { "success" } else { "failure" };
         self.reloads
             .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Count a request the admin endpoint refused (`reason`: missing, wrong, unconfigured).
+    pub(crate) fn admin_unauthorized(&self, reason: &'static str) {
+        self.admin_unauthorized
+            .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
     }
 

@@ -91,8 +91,9 @@ impl Config {
         build::build(text, path)
     }
 
-    /// Every file this configuration names (certificates, keys, trust bundles, CRLs): what a
-    /// reload must watch. Not the ACME storage, whose files farmgate writes itself.
+    /// Every file this configuration names (certificates, keys, trust bundles, CRLs, the admin
+    /// token): what a reload must watch. Not the ACME storage, whose files farmgate writes
+    /// itself.
     pub fn files(&self) -> Vec<&FileRef> {
         fn trust_files(trust: &[Trust]) -> impl Iterator<Item = &FileRef> {
             trust.iter().filter_map(|t| match t {
@@ -118,6 +119,9 @@ impl Config {
         }
         if let Some(acme) = &self.acme {
             files.extend(trust_files(&acme.trust));
+        }
+        if let Some(admin) = &self.admin {
+            files.extend(admin.token_file.iter());
         }
         for u in &self.upstreams {
             let Some(tls) = &u.tls else { continue };

@@ -15,6 +15,17 @@ pub enum BuildError {
     /// An ACME listener's certificate cannot be set up (e.g. its storage is unwritable).
     #[error(transparent)]
     Acme(#[from] farmgate_acme::AcmeError),
+    /// `[admin] token_file` is unreadable, empty or not one word.
+    #[error("{at}: {}", path.display())]
+    AdminToken {
+        /// Where the file is named.
+        at: Location,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot serve.
+        #[source]
+        source: farmgate_admin::TokenError,
+    },
     /// A name is not usable as a TLS server name or URI authority.
     #[error("{at}: {name:?} cannot be used as a server name")]
     ServerName {

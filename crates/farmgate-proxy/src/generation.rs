@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use farmgate_acme::{Acme, AcmeCertificate};
+use farmgate_admin::Token;
 use farmgate_config::{Config, UpstreamId};
 use farmgate_doctor::advice::Warning;
 use farmgate_tls::GateStats;
@@ -143,6 +144,8 @@ pub struct Generation {
     acme_certificates: Vec<(String, AcmeCertificate)>,
     /// What `farmgate check` warns about, found when this generation was built.
     warnings: Vec<Warning>,
+    /// The admin endpoint's bearer token, read from `[admin] token_file`.
+    admin_token: Option<Arc<Token>>,
 }
 
 impl Generation {
@@ -169,6 +172,7 @@ impl Generation {
 
     /// [`Generation::build`], with the state of the running server.
     pub fn build_with(config: Config, lasting: &Lasting) -> Result<Generation, BuildError> {
+        let admin_token = admin_token(&config)?;
         let mut acme_certificates = Vec::new();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
@@ -197,6 +201,7 @@ impl Generation {
             lasting: lasting.clone(),
             acme_certificates,
             warnings,
+            admin_token,
         })
     }
 
@@ -254,6 +259,12 @@ impl Generation {
     /// What `farmgate check` warns about in this configuration, as found when it was built.
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
+    }
+
+    /// The bearer token the admin endpoint requires while this generation serves (`None`
+    /// without `[admin] token_file`).
+    pub fn admin_token(&self) -> Option<&Arc<Token>> {
+        self.admin_token.as_ref()
     }
 
     /// The certificate chains each TLS listener serves (default first), by listener name.
@@ -337,4 +348,17 @@ impl Drop for Generation {
     fn drop(&mut self) {
         self.lasting.alive.send_modify(|n| *n -= 1);
     }
+}
+
+/// The token in `[admin] token_file`, if the configuration names one.
+fn admin_token(config: &Config) -> Result<Option<Arc<Token>>, BuildError> {
+    let Some(file) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
+        return Ok(None);
+    };
+    let token = Token::read(&file.path).map_err(|source| BuildError::AdminToken {
+        at: file.at.clone(),
+        path: file.path.clone(),
+        source,
+    })?;
+    Ok(Some(Arc::new(token)))
 }

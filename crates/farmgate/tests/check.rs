@@ -196,3 +196,52 @@ fn check_warns_when_the_acme_server_cannot_be_reached() {
         "{stdout}"
     );
 }
+
+/// `gate_config` with `admin` appended: (path, the 1-based line of each of `keys`).
+fn gate_config_with_admin(pki: &TestPki, admin: &str, keys: &[&str]) -> (PathBuf, Vec<usize>) {
+    let backend = pki.server("backend.farm.test");
+    let config = gate_config(pki.dir(), &backend.cert, &backend.key, &pki.ca_file());
+    let text = std::fs::read_to_string(&config).unwrap() + admin;
+    std::fs::write(&config, &text).unwrap();
+    let lines = keys
+        .iter()
+        .map(|k| text.lines().position(|l| l.starts_with(k)).unwrap() + 1)
+        .collect();
+    (config, lines)
+}
+
+#[test]
+fn an_admin_endpoint_beyond_loopback_without_a_token_file_is_refused() {
+    let pki = TestPki::new();
+    let (config, lines) = gate_config_with_admin(
+        &pki,
+        "[admin]\nlisten = \"0.0.0.0:9901\"\n",
+        &["listen = \"0.0"],
+    );
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, 1, "{stderr}");
+    let expected = format!(
+        "{}:{}: admin.listen: an admin endpoint that listens beyond loopback must require a token: add token_file",
+        config.display(),
+        lines[0]
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn an_empty_admin_token_file_is_reported_with_file_line_and_key() {
+    let pki = TestPki::new();
+    let token = pki.dir().join("admin.token");
+    std::fs::write(&token, " \n").unwrap();
+    let admin = format!("[admin]\nlisten = \"0.0.0.0:9901\"\ntoken_file = {token:?}\n");
+    let (config, lines) = gate_config_with_admin(&pki, &admin, &["token_file"]);
+    let (code, _, stderr) = check(&config);
+    assert_eq!(code, 1, "{stderr}");
+    let expected = format!(
+        "{}:{}: admin.token_file: {}: it is empty",
+        config.display(),
+        lines[0],
+        token.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}

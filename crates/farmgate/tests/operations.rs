@@ -160,8 +160,15 @@ impl OneGate {
 
 /// GET `path` from a plain-HTTP endpoint: (status line, body).
 pub async fn plain_get(addr: SocketAddr, path: &str) -> (String, String) {
+    plain_get_with(addr, path, "").await
+}
+
+/// GET `path` from a plain-HTTP endpoint with `headers` (each line ending in `\r\n`):
+/// (status line, body).
+pub async fn plain_get_with(addr: SocketAddr, path: &str, headers: &str) -> (String, String) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nhost: admin\r\n{headers}connection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tcp.read_to_end(&mut raw).await.unwrap();

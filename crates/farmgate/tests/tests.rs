@@ -3,6 +3,7 @@
 
 mod cli;
 
+mod admin;
 mod ca;
 mod check;
 mod demo;
