@@ -21,6 +21,7 @@ pub use crate::http::{Admin, DASHBOARD, Limits, serve};
 pub use crate::metrics::{
     Counts, Histogram, Kind, Metrics, RouteMetrics, Sample, Source, StatusClass,
 };
+pub use crate::throttle::{Throttle, unlogged};
 pub use crate::token::{Token, TokenError};
 pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::gauge::Gauge;

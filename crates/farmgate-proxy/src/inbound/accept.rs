@@ -67,11 +67,11 @@ pub(crate) async fn accept_loop(
             Err(e) => {
                 // Out of file descriptors and the like: say so once a second at most, and
                 // try again when a connection closes (freeing one) or after a backoff.
-                if clients.log_accept_failure() {
+                if let Some(more) = clients.log_accept_failure() {
                     tracing::error!(
                         listener = %name,
                         open = clients.open(),
-                        "accept failed: {e}; retrying as connections close (docs/troubleshooting.md)"
+                        "accept failed: {e}; retrying as connections close (docs/troubleshooting.md){more}"
                     );
                 }
                 tokio::select! {

@@ -13,14 +13,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use farmgate_admin::{Counter, Metrics};
+use farmgate_admin::{Counter, Metrics, Throttle, unlogged};
 use farmgate_config::RateLimit;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-
-use crate::outbound::now_ms;
 
 /// Rate-limiter entries kept at most between two purges: past it, idle entries are purged at
 /// once. At some 100 bytes each, a few tens of MiB whatever the number of distinct clients.
@@ -107,9 +105,9 @@ pub(crate) struct Clients {
     /// Refusals not yet logged, by [`Limit`]: logged together once a second at most.
     unlogged: [AtomicU64; 7],
     /// When refusals were last logged.
-    logged: Once,
+    logged: Throttle,
     /// When a failed `accept` was last logged.
-    accept_failed: Once,
+    accept_failed: Throttle,
 }
 
 /// A request-rate limit and the limiter enforcing it.
@@ -165,8 +163,8 @@ impl Clients {
                 .map(|l| metrics.limited(name, l.label()))
                 .collect(),
             unlogged: Default::default(),
-            logged: Once::default(),
-            accept_failed: Once::default(),
+            logged: Throttle::default(),
+            accept_failed: Throttle::default(),
         }
     }
 
@@ -218,24 +216,38 @@ impl Clients {
     /// Whether client `key` may make one more request under `limit`; if not, how long until
     /// it may (the refusal is counted and logged).
     pub(crate) fn check_rate(&self, key: ClientKey, limit: RateLimit) -> Result<(), Duration> {
-        let rate = self.rate.load();
-        let checked = match rate.as_deref() {
+        let checked = match self.rate.load().as_deref() {
             Some(rate) if rate.limit == limit => rate.limiter.check_key(&key),
             // The first request under this limit (at start, or after a reload changed it).
-            _ => {
-                let fresh = Arc::new(Rate {
-                    limit,
-                    limiter: DefaultKeyedRateLimiter::keyed(quota(limit)),
-                });
-                let checked = fresh.limiter.check_key(&key);
-                self.rate.store(Some(fresh));
-                checked
-            }
+            _ => self.limiter(limit).limiter.check_key(&key),
         };
         checked.map_err(|not_until| {
             self.refused(Limit::RequestsPerClient);
             not_until.wait_time_from(DefaultClock::default().now())
         })
+    }
+
+    /// The limiter for `limit`, made now unless a concurrent request just made it.
+    fn limiter(&self, limit: RateLimit) -> Arc<Rate> {
+        loop {
+            let current = self.rate.load_full();
+            if let Some(rate) = current.as_ref().filter(|r| r.limit == limit) {
+                return rate.clone();
+            }
+            let fresh = Arc::new(Rate {
+                limit,
+                limiter: DefaultKeyedRateLimiter::keyed(quota(limit)),
+            });
+            let before = self.rate.compare_and_swap(&current, Some(fresh.clone()));
+            let swapped = match (before.as_ref(), current.as_ref()) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if swapped {
+                return fresh;
+            }
+        }
     }
 
     /// Forget clients whose request budget is full again, so memory stays bounded whatever
@@ -263,7 +275,7 @@ impl Clients {
                 rate.limiter.retain_recent();
             }
         }
-        if !self.logged.now(now_ms()) {
+        if self.logged.admit().is_none() {
             return;
         }
         let counts: Vec<String> = Limit::ALL
@@ -281,9 +293,10 @@ impl Clients {
         );
     }
 
-    /// Whether to log a failed `accept` now (once a second at most).
-    pub(crate) fn log_accept_failure(&self) -> bool {
-        self.accept_failed.now(now_ms())
+    /// Whether to log a failed `accept` now (once a second at most), and if so the words
+    /// saying how many failed unlogged before it.
+    pub(crate) fn log_accept_failure(&self) -> Option<String> {
+        self.accept_failed.admit().map(unlogged)
     }
 
     /// Connections open now.
@@ -321,26 +334,6 @@ impl Drop for Counted {
         }
         self.clients.open.fetch_sub(1, Ordering::AcqRel);
         self.clients.closed.notify_waiters();
-    }
-}
-
-/// Says something at most once a second.
-#[derive(Debug, Default)]
-pub(crate) struct Once {
-    /// [`now_ms`] of the last time, plus one so that 0 means never.
-    last: AtomicU64,
-}
-
-impl Once {
-    /// Whether to say it now.
-    pub(crate) fn now(&self, now_ms: u64) -> bool {
-        let last = self.last.load(Ordering::Relaxed);
-        if last != 0 && now_ms.saturating_sub(last - 1) < 1_000 {
-            return false;
-        }
-        self.last
-            .compare_exchange(last, now_ms + 1, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
     }
 }
 
@@ -403,15 +396,5 @@ mod tests {
             clients.check_rate(a, raised).is_ok(),
             "a changed limit starts afresh"
         );
-    }
-
-    #[test]
-    fn once_a_second_at_most() {
-        let once = Once::default();
-        assert!(once.now(5_000));
-        assert!(!once.now(5_400));
-        assert!(!once.now(5_999));
-        assert!(once.now(6_000));
-        assert!(Once::default().now(0), "even at the clock's start");
     }
 }

@@ -34,13 +34,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use farmgate_admin::Gauge;
+use farmgate_admin::{Gauge, Throttle};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::failure::Seconds;
-use super::health::now_ms;
 
 /// An upstream's queue and its servers' slots: the same for every generation of one server.
 #[derive(Debug, Default)]
@@ -50,9 +49,8 @@ pub(crate) struct Queue {
     servers: Mutex<BTreeMap<String, Arc<Slots>>>,
     /// Requests answered `503` after `queue_timeout`, since start.
     timeouts: AtomicU64,
-    /// Timeouts not logged yet, and when the last line was written.
-    unlogged: AtomicU64,
-    logged_at: AtomicU64,
+    /// When the last summary was written, and the timeouts since.
+    logged: Throttle,
 }
 
 /// The requests waiting, and what wakes them.
@@ -168,20 +166,11 @@ impl Queue {
     /// Log that requests of `upstream` timed out in the queue: at most one line a second,
     /// saying how many did since the last one, so an overloaded farm does not flood the log.
     pub(crate) fn log_timeout(&self, upstream: &str, cap: u32, timeout: Duration) {
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        let now = now_ms();
-        let last = self.logged_at.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= 1000;
-        if !due
-            || self
-                .logged_at
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        let Some(before) = self.logged.admit() else {
             return;
-        }
-        // Ours included: the line's writer swaps after everyone counted so far.
-        let count = self.unlogged.swap(0, Ordering::Relaxed).max(1);
+        };
+        // Ours included.
+        let count = before + 1;
         tracing::warn!(
             %upstream,
             "upstream {upstream} is saturated: {count} request(s) found every server at max_connections_per_server = {cap} for queue_timeout {} and were answered 503 ({} waiting now)",
