@@ -29,7 +29,14 @@ if [[ -n $CALLGRIND ]]; then
     PROXIES=farmgate
     WRAP=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.@ROLE@")
 fi
+# nginx and HAProxy live in /usr/sbin, which a normal user's PATH may not hold.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 mkdir -p "$OUT/tmp" "$OUT/www" "$OUT/raw"
+# Run as root, nginx's workers drop to user nobody, and the origin's must read www/1m: OUT may
+# be passed through by anyone (mktemp made it 0700) but not listed; pki/ keeps its 0700 and the
+# keys their 0600.
+chmod 0711 "$OUT"
+chmod 0755 "$OUT/www"
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -108,7 +115,7 @@ mint_pki() {
     done
     # HAProxy wants certificate and key in one file.
     for who in site backend edge-client; do
-        cat "$PKI/$who.pem" "$PKI/$who.key" >"$PKI/$who.haproxy.pem"
+        (umask 077 && cat "$PKI/$who.pem" "$PKI/$who.key" >"$PKI/$who.haproxy.pem")
     done
 }
 
@@ -138,11 +145,18 @@ start_chains() {
     EDGE_PORT=([farmgate]=${ports[1]} [nginx]=${ports[3]} [haproxy]=${ports[5]})
     GATE_PORT=([farmgate]=${ports[2]} [nginx]=${ports[4]} [haproxy]=${ports[6]})
     head -c 1048576 /dev/urandom >"$OUT/www/1m"
+    chmod 0644 "$OUT/www/1m"
 
     say "origin: nginx, one worker, 'return 200' on 127.0.0.1:$ORIGIN_PORT (and /1m, 1 MiB)"
     render nginx-origin.conf origin.conf 0 0
     start origin nginx -c "$OUT/origin.conf" -g 'daemon off;'
     wait_port "$ORIGIN_PORT"
+    # Before any proxy: the origin itself serves /1m (its worker can read the file).
+    local code
+    code=$(curl -sS --max-time 5 -o "$OUT/1m.check" -w '%{http_code}' "http://127.0.0.1:$ORIGIN_PORT/1m") || true
+    cmp -s "$OUT/1m.check" "$OUT/www/1m" ||
+        die "the origin answered /1m with $code: its worker cannot read $OUT/www/1m (see $OUT/origin.error.log;" \
+            "run as root, nginx's workers are user nobody, so every directory above OUT must let others pass)"
 
     local p
     for p in $PROXIES; do
