@@ -18,6 +18,9 @@
 #   CALLGRIND=1 bench/run.sh          instead of the loads: instructions per keep-alive request of
 #                                     farmgate's edge and gate, counted by valgrind's callgrind
 #                                     (repeatable within about 1% even on a busy machine)
+#   SYSCALLS=1 bench/run.sh           instead of the loads: write syscalls on the edge-gate hop
+#                                     per request, HTTP/1.1 against HTTP/2 to the gates, counted
+#                                     by perf from the syscall tracepoints (needs root)
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +32,9 @@ PROXIES=${PROXIES:-farmgate nginx haproxy}
 OUT=${OUT:-$(mktemp -d /tmp/farmgate-bench.XXXXXX)}
 PKI=$OUT/pki
 CALLGRIND=${CALLGRIND:-}
+SYSCALLS=${SYSCALLS:-}
 WRAP=()
+[[ -z $SYSCALLS ]] || LOADS="keepalive h2"
 if [[ -n $CALLGRIND ]]; then
     PROXIES=farmgate LOADS=keepalive
     WRAP=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.@ROLE@")
@@ -46,7 +51,7 @@ chmod 0755 "$OUT/www"
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 wants() { [[ " $LOADS " == *" $1 "* ]]; }             # wants LOAD: is LOAD in LOADS?
-wants_h2up() { [[ " $LOADS " == *-h2up* ]]; }        # the edges that speak h2 to the gates
+wants_h2up() { [[ -n $SYSCALLS || " $LOADS " == *-h2up* ]]; } # the edges that speak h2 to the gates
 
 # ---------------------------------------------------------------- processes we start, by PID
 PIDS=()
@@ -86,6 +91,7 @@ install_missing() {
         command -v "${program%%:*}" >/dev/null 2>&1 || missing+=("${program#*:}")
     done
     [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+    [[ -z $SYSCALLS ]] || command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
     ((${#missing[@]})) || return 0
     say "installing from Debian: ${missing[*]}"
     local sudo=()
@@ -413,6 +419,55 @@ count_instructions() {
     done
 }
 
+# Write syscalls on the edge-gate hop: for each edge (HTTP/1.1 or HTTP/2 to the gate) and each
+# of the keepalive and h2 loads, perf records the write-family syscall tracepoints of the edge's
+# and the gate's processes during the load run; writes.py keeps those on the sockets between
+# edge and gate (their file descriptors listed halfway through the run) and divides the
+# requests completed by them. Tracepoints cost little per call, unlike strace, whose stops would
+# slow the proxies down and so change how many requests each write carries.
+count_writes() {
+    local events=syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg
+    local p proto l role port name edge gate syscw load_pid
+    for p in $PROXIES; do
+        for proto in http1 h2; do
+            role=edge port=${EDGE_PORT[$p]}
+            if [[ $proto == h2 ]]; then
+                [[ -n ${EDGE_H2UP_PORT[$p]:-} ]] || continue # nginx: no HTTP/2 upstreams
+                role=edge_h2up port=${EDGE_H2UP_PORT[$p]}
+            fi
+            read -r -a edge <<<"$(pids_of "$p" "$role")"
+            read -r -a gate <<<"$(pids_of "$p" gate)"
+            for l in keepalive h2; do
+                name=$OUT/raw/writes.$l.$p.$proto
+                syscw=$(syscw "${edge[@]}")
+                start perf-record perf record -q -o "$name.perf" -e "$events" \
+                    -p "$(IFS=, && echo "${edge[*]},${gate[*]}")" -- sleep $((DURATION + 2))
+                sleep 1 # perf attaches
+                load "$l" "$port" "$name.load" &
+                load_pid=$!
+                PIDS+=("$load_pid")
+                sleep $((DURATION / 2 + 1))
+                python3 "$BENCH/writes.py" sockets "${edge[@]}" "${gate[@]}" >"$name.sockets"
+                wait "$load_pid" || say "warning: $l on $p exited with $? (see $name.load)"
+                syscw=$(($(syscw "${edge[@]}") - syscw))
+                wait "$perf_record_PID" || die "perf record failed; see $OUT/perf-record.out"
+                perf script -i "$name.perf" -F pid,event,trace 2>/dev/null |
+                    python3 "$BENCH/writes.py" count "$p, $l load, $proto to the gate" "$name.load" "$name.sockets" \
+                        "${GATE_PORT[$p]}" "$(IFS=, && echo "${edge[*]}")" "$(IFS=, && echo "${gate[*]}")" "$syscw" |
+                    tee -a "$OUT/writes.txt"
+                rm -f "$name.perf"
+            done
+        done
+    done
+}
+
+# syscw PIDS...: the write syscalls (write, writev) the processes made so far, per /proc/PID/io.
+syscw() {
+    local pid total=0
+    for pid in "$@"; do total=$((total + $(awk '/^syscw:/ { print $2 }' "/proc/$pid/io"))); done
+    echo "$total"
+}
+
 for l in $LOADS; do
     case $l in
     keepalive | handshake | h2 | body1m | ws | keepalive-h2up | h2-h2up) ;;
@@ -427,6 +482,10 @@ start_chains
 check_chains
 if [[ -n $CALLGRIND ]]; then
     count_instructions
+    exit 0
+fi
+if [[ -n $SYSCALLS ]]; then
+    count_writes
     exit 0
 fi
 build_no_resume
