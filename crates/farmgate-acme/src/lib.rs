@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use farmgate_config::{Acme as Settings, AcmeCert, Challenge, Trust};
+use farmgate_config::{Acme as Settings, AcmeCert, Challenge};
 use farmgate_tls::CertStore;
 use instant_acme::Account;
 use tokio::sync::watch;
@@ -300,15 +300,7 @@ impl Shared {
 fn identity(settings: &Settings, cert: &AcmeCert) -> String {
     let mut domains = cert.domains.clone();
     domains.sort_unstable();
-    let trust: Vec<String> = settings
-        .trust
-        .iter()
-        .map(|t| match t {
-            Trust::Mozilla => "mozilla".to_owned(),
-            Trust::System => "system".to_owned(),
-            Trust::File(f) => f.path.display().to_string(),
-        })
-        .collect();
+    let trust: Vec<String> = settings.trust.iter().map(ToString::to_string).collect();
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         settings.directory,

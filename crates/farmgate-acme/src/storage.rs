@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use farmgate_config::FileRef;
+use farmgate_identity::DnsName;
 
 use crate::AcmeError;
 
@@ -94,15 +95,11 @@ impl Storage {
     }
 
     /// Where the key authorization for a tls-alpn-01 validation of `name` is posted; `None` for
-    /// a name that cannot be a file name (names come from the TLS SNI).
+    /// a name that is not an exact DNS name, so cannot be a file name (names come from the TLS
+    /// SNI).
     pub(crate) fn tls_alpn01(&self, name: &str) -> Option<PathBuf> {
-        let valid = !name.is_empty()
-            && name.len() <= 253
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        valid.then(|| self.challenges(TLS_ALPN01).join(name))
+        let name = DnsName::parse(name).ok().filter(|n| !n.is_wildcard())?;
+        Some(self.challenges(TLS_ALPN01).join(name.as_str()))
     }
 
     /// The account file named `stem` (see [`account_stem`]).
@@ -322,7 +319,7 @@ mod tests {
             assert!(storage.http01(bad).is_none(), "{bad:?}");
         }
         assert!(storage.tls_alpn01("www.example.com").is_some());
-        for bad in ["", "..", "../x", "a/b", ".hidden"] {
+        for bad in ["", "..", "../x", "a/b", ".hidden", "*.example.com"] {
             assert!(storage.tls_alpn01(bad).is_none(), "{bad:?}");
         }
     }

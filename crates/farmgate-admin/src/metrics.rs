@@ -185,6 +185,7 @@ pub struct Metrics {
     upstream_errors: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     open_connections: Family<Labels, Gauge>,
+    tunnels_open: Family<Labels, Gauge>,
     reloads: Family<Labels, Counter>,
     source: Arc<OnceLock<Arc<dyn Source>>>,
 }
@@ -205,6 +206,7 @@ impl Metrics {
         let upstream_errors = Family::<Labels, Counter>::default();
         let retries = Family::<Labels, Counter>::default();
         let open_connections = Family::<Labels, Gauge>::default();
+        let tunnels_open = Family::<Labels, Gauge>::default();
         let reloads = Family::<Labels, Counter>::default();
         registry.register(
             "farmgate_requests",
@@ -237,6 +239,11 @@ impl Metrics {
             open_connections.clone(),
         );
         registry.register(
+            "farmgate_tunnels_open",
+            "Tunnels (WebSocket) open now, by upstream",
+            tunnels_open.clone(),
+        );
+        registry.register(
             "farmgate_reloads",
             "Configuration reloads, by result",
             reloads.clone(),
@@ -251,6 +258,7 @@ impl Metrics {
             upstream_errors,
             retries,
             open_connections,
+            tunnels_open,
             reloads,
             source,
         }
@@ -310,6 +318,13 @@ impl Metrics {
     pub fn open_connections(&self, listener: &str) -> Gauge {
         self.open_connections
             .get_or_create(&vec![("listener", listener.to_owned())])
+            .clone()
+    }
+
+    /// The open-tunnels gauge of `upstream`.
+    pub fn tunnels_open(&self, upstream: &str) -> Gauge {
+        self.tunnels_open
+            .get_or_create(&vec![("upstream", upstream.to_owned())])
             .clone()
     }
 

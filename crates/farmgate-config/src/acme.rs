@@ -3,10 +3,15 @@
 
 use std::fmt;
 
+use crate::spelling::spelled;
 use crate::{FileRef, Location, Trust};
 
 /// Let's Encrypt's production directory: the default `acme.directory`.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// The most names a public CA puts on one certificate (Let's Encrypt's limit), so the most
+/// `domains` a listener may list.
+pub const MAX_ACME_DOMAINS: usize = 100;
 
 /// Where the ACME state lives when `acme.storage` is not set.
 pub const DEFAULT_STORAGE: &str = "/var/lib/farmgate/acme";
@@ -16,7 +21,6 @@ pub const DEFAULT_STORAGE: &str = "/var/lib/farmgate/acme";
 /// takes its certificate from ACME (with the defaults when the table is absent) or the table is
 /// written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Acme {
     /// The ACME server's directory URL.
     pub directory: DirectoryUrl,
@@ -67,7 +71,6 @@ impl fmt::Display for DirectoryUrl {
 
 /// `listener.tls.acme`: the certificate a listener gets from the ACME server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct AcmeCert {
     /// The DNS names on the certificate, lower-case, unique, in the order written; at least one.
     pub domains: Vec<String>,
@@ -80,29 +83,17 @@ pub struct AcmeCert {
     pub at: Location,
 }
 
-/// The ACME challenge farmgate answers to prove it controls a name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Challenge {
-    /// `tls-alpn-01` (RFC 8737), answered by the TLS listener itself (port 443). The default.
-    TlsAlpn01,
-    /// `http-01`, answered by the plain-HTTP listeners (port 80) under
-    /// `/.well-known/acme-challenge/`.
-    Http01,
-}
-
-impl Challenge {
-    /// The configuration (and ACME) spelling.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Challenge::TlsAlpn01 => "tls-alpn-01",
-            Challenge::Http01 => "http-01",
-        }
-    }
-}
-
-impl fmt::Display for Challenge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+spelled! {
+    /// The ACME challenge farmgate answers to prove it controls a name (`challenge`); the
+    /// spellings are ACME's too.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Challenge (what: "challenge", quoted: true) {
+        /// `tls-alpn-01` (RFC 8737), answered by the TLS listener itself (port 443). The
+        /// default.
+        TlsAlpn01 = "tls-alpn-01" ("default"),
+        /// `http-01`, answered by the plain-HTTP listeners (port 80) under
+        /// `/.well-known/acme-challenge/`.
+        Http01 = "http-01",
     }
 }
 

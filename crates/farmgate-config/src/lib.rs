@@ -35,29 +35,37 @@ mod listener;
 mod location;
 mod net;
 mod raw;
+mod spelling;
 mod upstream;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use acme::{Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, LETS_ENCRYPT};
+pub use acme::{
+    Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, LETS_ENCRYPT, MAX_ACME_DOMAINS,
+};
 pub use duration::parse_duration;
-pub use error::{ConfigError, ConfigErrors, Problem};
+pub use error::{
+    ConfigError, ConfigErrors, Duplicate, Empty, Form, Incomplete, OutOfRange, Problem, Rule,
+};
 pub use listener::{
     CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerCerts, ListenerTimeouts,
     ListenerTls, Route, SniCert,
 };
 pub use location::Location;
 pub use net::{Address, IpRange};
+pub use spelling::Expected;
+use spelling::spelled;
 pub use upstream::{
-    Backend, Balance, HashKey, Health, Timeouts, Upstream, UpstreamId, UpstreamTls,
+    Backend, Balance, HashKey, Health, MAX_WEIGHT, Protocol, Timeouts, Upstream, UpstreamId,
+    UpstreamTls,
 };
 
 /// A complete, validated configuration.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Config {
     /// The file it was read from.
     pub file: Arc<Path>,
@@ -88,7 +96,7 @@ impl Config {
         fn trust_files(trust: &[Trust]) -> impl Iterator<Item = &FileRef> {
             trust.iter().filter_map(|t| match t {
                 Trust::File(f) => Some(f),
-                _ => None,
+                Trust::Mozilla | Trust::System => None,
             })
         }
         let mut files = Vec::new();
@@ -123,7 +131,7 @@ impl Config {
 
     /// The upstream a route refers to.
     pub fn upstream(&self, id: UpstreamId) -> &Upstream {
-        &self.upstreams[id.0]
+        &self.upstreams[id.index()]
     }
 }
 
@@ -145,14 +153,16 @@ pub struct Log {
     pub access: bool,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable text (default).
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
+spelled! {
+    /// Log line format (`log.format`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum LogFormat (what: "log format", quoted: true) {
+        /// Human-readable text (default).
+        #[default]
+        Text = "text",
+        /// One JSON object per line.
+        Json = "json",
+    }
 }
 
 /// Process-wide settings.
@@ -195,4 +205,50 @@ pub enum Trust {
     System,
     /// CA certificates in a PEM file.
     File(FileRef),
+}
+
+impl Trust {
+    /// The bundled store a `trust` entry (or `--trust` argument) names: `"mozilla"` or
+    /// `"system"`; `None` for anything else, which names a file.
+    pub fn builtin(word: &str) -> Option<Trust> {
+        match word {
+            MOZILLA => Some(Trust::Mozilla),
+            SYSTEM => Some(Trust::System),
+            _ => None,
+        }
+    }
+}
+
+/// The entry as written: `mozilla`, `system` or the file's (resolved) path.
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trust::Mozilla => f.write_str(MOZILLA),
+            Trust::System => f.write_str(SYSTEM),
+            Trust::File(file) => write!(f, "{}", file.path.display()),
+        }
+    }
+}
+
+/// The words naming the bundled trust stores.
+const MOZILLA: &str = "mozilla";
+const SYSTEM: &str = "system";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_words_round_trip() {
+        for trust in [Trust::Mozilla, Trust::System] {
+            assert_eq!(Trust::builtin(&trust.to_string()), Some(trust));
+        }
+        assert_eq!(Trust::builtin("certs/ca.pem"), None);
+        assert_eq!(Trust::builtin("Mozilla"), None);
+        let file = Trust::File(FileRef {
+            path: PathBuf::from("/etc/farmgate/ca.pem"),
+            at: Location::new(Arc::from(Path::new("f.toml")), 1, "trust"),
+        });
+        assert_eq!(file.to_string(), "/etc/farmgate/ca.pem");
+    }
 }

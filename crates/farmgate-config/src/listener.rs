@@ -1,15 +1,16 @@
 //! Listeners: where traffic arrives, its TLS and client-authentication policy, and its routes.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use farmgate_identity::AllowList;
+use farmgate_identity::{AllowList, DnsName};
 
+use crate::spelling::spelled;
 use crate::{AcmeCert, FileRef, IpRange, Location, Trust, UpstreamId};
 
 /// A listening socket with its TLS policy and routes.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Listener {
     /// Unique name, used in logs and metrics.
     pub name: String,
@@ -75,7 +76,6 @@ pub struct CertKey {
 
 /// TLS termination on a listener.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct ListenerTls {
     /// Where the certificates come from: files, or an ACME server.
     pub certs: ListenerCerts,
@@ -97,7 +97,6 @@ impl ListenerTls {
 
 /// A listener's certificates: from files or from ACME, never both.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub enum ListenerCerts {
     /// `certificate`, `private_key` and `[[listener.tls.sni]]`.
     Files {
@@ -122,29 +121,21 @@ pub struct SniCert {
     pub at: Location,
 }
 
-/// Which extended key usage a client certificate chain must permit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EkuPolicy {
-    /// Strict (default): the whole chain must permit TLS client authentication.
-    ClientAuth,
-    /// WebPKI compatibility mode: a chain that permits server authentication instead is accepted,
-    /// verified under the server-auth purpose, and only for exact `dns:`/`spki-sha256:` entries.
-    ClientOrServerAuth,
-}
-
-impl EkuPolicy {
-    /// The configuration spelling.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EkuPolicy::ClientAuth => "client_auth",
-            EkuPolicy::ClientOrServerAuth => "client_or_server_auth",
-        }
+spelled! {
+    /// Which extended key usage a client certificate chain must permit (`eku`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum EkuPolicy (what: "eku", quoted: true) {
+        /// Strict (default): the whole chain must permit TLS client authentication.
+        ClientAuth = "client_auth" ("default"),
+        /// WebPKI compatibility mode: a chain that permits server authentication instead is
+        /// accepted, verified under the server-auth purpose, and only for exact
+        /// `dns:`/`spki-sha256:` entries.
+        ClientOrServerAuth = "client_or_server_auth" ("WebPKI compatibility mode"),
     }
 }
 
 /// A gate's client-certificate policy.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct ClientAuth {
     /// Trust anchors for client chains.
     pub trust: Vec<Trust>,
@@ -171,20 +162,14 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Parse `www.example.com` or `*.example.com`.
+    /// Parse `www.example.com` or `*.example.com` (any [`DnsName`], and `*.` before one;
+    /// trailing dots ignored).
     pub fn parse(text: &str) -> Option<HostPattern> {
-        let lower = text.trim_end_matches('.').to_ascii_lowercase();
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.split('.').all(|l| {
-                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                })
-        };
-        match lower.strip_prefix("*.") {
-            Some(rest) if valid(rest) => Some(HostPattern::Wildcard(format!(".{rest}"))),
-            Some(_) => None,
-            None if valid(&lower) => Some(HostPattern::Exact(lower)),
-            None => None,
+        let text = text.trim_end_matches('.');
+        let exact = |name: &str| DnsName::parse(name).ok().filter(|n| !n.is_wildcard());
+        match text.strip_prefix("*.") {
+            Some(parent) => exact(parent).map(|p| HostPattern::Wildcard(format!(".{p}"))),
+            None => exact(text).map(|n| HostPattern::Exact(n.into())),
         }
     }
 
@@ -199,9 +184,18 @@ impl HostPattern {
     }
 }
 
+/// The pattern as written: `www.example.com` or `*.example.com`.
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(host) => f.write_str(host),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
 /// Where requests matching a host and path prefix go.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Route {
     /// Host to match; `None` matches any host.
     pub host: Option<HostPattern>,
@@ -246,6 +240,31 @@ mod tests {
         assert!(HostPattern::parse("*").is_none());
         assert!(HostPattern::parse("a.*.com").is_none());
         assert!(HostPattern::parse("bad host").is_none());
+        assert!(HostPattern::parse("*.*.example.com").is_none());
+        assert!(HostPattern::parse(&format!("{}.com", "a".repeat(64))).is_none());
+        // A wildcard over one label matches hosts, unlike a dns: allow-list entry.
+        let one_label = HostPattern::parse("*.internal");
+        assert!(
+            one_label
+                .as_ref()
+                .is_some_and(|w| w.matches("app.internal"))
+        );
+    }
+
+    #[test]
+    fn host_patterns_print_as_written() {
+        for text in ["www.example.com", "*.example.com"] {
+            assert_eq!(
+                HostPattern::parse(text).map(|p| p.to_string()).as_deref(),
+                Some(text)
+            );
+        }
+        assert_eq!(
+            HostPattern::parse("WWW.Example.com.")
+                .map(|p| p.to_string())
+                .as_deref(),
+            Some("www.example.com")
+        );
     }
 
     #[test]

@@ -3,55 +3,36 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-/// An address range such as `10.0.0.0/24` or `::1/128`.
+use farmgate_identity::DnsName;
+use ipnet::IpNet;
+
+/// An address range such as `10.0.0.0/24` or `::1/128` (an [`IpNet`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpRange {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct IpRange(IpNet);
 
 impl IpRange {
     /// Parse `ADDR/PREFIX` or a bare address (a range of one).
     pub fn parse(text: &str) -> Option<IpRange> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
-            None => (text.parse::<IpAddr>().ok()?, None),
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpRange {
-            network: addr,
-            prefix,
-        })
+        let net = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            .ok()?;
+        Some(IpRange(net))
     }
 
     /// Whether `ip` lies in this range. IPv4-mapped IPv6 addresses count as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
+            IpAddr::V4(_) => ip,
         };
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 }
 
 impl fmt::Display for IpRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -70,20 +51,16 @@ pub enum Address {
 }
 
 impl Address {
-    /// Parse `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`.
+    /// Parse `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (HOST a [`DnsName`], not a wildcard).
     pub fn parse(text: &str) -> Option<Address> {
         if let Ok(sa) = text.parse::<SocketAddr>() {
             return Some(Address::Socket(sa));
         }
         let (host, port) = text.rsplit_once(':')?;
         let port = port.parse::<u16>().ok()?;
-        let valid = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .split('.')
-                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        valid.then(|| Address::Name {
-            host: host.to_ascii_lowercase(),
+        let host = DnsName::parse(host).ok().filter(|h| !h.is_wildcard())?;
+        Some(Address::Name {
+            host: host.into(),
             port,
         })
     }
@@ -132,6 +109,22 @@ mod tests {
         assert!(IpRange::parse("::1").is_some_and(|r| r.contains(ip("::1"))));
         assert!(IpRange::parse("10.0.0.0/33").is_none());
         assert!(IpRange::parse("ten/8").is_none());
+        assert!(IpRange::parse("::/0").is_some_and(|r| r.contains(ip("2001:db8::1"))));
+        assert!(IpRange::parse("2001:db8::/32").is_some_and(|r| !r.contains(ip("10.0.0.1"))));
+    }
+
+    #[test]
+    fn ranges_print_as_written() {
+        for (text, shown) in [
+            ("10.0.0.0/24", "10.0.0.0/24"),
+            ("192.0.2.7", "192.0.2.7/32"),
+            ("::1", "::1/128"),
+        ] {
+            assert_eq!(
+                IpRange::parse(text).map(|r| r.to_string()).as_deref(),
+                Some(shown)
+            );
+        }
     }
 
     #[test]
@@ -151,5 +144,7 @@ mod tests {
         assert!(Address::parse("10.0.0.1").is_none());
         assert!(Address::parse("host:99999").is_none());
         assert!(Address::parse("bad_host:80").is_none());
+        assert!(Address::parse("*.farm.internal:80").is_none());
+        assert!(Address::parse(":80").is_none());
     }
 }

@@ -124,6 +124,7 @@ pub(crate) struct RawUpstream {
     /// that a mistake in either form gets a precise message.
     pub servers: Option<S<Vec<S<toml::Value>>>>,
     pub balance: Option<S<String>>,
+    pub protocol: Option<S<String>>,
     pub hash_key: Option<S<String>>,
     pub health: Option<S<RawHealth>>,
     pub timeouts: Option<S<RawTimeouts>>,
@@ -146,6 +147,7 @@ pub(crate) struct RawTimeouts {
     pub connect: Option<S<String>>,
     pub response_header: Option<S<String>>,
     pub idle: Option<S<String>>,
+    pub tunnel_idle: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,16 +1,32 @@
 //! Upstreams: pools of servers with their balancing, health, timeouts and TLS/mTLS policy.
 
+use std::fmt;
 use std::time::Duration;
 
+use crate::spelling::{Expected, spelled};
 use crate::{Address, CertKey, Location, Trust};
 
-/// Index of an upstream in [`crate::Config::upstreams`].
+/// An upstream of one [`Config`](crate::Config), as a route names it: only the builder makes
+/// one, so it always indexes [`Config::upstreams`](crate::Config::upstreams) of the
+/// configuration it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UpstreamId(pub usize);
+pub struct UpstreamId(usize);
+
+impl UpstreamId {
+    /// The upstream at `index` in the configuration being built.
+    pub(crate) fn new(index: usize) -> Self {
+        UpstreamId(index)
+    }
+
+    /// Its index in [`Config::upstreams`](crate::Config::upstreams) (and in anything built
+    /// from them in the same order).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// A named pool of servers.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Upstream {
     /// The name routes refer to.
     pub name: String,
@@ -18,6 +34,8 @@ pub struct Upstream {
     pub servers: Vec<Backend>,
     /// How a server is chosen for each request.
     pub balance: Balance,
+    /// The HTTP version spoken to the servers.
+    pub protocol: Protocol,
     /// Active health checks; `None` disables them.
     pub health: Option<Health>,
     /// Connection and response timeouts.
@@ -27,6 +45,9 @@ pub struct Upstream {
     /// Where the upstream is defined.
     pub at: Location,
 }
+
+/// The largest `weight` a server may have.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// One server of an upstream.
 #[derive(Debug, Clone)]
@@ -39,7 +60,6 @@ pub struct Backend {
 
 /// How requests are spread over an upstream's servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Balance {
     /// Weighted round robin (default).
     RoundRobin,
@@ -51,7 +71,58 @@ pub enum Balance {
     Hash(HashKey),
 }
 
-/// What `balance = "hash"` hashes.
+impl Balance {
+    /// The configuration spelling: `round_robin`, `least_requests`, `p2c_ewma` or `hash`.
+    pub fn as_str(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The word `balance` is written with.
+    pub(crate) fn kind(&self) -> BalanceKind {
+        match self {
+            Balance::RoundRobin => BalanceKind::RoundRobin,
+            Balance::LeastRequests => BalanceKind::LeastRequests,
+            Balance::P2cEwma => BalanceKind::P2cEwma,
+            Balance::Hash(_) => BalanceKind::Hash,
+        }
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+spelled! {
+    /// The HTTP version an upstream's servers are spoken to in (`protocol`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Protocol (what: "protocol", quoted: true) {
+        /// HTTP/1.1 over pooled keep-alive connections (default).
+        #[default]
+        Http1 = "http1" ("default"),
+        /// HTTP/2: ALPN `h2` (only) over TLS, prior-knowledge cleartext HTTP/2 (h2c) on a
+        /// plain upstream; requests multiplexed over one connection per server and worker.
+        H2 = "h2",
+    }
+}
+
+spelled! {
+    /// A [`Balance`] as the word `balance` is written with, before the hash key is read.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum BalanceKind (what: "balance", quoted: false) {
+        /// `round_robin` (the default).
+        RoundRobin = "round_robin",
+        /// `least_requests`.
+        LeastRequests = "least_requests",
+        /// `p2c_ewma`.
+        P2cEwma = "p2c_ewma",
+        /// `hash`, with `hash_key`.
+        Hash = "hash",
+    }
+}
+
+/// What `balance = "hash"` hashes: `hash_key = "header:NAME" | "cookie:NAME" | "client_ip"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashKey {
     /// A request header (lower-case name).
@@ -60,6 +131,48 @@ pub enum HashKey {
     Cookie(String),
     /// The client's IP address.
     ClientIp,
+}
+
+/// `hash_key`'s words: a prefix before a name, or the whole value.
+const HEADER: &str = "header";
+const COOKIE: &str = "cookie";
+const CLIENT_IP: &str = "client_ip";
+
+impl HashKey {
+    /// Parse `header:NAME` (NAME lower-cased), `cookie:NAME` or `client_ip`; a NAME is letters,
+    /// digits, `-`, `_` and `.`.
+    pub fn parse(text: &str) -> Option<HashKey> {
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        match text.split_once(':') {
+            Some((HEADER, name)) if token(name) => Some(HashKey::Header(name.to_ascii_lowercase())),
+            Some((COOKIE, name)) if token(name) => Some(HashKey::Cookie(name.to_owned())),
+            None if text == CLIENT_IP => Some(HashKey::ClientIp),
+            Some(_) | None => None,
+        }
+    }
+
+    /// The forms `hash_key` takes, as an error lists them.
+    pub fn expected() -> Expected {
+        Expected::new(
+            &[("header:NAME", ""), ("cookie:NAME", ""), ("client_ip", "")],
+            true,
+        )
+    }
+}
+
+/// The key as written: `header:x-user`, `cookie:session`, `client_ip`.
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::Header(name) => write!(f, "{HEADER}:{name}"),
+            HashKey::Cookie(name) => write!(f, "{COOKIE}:{name}"),
+            HashKey::ClientIp => f.write_str(CLIENT_IP),
+        }
+    }
 }
 
 /// Active health checking.
@@ -84,8 +197,11 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request until the response header arrives.
     pub response_header: Duration,
-    /// How long an idle pooled connection is kept.
+    /// How long an idle pooled connection is kept (never longer than the server's
+    /// `Keep-Alive: timeout=N` allows).
     pub idle: Duration,
+    /// A tunnel (WebSocket) that moves no byte either way for this long is closed.
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -93,14 +209,16 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(60),
-            idle: Duration::from_secs(60),
+            // Below a farmgate gate's keep-alive (its `request_header`, 30 s by default) by a
+            // margin, so that an edge never reuses a connection a gate may be closing.
+            idle: Duration::from_secs(20),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }
 
 /// TLS (and mutual TLS) towards an upstream's servers.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct UpstreamTls {
     /// SNI and the name verified on the servers' certificates; `None` uses each server's host.
     pub server_name: Option<String>,
@@ -110,4 +228,51 @@ pub struct UpstreamTls {
     pub client_cert: Option<CertKey>,
     /// Where the table is defined.
     pub at: Location,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_is_spelled_by_its_kind() {
+        let balances = [
+            Balance::RoundRobin,
+            Balance::LeastRequests,
+            Balance::P2cEwma,
+            Balance::Hash(HashKey::ClientIp),
+        ];
+        for balance in &balances {
+            assert_eq!(
+                BalanceKind::parse(balance.as_str()),
+                Some(balance.kind()),
+                "{balance}"
+            );
+        }
+        assert_eq!(Balance::Hash(HashKey::ClientIp).to_string(), "hash");
+    }
+
+    #[test]
+    fn hash_keys_round_trip() {
+        for text in ["header:x-user", "cookie:Session_1", "client_ip"] {
+            assert_eq!(
+                HashKey::parse(text).map(|k| k.to_string()).as_deref(),
+                Some(text)
+            );
+        }
+        assert_eq!(
+            HashKey::parse("header:X-User"),
+            Some(HashKey::Header("x-user".into()))
+        );
+        for bad in ["ip", "header:", "header", "cookie:a b", "client_ip:x", ""] {
+            assert_eq!(HashKey::parse(bad), None, "{bad}");
+        }
+        // Each form an error lists parses, once NAME is filled in.
+        for form in HashKey::expected().words() {
+            assert!(
+                HashKey::parse(&form.replace("NAME", "n")).is_some(),
+                "{form}"
+            );
+        }
+    }
 }

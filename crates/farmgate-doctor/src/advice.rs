@@ -64,6 +64,9 @@ pub enum WarningKind {
     Expired,
     /// A configured certificate file could not be read for these checks.
     Unreadable,
+    /// An upstream keeps idle connections at least as long as a listener of the same file it
+    /// sends to keeps them open: a request can meet a connection that listener is closing.
+    IdleRace,
 }
 
 /// `gate.toml:12: upstream.farm.tls.client_certificate: ... [Let's Encrypt ...]`
@@ -99,6 +102,7 @@ pub fn warnings(config: &Config, now: OffsetDateTime) -> Vec<Warning> {
             gate(&listener.name, policy, &mut out);
         }
     }
+    idle_races(config, &mut out);
     for upstream in &config.upstreams {
         let Some(pair) = upstream
             .tls
@@ -113,6 +117,45 @@ pub fn warnings(config: &Config, now: OffsetDateTime) -> Vec<Warning> {
         }
     }
     out
+}
+
+/// Upstreams whose pools keep idle connections to a listener of the same file (both roles on
+/// one host) at least as long as that listener keeps them open: the edge would then reuse a
+/// connection the gate may be closing, and lose a request that cannot be sent again.
+fn idle_races(config: &Config, out: &mut Vec<Warning>) {
+    for upstream in &config.upstreams {
+        for server in &upstream.servers {
+            let farmgate_config::Address::Socket(target) = server.address else {
+                continue;
+            };
+            let reached = config.listeners.iter().find(|l| {
+                l.listen.port() == target.port()
+                    && (l.listen.ip() == target.ip() || l.listen.ip().is_unspecified())
+            });
+            let Some(listener) = reached else { continue };
+            let kept = listener.timeouts.request_header.min(listener.timeouts.idle);
+            if upstream.timeouts.idle < kept {
+                continue;
+            }
+            out.push(Warning {
+                kind: WarningKind::IdleRace,
+                at: upstream.at.to_string(),
+                message: format!(
+                    "upstream {:?} keeps idle connections for {}s, and listener {:?}, which it \
+                     sends to, closes them after {}s (timeouts.request_header): a request can \
+                     meet a connection the listener is closing; set upstream.{}.timeouts.idle \
+                     below {}s (the default, 20s, is)",
+                    upstream.name,
+                    upstream.timeouts.idle.as_secs(),
+                    listener.name,
+                    kept.as_secs(),
+                    upstream.name,
+                    kept.as_secs(),
+                ),
+                facts: Vec::new(),
+            });
+        }
+    }
 }
 
 /// A gate's allow-list and EKU policy.

@@ -92,3 +92,45 @@ fn a_certificate_gone_since_the_configuration_was_built_is_unreadable_with_its_c
         found[0]
     );
 }
+
+/// Both roles in one file: an edge whose upstream is the gate listener beside it.
+fn farm_toml(upstream_idle: &str, gate_request_header: &str) -> Config {
+    let text = format!(
+        r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:8080"
+[[listener.route]]
+upstream = "farm"
+
+[upstream.farm]
+servers = ["127.0.0.1:9443"]
+timeouts = {{ idle = "{upstream_idle}" }}
+
+[[listener]]
+name = "gate"
+listen = "0.0.0.0:9443"
+timeouts = {{ request_header = "{gate_request_header}" }}
+[[listener.route]]
+upstream = "app"
+
+[upstream.app]
+servers = ["127.0.0.1:8081"]
+"#
+    );
+    Config::parse(&text, "farm.toml".as_ref()).unwrap()
+}
+
+#[test]
+fn an_upstream_idle_as_long_as_the_gate_beside_it_keeps_connections_is_a_race() {
+    let now = OffsetDateTime::now_utc();
+    let found = warnings(&farm_toml("30s", "30s"), now);
+    assert_eq!(kinds(&found), [WarningKind::IdleRace]);
+    assert_eq!(found[0].at, "farm.toml:8: upstream.farm");
+    assert!(
+        found[0].message.contains("listener \"gate\"") && found[0].message.contains("below 30s"),
+        "{}",
+        found[0]
+    );
+    assert_eq!(kinds(&warnings(&farm_toml("20s", "30s"), now)), []);
+}

@@ -7,20 +7,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::PeerIdentity;
-use crate::dns::{self, DnsNameProblem};
-
-/// The text every error about a missing or unknown prefix ends with.
-const EXPECTED_PREFIXES: &str = "expected one of dns:, uri:, cn:, spki-sha256:";
+use crate::dns::{DnsName, DnsNameProblem};
 
 /// One allow-list entry, as written in configuration: `dns:NAME`, `uri:URI`, `cn:NAME` or
 /// `spki-sha256:BASE64`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum AllowRule {
     /// A DNS SAN: compared case-insensitively and exactly (a trailing dot ignored); `*.parent`
-    /// matches exactly one more leftmost label. Parsed entries are lowercase, without a trailing
-    /// dot.
-    Dns(String),
+    /// matches exactly one more leftmost label.
+    Dns(DnsName),
     /// A URI SAN (e.g. a SPIFFE ID), compared exactly.
     Uri(String),
     /// The subject common name, compared exactly. Legacy: newer certificates omit the CN.
@@ -32,7 +27,6 @@ pub enum AllowRule {
 
 /// The kind of an [`AllowRule`], displayed as its prefix without the colon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum RuleKind {
     /// `dns:`
     Dns,
@@ -50,8 +44,9 @@ pub enum RuleKind {
 pub enum AllowRuleError {
     /// The entry has no `kind:` prefix.
     #[error(
-        "allow-list entry `{entry}` does not say what it matches: {EXPECTED_PREFIXES} \
-         (e.g. `dns:edge.example.com`)"
+        "allow-list entry `{entry}` does not say what it matches: {} \
+         (e.g. `dns:edge.example.com`)",
+        ExpectedPrefixes
     )]
     MissingPrefix {
         /// The entry as written.
@@ -59,8 +54,8 @@ pub enum AllowRuleError {
     },
     /// The entry's prefix is not one farmgate knows.
     #[error(
-        "allow-list entry `{entry}` starts with unknown prefix `{prefix}:`; \
-         {EXPECTED_PREFIXES}{}",
+        "allow-list entry `{entry}` starts with unknown prefix `{prefix}:`; {}{}",
+        ExpectedPrefixes,
         uri_hint(.entry)
     )]
     UnknownPrefix {
@@ -132,7 +127,7 @@ impl AllowRule {
     /// Whether this entry admits the peer.
     pub fn matches(&self, id: &PeerIdentity) -> bool {
         match self {
-            Self::Dns(entry) => id.dns_names().iter().any(|san| dns::matches(entry, san)),
+            Self::Dns(name) => id.dns_names().iter().any(|san| name.matches(san)),
             Self::Uri(uri) => id.uris().iter().any(|san| san == uri),
             Self::Cn(cn) => id.common_name() == Some(cn.as_str()),
             Self::SpkiSha256(pin) => id.spki_sha256() == pin,
@@ -151,7 +146,18 @@ impl AllowRule {
 
     /// Whether this is a `dns:*.parent` wildcard entry.
     pub fn is_wildcard(&self) -> bool {
-        matches!(self, Self::Dns(name) if name.starts_with("*."))
+        matches!(self, Self::Dns(name) if name.is_wildcard())
+    }
+
+    /// Whether this entry names one peer in a way a publicly issued server certificate can be
+    /// held to: an exact `dns:` name or an `spki-sha256:` pin. A wildcard, a URI or a CN cannot,
+    /// so `eku = "client_or_server_auth"` admits a chain only through such an entry.
+    pub fn is_exact_name_or_pin(&self) -> bool {
+        match self {
+            Self::Dns(name) => !name.is_wildcard(),
+            Self::SpkiSha256(_) => true,
+            Self::Uri(_) | Self::Cn(_) => false,
+        }
     }
 }
 
@@ -174,7 +180,7 @@ impl FromStr for AllowRule {
             return Err(AllowRuleError::EmptyValue { kind });
         }
         match kind {
-            RuleKind::Dns => dns::normalize(value).map(Self::Dns).map_err(|problem| {
+            RuleKind::Dns => DnsName::parse(value).map(Self::Dns).map_err(|problem| {
                 AllowRuleError::InvalidDnsName {
                     name: value.to_owned(),
                     problem,
@@ -192,7 +198,7 @@ impl fmt::Display for AllowRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:", self.kind())?;
         match self {
-            Self::Dns(name) => f.write_str(&name.to_ascii_lowercase()),
+            Self::Dns(name) => f.write_str(name.as_str()),
             Self::Uri(value) | Self::Cn(value) => f.write_str(value),
             Self::SpkiSha256(pin) => f.write_str(&STANDARD.encode(pin)),
         }
@@ -200,6 +206,9 @@ impl fmt::Display for AllowRule {
 }
 
 impl RuleKind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [RuleKind; 4] = [Self::Dns, Self::Uri, Self::Cn, Self::SpkiSha256];
+
     /// The prefix as written in configuration, without the colon.
     pub fn prefix(self) -> &'static str {
         match self {
@@ -211,7 +220,7 @@ impl RuleKind {
     }
 
     fn from_prefix(prefix: &str) -> Option<Self> {
-        [Self::Dns, Self::Uri, Self::Cn, Self::SpkiSha256]
+        Self::ALL
             .into_iter()
             .find(|kind| kind.prefix().eq_ignore_ascii_case(prefix))
     }
@@ -312,6 +321,21 @@ fn hex_digest(value: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// `expected one of dns:, uri:, cn:, spki-sha256:`, from [`RuleKind::ALL`]: the text every error
+/// about a missing or unknown prefix ends with.
+struct ExpectedPrefixes;
+
+impl fmt::Display for ExpectedPrefixes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected one of ")?;
+        for (i, kind) in RuleKind::ALL.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{kind}:")?;
+        }
+        Ok(())
+    }
+}
+
 fn uri_hint(entry: &str) -> &'static str {
     if entry.contains("://") {
         " (for a URI SAN, write `uri:` before it)"
@@ -348,11 +372,11 @@ mod tests {
     fn parses_each_kind() {
         assert_eq!(
             rule("dns:Edge.Example.com."),
-            AllowRule::Dns("edge.example.com".into())
+            AllowRule::Dns(DnsName::parse("edge.example.com").unwrap())
         );
         assert_eq!(
             rule("DNS:edge.example.com"),
-            AllowRule::Dns("edge.example.com".into())
+            AllowRule::Dns(DnsName::parse("edge.example.com").unwrap())
         );
         assert_eq!(
             rule("uri:spiffe://farm/edge"),
@@ -394,6 +418,33 @@ mod tests {
             rule(&format!("spki-sha256:{}", "00".repeat(32))).to_string(),
             format!("spki-sha256:{}", STANDARD.encode([0u8; 32]))
         );
+    }
+
+    #[test]
+    fn exact_names_and_pins_can_hold_a_public_certificate() {
+        assert!(rule("dns:edge.example.com").is_exact_name_or_pin());
+        assert!(
+            rule("spki-sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=").is_exact_name_or_pin()
+        );
+        assert!(!rule("dns:*.farm.example.com").is_exact_name_or_pin());
+        assert!(!rule("uri:spiffe://farm/edge").is_exact_name_or_pin());
+        assert!(!rule("cn:edge.example.com").is_exact_name_or_pin());
+    }
+
+    #[test]
+    fn expected_prefixes_come_from_the_kinds() {
+        assert_eq!(
+            ExpectedPrefixes.to_string(),
+            "expected one of dns:, uri:, cn:, spki-sha256:"
+        );
+        for kind in RuleKind::ALL {
+            assert_eq!(RuleKind::from_prefix(kind.prefix()), Some(kind));
+            assert_eq!(
+                RuleKind::from_prefix(&kind.prefix().to_uppercase()),
+                Some(kind)
+            );
+        }
+        assert_eq!(RuleKind::from_prefix("ip"), None);
     }
 
     #[test]

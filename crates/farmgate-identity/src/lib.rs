@@ -38,7 +38,7 @@ mod summary;
 
 pub use allow::{AllowList, AllowRule, AllowRuleError, RuleKind};
 pub use dn::rfc4514;
-pub use dns::DnsNameProblem;
+pub use dns::{DnsName, DnsNameProblem};
 pub use header::{FieldValue, client_cert_header};
 pub use peer::{IdentityError, PeerIdentity};
 pub use summary::{CertificateSummary, KeyPurpose, SubjectAltName};

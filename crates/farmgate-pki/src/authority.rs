@@ -33,7 +33,6 @@ pub struct Authority {
 
 /// A certificate fresh from [`Authority::issue`], with its key.
 #[derive(Clone)]
-#[non_exhaustive]
 pub struct Issued {
     /// The certificate, DER.
     pub cert_der: Vec<u8>,

@@ -17,7 +17,6 @@ const BACKDATE: Duration = Duration::hours(1);
 
 /// An extended key usage (EKU) purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Usage {
     /// `id-kp-serverAuth`: TLS server.
     ServerAuth,

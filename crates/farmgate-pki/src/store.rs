@@ -64,7 +64,6 @@ pub struct CaStore {
 /// the CA issues can be named on a gate. Here it is only lower-cased, freed of a trailing dot,
 /// and checked against the CA's name constraints.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Role {
     /// A TLS client (an edge towards its gates): clientAuth, DNS (or IP) SAN and CN.
     Client(String),
@@ -102,7 +101,6 @@ impl Role {
 
 /// The files one [`CaStore::issue`] wrote, and what names the identity on a gate.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct IssuedFiles {
     /// Who it is for.
     pub role: Role,

@@ -264,7 +264,7 @@ impl Generation {
     }
 
     pub(crate) fn upstream(&self, id: UpstreamId) -> &UpstreamRt {
-        &self.upstreams[id.0]
+        &self.upstreams[id.index()]
     }
 
     fn upstream_named(&self, name: &str) -> Option<&UpstreamRt> {

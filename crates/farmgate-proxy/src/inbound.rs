@@ -8,6 +8,7 @@
 
 mod accept;
 mod access;
+mod activity;
 mod client;
 mod conn;
 mod failure;
@@ -16,6 +17,7 @@ mod headers;
 mod on_wake;
 mod shared;
 mod strict;
+mod upgrade;
 
 pub(crate) use accept::accept_loop;
 pub(crate) use shared::Shared;

@@ -9,12 +9,14 @@ mod body;
 mod connect;
 mod failure;
 mod health;
+mod multiplex;
 mod pool;
 mod retry;
+mod send;
 mod upstream;
 
 pub(crate) use body::Body;
 pub(crate) use failure::{Chain, UpstreamFailure};
 pub(crate) use health::now_ms;
-pub(crate) use pool::set_worker;
+pub(crate) use send::set_worker;
 pub(crate) use upstream::{Outgoing, ServerRt, UpstreamRt};

@@ -51,8 +51,10 @@ async fn gated_origin(
 }
 
 /// An address nothing listens on.
-async fn closed_port() -> SocketAddr {
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A port on loopback address `ip` nothing listens on: distinct IPs give distinct addresses
+/// even when the kernel hands out the same free port twice.
+async fn closed_port_on(ip: &str) -> SocketAddr {
+    let socket = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     socket.local_addr().unwrap()
 }
 
@@ -128,7 +130,10 @@ async fn edge_certificate_refused_by_gate_gives_502_with_reason_logged() {
 #[tokio::test]
 async fn all_backends_down_gives_502_without_waiting() {
     let pki = TestPki::new();
-    let down = [closed_port().await, closed_port().await];
+    let down = [
+        closed_port_on("127.0.0.2").await,
+        closed_port_on("127.0.0.3").await,
+    ];
     // A connect timeout longer than any test: a refused connection must not wait for it.
     let (_edge, client, addr) = edge(&pki, &down, "timeouts = { connect = \"1h\" }", &pki).await;
     for _ in 0..2 {

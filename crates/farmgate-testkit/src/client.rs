@@ -226,6 +226,11 @@ impl TlsClient {
             .await
     }
 
+    /// The server name this client asks for (SNI and Host).
+    pub fn host(&self) -> String {
+        self.server_name.to_str().into_owned()
+    }
+
     /// Try to get anything out of `addr`: handshake, send a GET, read. With TLS 1.3 a refused
     /// client certificate is reported by an alert after the handshake, so reading is needed to
     /// see it.

@@ -7,7 +7,9 @@
 
 pub mod acme;
 pub mod client;
+pub mod grpc;
 pub mod load;
 pub mod lookalike;
 pub mod origin;
 pub mod pki;
+pub mod ws;

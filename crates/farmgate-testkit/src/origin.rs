@@ -6,7 +6,11 @@
 //! - `/bytes/N` streams N bytes (generated chunk by chunk, never held whole);
 //! - `POST /count` reads the request body as a stream and answers with its length in bytes;
 //! - `/delay/MS` answers after MS milliseconds (the origin is slow on purpose);
-//! - `/status/NNN` answers with status NNN.
+//! - `/status/NNN` answers with status NNN;
+//! - `/keep-alive/N` answers with `Keep-Alive: timeout=N` (and never closes an idle
+//!   connection itself).
+//!
+//! It counts the connections it accepted.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure here is a test failure
 
 use std::convert::Infallible;
@@ -32,6 +36,7 @@ pub struct Origin {
     /// Its name, returned in `x-origin`.
     pub name: String,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     arrived: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -42,6 +47,8 @@ impl Origin {
         let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = socket.local_addr().expect("origin address");
         let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let arrived = Arc::new(tokio::sync::Notify::new());
         let counter = requests.clone();
         let notify = arrived.clone();
@@ -51,6 +58,7 @@ impl Origin {
                 let Ok((tcp, _)) = socket.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let name = origin_name.clone();
                 let counter = counter.clone();
                 let notify = notify.clone();
@@ -70,9 +78,15 @@ impl Origin {
             addr,
             name: name.to_owned(),
             requests,
+            connections,
             arrived,
             task,
         }
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// How many requests it has answered.
@@ -151,6 +165,13 @@ async fn answer(
         "x-origin",
         name.parse().expect("origin name is a header value"),
     );
+    if let Some(seconds) = path.strip_prefix("/keep-alive/") {
+        let value = format!("timeout={seconds}");
+        response.headers_mut().insert(
+            "keep-alive",
+            value.parse().expect("a timeout is a header value"),
+        );
+    }
     Ok(response)
 }
 

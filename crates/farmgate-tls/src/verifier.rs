@@ -270,7 +270,7 @@ impl ClientVerifier {
             self.allow
                 .rules()
                 .iter()
-                .find(|r| compat_rule(r) && r.matches(&identity))
+                .find(|r| r.is_exact_name_or_pin() && r.matches(&identity))
         } else {
             self.allow.matching(&identity)
         };
@@ -503,16 +503,6 @@ impl ClientCertVerifier for ClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
-    }
-}
-
-/// Entries that may admit a chain accepted only under the server-auth purpose: exact DNS names and
-/// key pins. A CN or URI cannot identify a public server certificate safely.
-fn compat_rule(rule: &AllowRule) -> bool {
-    match rule {
-        AllowRule::Dns(name) => !name.starts_with("*."),
-        AllowRule::SpkiSha256(_) => true,
-        _ => false,
     }
 }
 

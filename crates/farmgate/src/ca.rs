@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use farmgate_identity::AllowRule;
+use farmgate_identity::{AllowRule, DnsName};
 use farmgate_pki::CaSpec;
 use farmgate_pki::store::{CaStore, IssuedFiles, Role};
 
@@ -144,7 +144,7 @@ fn describe(issued: &IssuedFiles) -> String {
     let mut out = String::new();
     let (usage, config_key) = match issued.role {
         Role::Server(_) => ("serverAuth", "certificate / private_key on a listener"),
-        _ => (
+        Role::Client(_) | Role::Spiffe(_) => (
             "clientAuth",
             "client_certificate / client_key on an upstream",
         ),
@@ -180,10 +180,10 @@ fn describe(issued: &IssuedFiles) -> String {
                 issued.role.name()
             );
         }
-        _ if entries.is_empty() => {
+        Role::Client(_) | Role::Spiffe(_) if entries.is_empty() => {
             let _ = writeln!(out, "allow it on a gate by its key:");
         }
-        _ => {
+        Role::Client(_) | Role::Spiffe(_) => {
             let _ = writeln!(out, "allow it on a gate: allow = [{}]", entries.join(", "));
         }
     }
@@ -200,10 +200,11 @@ fn describe(issued: &IssuedFiles) -> String {
 fn allow_entries(issued: &IssuedFiles) -> Vec<AllowRule> {
     match &issued.role {
         Role::Spiffe(uri) => vec![AllowRule::Uri(uri.clone())],
-        _ => issued
+        Role::Client(_) | Role::Server(_) => issued
             .dns_names
             .iter()
-            .cloned()
+            // Checked as `DnsName`s before they were issued (`certificate_name`).
+            .filter_map(|name| DnsName::parse(name).ok())
             .map(AllowRule::Dns)
             .collect(),
     }
@@ -218,12 +219,10 @@ fn certificate_name(name: &str) -> anyhow::Result<String> {
     }
 }
 
-/// `name` checked as an allow-list `dns:` entry is: lower-case, no trailing dot, `*.` only as
-/// the whole leftmost label.
+/// `name` as a [`DnsName`] (lower-case, no trailing dot, `*.` only as the whole leftmost label),
+/// so that a gate's allow-list can name what the CA issues.
 fn dns_name(name: &str) -> anyhow::Result<String> {
-    let rule = format!("dns:{name}")
-        .parse::<AllowRule>()
+    let dns = DnsName::parse(name)
         .with_context(|| format!("`{name}` is not a usable DNS name or IP address"))?;
-    let text = rule.to_string();
-    Ok(text.strip_prefix("dns:").unwrap_or(&text).to_owned())
+    Ok(dns.as_str().to_owned())
 }

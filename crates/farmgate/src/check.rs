@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use farmgate_acme::{CertificateState, DirectoryCheck};
-use farmgate_config::{Balance, Config, EkuPolicy, ListenerCerts, Trust};
+use farmgate_config::{Config, EkuPolicy, ListenerCerts, Trust};
 use farmgate_identity::PeerIdentity;
 use farmgate_proxy::{Generation, LoadError};
 
@@ -229,23 +229,21 @@ fn summary(path: &Path, generation: &Generation) -> String {
                     ListenerCerts::Files { sni, .. } if !sni.is_empty() => {
                         let _ = write!(out, " (+{} SNI certificates)", sni.len());
                     }
-                    ListenerCerts::Acme(_) => {}
-                    _ => {}
+                    ListenerCerts::Files { .. } | ListenerCerts::Acme(_) => {}
                 }
                 if let Some(ca) = &tls.client_auth {
                     let allow: Vec<String> =
                         ca.allow.rules().iter().map(ToString::to_string).collect();
-                    let eku = match ca.eku {
-                        EkuPolicy::ClientAuth => "client_auth",
-                        EkuPolicy::ClientOrServerAuth => {
-                            "client_or_server_auth (WebPKI compatibility mode)"
-                        }
+                    let mode = match ca.eku {
+                        EkuPolicy::ClientAuth => "",
+                        EkuPolicy::ClientOrServerAuth => " (WebPKI compatibility mode)",
                     };
                     let _ = write!(
                         out,
-                        "; gate: trust {}; allow {}; eku {eku}",
+                        "; gate: trust {}; allow {}; eku {}{mode}",
                         trust(&ca.trust),
-                        allow.join(", ")
+                        allow.join(", "),
+                        ca.eku
                     );
                 }
             }
@@ -253,18 +251,12 @@ fn summary(path: &Path, generation: &Generation) -> String {
         let _ = writeln!(out, "; {} route(s)", l.routes.len());
     }
     for u in &config.upstreams {
-        let balance = match &u.balance {
-            Balance::RoundRobin => "round_robin",
-            Balance::LeastRequests => "least_requests",
-            Balance::P2cEwma => "p2c_ewma",
-            Balance::Hash(_) => "hash",
-            _ => "other",
-        };
         let _ = write!(
             out,
-            "  upstream {:?}: {} server(s), {balance}",
+            "  upstream {:?}: {} server(s), {}",
             u.name,
-            u.servers.len()
+            u.servers.len(),
+            u.balance
         );
         match &u.tls {
             None => out.push_str(", plain HTTP"),
@@ -287,11 +279,7 @@ fn summary(path: &Path, generation: &Generation) -> String {
 fn trust(trust: &[Trust]) -> String {
     trust
         .iter()
-        .map(|t| match t {
-            Trust::Mozilla => "mozilla".to_owned(),
-            Trust::System => "system".to_owned(),
-            Trust::File(f) => f.path.display().to_string(),
-        })
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -54,10 +54,10 @@ fn load_trust(sources: &[String]) -> anyhow::Result<TrustStore> {
     let at = Location::new(Arc::from(Path::new("<command line>")), 0, "--trust");
     let trust: Vec<Trust> = sources
         .iter()
-        .map(|source| match source.as_str() {
-            "mozilla" => Trust::Mozilla,
-            "system" => Trust::System,
-            path => Trust::File(farmgate_tls::load::file_ref(Path::new(path), "--trust")),
+        .map(|source| {
+            Trust::builtin(source).unwrap_or_else(|| {
+                Trust::File(farmgate_tls::load::file_ref(Path::new(source), "--trust"))
+            })
         })
         .collect();
     TrustStore::load(&trust, &at).context("--trust")

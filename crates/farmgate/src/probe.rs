@@ -58,10 +58,8 @@ pub fn probe(args: &Args) -> anyhow::Result<ExitCode> {
     let sources: Vec<Trust> = args
         .trust
         .iter()
-        .map(|t| match t.as_str() {
-            "mozilla" => Trust::Mozilla,
-            "system" => Trust::System,
-            path => Trust::File(load::file_ref(path.as_ref(), "--trust")),
+        .map(|t| {
+            Trust::builtin(t).unwrap_or_else(|| Trust::File(load::file_ref(t.as_ref(), "--trust")))
         })
         .collect();
     let at = Location::new(Arc::from(Path::new("<command line>")), 0, "--trust");

@@ -196,7 +196,7 @@ fn ca_refuses_a_name_no_gate_could_allow_and_says_why() {
     assert!(
         out.stderr.contains(
             "farmgate ca issue: client not a name: `not a name` is not a usable DNS name or IP \
-             address: allow-list entry `dns:not a name` is not a valid DNS name"
+             address: ' ' is not allowed"
         ),
         "{}",
         out.stderr

@@ -8,6 +8,7 @@ use farmgate_acme::{Acme, AcmeCertificate};
 use farmgate_admin::{Gauge, Metrics, RouteMetrics};
 use farmgate_config::{Config, Listener, Route};
 use farmgate_tls::{CertStore, GateStats, ServerTls, SniCerts};
+use http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
@@ -32,6 +33,10 @@ pub(crate) struct ListenerRt {
     open_gauge: OnceLock<Gauge>,
     /// A digest of what a connection is set up with (see [`ListenerRt::sets_up_like`]).
     setup: u64,
+    /// `Keep-Alive: timeout=N` for HTTP/1.1 responses: how long a connection stays open
+    /// between requests (`timeouts.request_header`, which hyper counts from the end of the
+    /// previous response, bounded by `timeouts.idle`).
+    pub(crate) keep_alive: HeaderValue,
 }
 
 impl ListenerRt {
@@ -62,7 +67,10 @@ impl ListenerRt {
             .timer(TokioTimer::new())
             .header_read_timeout(config.timeouts.request_header)
             .max_headers(100);
-        http.http2().timer(TokioTimer::new());
+        // RFC 8441: HTTP/2 clients may open WebSockets (extended CONNECT).
+        http.http2()
+            .timer(TokioTimer::new())
+            .enable_connect_protocol();
         let route_labels = config
             .routes
             .iter()
@@ -72,8 +80,12 @@ impl ListenerRt {
             })
             .collect();
         let setup = setup_digest(config, tls.as_ref());
+        let kept = config.timeouts.request_header.min(config.timeouts.idle);
+        let keep_alive = HeaderValue::from_str(&format!("timeout={}", kept.as_secs()))
+            .unwrap_or(HeaderValue::from_static("timeout=0"));
         let listener = ListenerRt {
             setup,
+            keep_alive,
             name: Arc::from(config.name.as_str()),
             tls,
             http,

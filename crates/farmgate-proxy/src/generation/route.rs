@@ -1,6 +1,6 @@
 //! Routing within a listener: the first route whose host and path prefix match a request.
 
-use farmgate_config::{HostPattern, Route};
+use farmgate_config::Route;
 
 /// The first route in `routes` that takes a request for `host` (lower-case, without port) and
 /// `path`, with its index.
@@ -14,12 +14,10 @@ pub(crate) fn find<'r>(routes: &'r [Route], host: &str, path: &str) -> Option<(u
 /// The label of a route in metrics and `/status`: its host (or `*`) and path prefix, e.g.
 /// `www.example.com/api`.
 pub(crate) fn label(route: &Route) -> String {
-    let host = match &route.host {
-        Some(HostPattern::Exact(h)) => h.clone(),
-        Some(HostPattern::Wildcard(suffix)) => format!("*{suffix}"),
-        None => "*".to_owned(),
-    };
-    format!("{host}{}", route.path_prefix)
+    match &route.host {
+        Some(host) => format!("{host}{}", route.path_prefix),
+        None => format!("*{}", route.path_prefix),
+    }
 }
 
 #[cfg(test)]

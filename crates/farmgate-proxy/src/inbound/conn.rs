@@ -4,17 +4,17 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, UnixTime};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 
 use crate::generation::ListenerRt;
 
+use super::activity::Activity;
 use super::client::ConnInfo;
 use super::forward;
 use super::on_wake::OnWake;
@@ -46,10 +46,7 @@ pub(crate) async fn serve_http<S>(
     let header_limit = setup.config.timeouts.request_header;
     let info = Arc::new(info);
     let activity = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(Activity {
-        inner: stream,
-        moved: activity.clone(),
-    });
+    let io = TokioIo::new(Activity::new(stream, activity.clone()));
     let h2 = info.tls.as_ref().is_some_and(|t| t.alpn == "h2");
     let watcher = Watcher {
         info: &info,
@@ -67,11 +64,11 @@ pub(crate) async fn serve_http<S>(
     let served = info.clone();
     let result = if h2 {
         let service = service_fn(move |req| Box::pin(forward::handle(req, served.clone())));
-        let conn = setup.http.serve_connection(io, service);
+        let conn = setup.http.serve_connection_with_upgrades(io, service);
         watcher.run(conn, |c| c.graceful_shutdown(), signals).await
     } else {
         let service = service_fn(move |req| forward::handle(req, served.clone()));
-        let conn = setup.http.serve_connection(io, service);
+        let conn = setup.http.serve_connection_with_upgrades(io, service);
         watcher.run(conn, |c| c.graceful_shutdown(), signals).await
     };
     open.dec();
@@ -290,64 +287,4 @@ fn reason_to_close(
             "a reload changed the listener's certificates, TLS settings or timeouts".to_owned(),
         )
     })
-}
-
-/// A connection's stream, counting the reads and writes that moved bytes (for the idle timer;
-/// a counter instead of a clock keeps the hot path free of time calls).
-struct Activity<S> {
-    inner: S,
-    moved: Arc<AtomicU64>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Activity<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.moved.fetch_add(1, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Activity<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved.fetch_add(1, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved.fetch_add(1, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

@@ -15,6 +15,9 @@ pub(crate) enum Failure {
     /// Strict HTTP: the request could be read differently by another parser.
     #[error("refused request: {0}")]
     Strict(&'static str),
+    /// An upgrade or CONNECT farmgate does not pass.
+    #[error("refused request: {0}")]
+    Upgrade(&'static str),
     /// Neither `Host` nor `:authority`.
     #[error("request has no host")]
     NoHost,
@@ -44,7 +47,7 @@ impl Failure {
     /// What the client is answered.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Failure::Strict(_) | Failure::NoHost => StatusCode::BAD_REQUEST,
+            Failure::Strict(_) | Failure::Upgrade(_) | Failure::NoHost => StatusCode::BAD_REQUEST,
             Failure::NoRoute { .. } => StatusCode::NOT_FOUND,
             Failure::Upstream(upstream) => upstream.status(),
             Failure::Identity(_) => StatusCode::BAD_GATEWAY,
@@ -54,7 +57,10 @@ impl Failure {
     /// Who is at fault.
     pub(crate) fn fault(&self) -> Fault {
         match self {
-            Failure::Strict(_) | Failure::NoHost | Failure::NoRoute { .. } => Fault::Downstream,
+            Failure::Strict(_)
+            | Failure::Upgrade(_)
+            | Failure::NoHost
+            | Failure::NoRoute { .. } => Fault::Downstream,
             Failure::Upstream(_) => Fault::Upstream,
             Failure::Identity(_) => Fault::Internal,
         }

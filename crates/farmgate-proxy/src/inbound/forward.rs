@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use farmgate_acme::HTTP01_PREFIX;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
@@ -19,6 +19,9 @@ use super::client::{ConnInfo, View};
 use super::failure::{Failure, Fault};
 use super::headers;
 use super::strict;
+use super::upgrade::{self, Asked, Tunnel};
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// What forwarding one request learned along the way, for logs and metrics.
 #[derive(Debug, Default)]
@@ -74,6 +77,13 @@ pub(crate) async fn handle(
         }
     };
     let mut response = response;
+    if version != Version::HTTP_2 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // How long this connection stays open between requests, so that a pool in front of
+        // us never sends on a connection we are closing (docs/operations.md, "The idle race").
+        response
+            .headers_mut()
+            .insert(KEEP_ALIVE, view.listener.keep_alive.clone());
+    }
     if conn.closing() {
         // A reload asked this connection to end after this response: HTTP/1.1 says so in
         // the response (hyper then closes it); HTTP/2 with GOAWAY, from the watcher.
@@ -113,10 +123,16 @@ pub(crate) async fn handle(
 async fn forward(
     mut req: Request<Incoming>,
     conn: &ConnInfo,
-    view: &View,
+    view: &Arc<View>,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     strict::check(&req).map_err(Failure::Strict)?;
+    let version = req.version();
+    let opening = match upgrade::asked(&mut req) {
+        Asked::Nothing => None,
+        Asked::WebSocket(opening) => Some(opening),
+        Asked::Refused(what) => return Err(Failure::Upgrade(what)),
+    };
     if let Some(Err(unusable)) = &conn.client {
         return Err(Failure::Identity(unusable.clone()));
     }
@@ -149,24 +165,49 @@ async fn forward(
     exchange.upstream = Some(upstream.name.clone());
 
     headers::rewrite_request(&mut req, conn, view.listener.tls.is_some(), &authority);
-    let (parts, body) = req.into_parts();
-    let body = (!http_body::Body::is_end_stream(&body)).then(|| match &exchange.bytes_in {
-        Some(count) => Body::Counted(body, count.clone()),
-        None => Body::Stream(body),
-    });
+    let (mut parts, body) = req.into_parts();
+    // A WebSocket's bytes go through the tunnel, never as a body.
+    let sent = opening
+        .as_ref()
+        .map(|o| o.outgoing(&mut parts, upstream.config.protocol));
+    let body =
+        (opening.is_none() && !http_body::Body::is_end_stream(&body)).then(|| {
+            match &exchange.bytes_in {
+                Some(count) => Body::Counted(body, count.clone()),
+                None => Body::Stream(body),
+            }
+        });
     // The client's address as text was formatted once per connection (`peer_ip`).
     let key = upstream
         .hash_key(&parts, conn.peer_ip.as_bytes())
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
-    let sent = Instant::now();
+    let started = Instant::now();
     let (response, server) = upstream
         .dispatch(outgoing, key.as_deref(), &conn.shared.metrics)
         .await?;
-    exchange.upstream_time = Some(sent.elapsed());
+    exchange.upstream_time = Some(started.elapsed());
     exchange.server = Some(server.address.clone());
+    if let (Some(opening), Some(sent)) = (opening, sent)
+        && sent.accepted(&response)
+    {
+        let (ours, on_client, on_server) = opening.accept(response);
+        let tunnel = Tunnel {
+            view: view.clone(),
+            idle: upstream.config.timeouts.tunnel_idle,
+            open: conn.shared.metrics.tunnels_open(&upstream.name),
+            stopping: conn.shared.stopping.subscribe(),
+        };
+        conn.shared
+            .connections
+            .spawn(tunnel.run(on_client, on_server));
+        return Ok(ours);
+    }
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
+    if version != Version::HTTP_2 {
+        headers::declare_grpc_trailers(&mut parts.headers);
+    }
     Ok(Response::from_parts(parts, body))
 }
 

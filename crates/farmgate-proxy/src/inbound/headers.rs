@@ -16,18 +16,24 @@ const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The position of `TE` in [`HOP_BY_HOP`].
+const TE_INDEX: usize = 3;
+
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
 ];
+
+/// The trailer fields gRPC answers end with (its status lives there).
+const GRPC_TRAILERS: HeaderValue =
+    HeaderValue::from_static("grpc-status, grpc-message, grpc-status-details-bin");
 
 /// Rewrite a request's headers for its upstream; `tls` says whether it came over TLS, and
 /// `authority` is its host as the client sent it.
@@ -40,7 +46,19 @@ pub(crate) fn rewrite_request(
     let version = req.version();
     let headers = req.headers_mut();
     let present = Present::scan(headers);
+    // `TE: trailers` says the client takes trailers; so do we, and pass them on: kept towards
+    // the upstream (gRPC servers over HTTP/2 require it). Other transfer codings stay behind.
+    let te_trailers = present.hop_by_hop[TE_INDEX]
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     present.remove_hop_by_hop(headers);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 
     // Only a verified peer (a gate's authenticated client, i.e. the edge) may tell us who it
     // forwarded for; anyone else's claims are replaced.
@@ -171,6 +189,18 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     Present::scan(headers).remove_hop_by_hop(headers);
 }
 
+/// An HTTP/1.1 hop sends only the trailer fields a response declares in `Trailer` (RFC 9110
+/// §6.6.2; hyper keeps to it). A gRPC answer from an HTTP/2 server declares none: declare
+/// gRPC's, so that its status reaches an HTTP/1.1 client (an edge, over an HTTP/1.1 hop).
+pub(crate) fn declare_grpc_trailers(headers: &mut HeaderMap) {
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    if grpc && !headers.contains_key(header::TRAILER) {
+        headers.insert(header::TRAILER, GRPC_TRAILERS);
+    }
+}
+
 /// The position of `name` (lower case, as header names are) in [`HOP_BY_HOP`]. A `match` on
 /// the text compares lengths first, so most names are passed over in a few instructions.
 fn hop_by_hop_index(name: &str) -> Option<usize> {
@@ -179,11 +209,10 @@ fn hop_by_hop_index(name: &str) -> Option<usize> {
         "keep-alive" => Some(1),
         "proxy-connection" => Some(2),
         "te" => Some(3),
-        "trailer" => Some(4),
-        "transfer-encoding" => Some(5),
-        "upgrade" => Some(6),
-        "proxy-authenticate" => Some(7),
-        "proxy-authorization" => Some(8),
+        "transfer-encoding" => Some(4),
+        "upgrade" => Some(5),
+        "proxy-authenticate" => Some(6),
+        "proxy-authorization" => Some(7),
         _ => None,
     }
 }
@@ -247,5 +276,6 @@ mod tests {
             assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
         }
         assert_eq!(hop_by_hop_index("host"), None);
+        assert_eq!(HOP_BY_HOP[TE_INDEX], header::TE);
     }
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::multiplex::StreamBody;
 use super::pool::PooledBody;
 
 /// A request or response body: streamed from a peer, or generated here. Streaming bodies are
@@ -22,8 +23,11 @@ pub(crate) enum Body {
     Full(Option<Bytes>),
     /// A body streaming from a client.
     Stream(Incoming),
-    /// A response body streaming from a backend; its connection goes back to the pool at the end.
+    /// A response body streaming from an HTTP/1.1 backend; its connection goes back to the
+    /// pool at the end.
     Pooled(PooledBody<Body>),
+    /// A response body streaming from an HTTP/2 backend, one stream of a shared connection.
+    Multiplexed(StreamBody),
     /// A request body streaming from a client, its bytes counted for the access log.
     Counted(Incoming, Arc<AtomicU64>),
 }
@@ -32,6 +36,14 @@ impl Body {
     /// A generated body.
     pub(crate) fn text(text: impl Into<Bytes>) -> Body {
         Body::Full(Some(text.into()))
+    }
+
+    /// The HTTP/1.1 connection this response came on is not the pool's any more: a `101
+    /// Switching Protocols` made it a tunnel.
+    pub(crate) fn forget_connection(&mut self) {
+        if let Body::Pooled(pooled) = self {
+            pooled.forget_connection();
+        }
     }
 }
 
@@ -56,6 +68,7 @@ impl http_body::Body for Body {
                 polled
             }
             Body::Pooled(pooled) => Pin::new(pooled).poll_frame(cx),
+            Body::Multiplexed(stream) => Pin::new(stream).poll_frame(cx),
         }
     }
 
@@ -65,6 +78,7 @@ impl http_body::Body for Body {
             Body::Full(data) => data.is_none(),
             Body::Stream(incoming) | Body::Counted(incoming, _) => incoming.is_end_stream(),
             Body::Pooled(pooled) => pooled.is_end_stream(),
+            Body::Multiplexed(stream) => stream.is_end_stream(),
         }
     }
 
@@ -74,6 +88,7 @@ impl http_body::Body for Body {
             Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Body::Stream(incoming) | Body::Counted(incoming, _) => incoming.size_hint(),
             Body::Pooled(pooled) => pooled.size_hint(),
+            Body::Multiplexed(stream) => stream.size_hint(),
         }
     }
 }

@@ -44,6 +44,13 @@ pub(crate) enum ConnectError {
         /// The timeout.
         after: Duration,
     },
+    /// The server did not choose HTTP/2 (ALPN `h2`) in the TLS handshake, which
+    /// `protocol = "h2"` requires: it chose nothing, or refused `h2`.
+    #[error("{addr} did not select ALPN h2")]
+    NoH2 {
+        /// The backend.
+        addr: String,
+    },
     /// The TLS handshake failed.
     #[error("TLS handshake with {addr} failed")]
     Tls {
@@ -69,6 +76,8 @@ struct Inner {
     /// The name checked on every backend's certificate; `None` uses each backend's host.
     server_name: Option<ServerName<'static>>,
     connect_timeout: Duration,
+    /// TLS connections must select HTTP/2 (ALPN `h2`).
+    require_h2: bool,
     /// Connections opened so far (each is a TCP connect and, with TLS, a full handshake).
     opened: AtomicU64,
     /// Connections open now.
@@ -80,12 +89,14 @@ impl Connector {
         tls: Option<Arc<rustls::ClientConfig>>,
         server_name: Option<ServerName<'static>>,
         connect_timeout: Duration,
+        require_h2: bool,
     ) -> Connector {
         Connector {
             inner: Arc::new(Inner {
                 tls,
                 server_name,
                 connect_timeout,
+                require_h2,
                 opened: AtomicU64::new(0),
                 open: Arc::new(AtomicI64::new(0)),
             }),
@@ -176,11 +187,30 @@ impl Inner {
         let stream = TlsConnector::from(tls.clone())
             .connect(server_name, tcp)
             .await
-            .map_err(|source| ConnectError::Tls {
-                addr: addr.to_owned(),
-                server_name: shown,
-                source,
+            .map_err(|source| {
+                let refused_h2 = self.require_h2
+                    && matches!(
+                        farmgate_tls::explain::find_tls_error(&source),
+                        Some(rustls::Error::AlertReceived(
+                            rustls::AlertDescription::NoApplicationProtocol
+                        ))
+                    );
+                if refused_h2 {
+                    return ConnectError::NoH2 {
+                        addr: addr.to_owned(),
+                    };
+                }
+                ConnectError::Tls {
+                    addr: addr.to_owned(),
+                    server_name: shown,
+                    source,
+                }
             })?;
+        if self.require_h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(ConnectError::NoH2 {
+                addr: addr.to_owned(),
+            });
+        }
         Ok(Io::Tls(Box::new(TokioIo::new(stream))))
     }
 }

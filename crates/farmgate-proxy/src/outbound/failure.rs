@@ -69,6 +69,9 @@ pub(crate) enum UpstreamFailure {
         #[source]
         source: TlsSource,
     },
+    /// The server does not speak the HTTP version the upstream is set to (`protocol`).
+    #[error("backend {server} does not speak HTTP/2: {why}")]
+    NoH2 { server: Arc<str>, why: NoH2 },
     /// The connection failed while sending the request or reading the response head.
     #[error("backend {server} failed before responding")]
     Reset {
@@ -97,6 +100,7 @@ impl UpstreamFailure {
             | UpstreamFailure::ClientCertRefused { .. }
             | UpstreamFailure::ServerCert { .. }
             | UpstreamFailure::Tls { .. }
+            | UpstreamFailure::NoH2 { .. }
             | UpstreamFailure::Reset { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -111,6 +115,7 @@ impl UpstreamFailure {
             UpstreamFailure::ClientCertRefused { .. } => "client_cert_refused",
             UpstreamFailure::ServerCert { .. } => "server_cert",
             UpstreamFailure::Tls { .. } => "tls",
+            UpstreamFailure::NoH2 { .. } => "protocol",
             UpstreamFailure::Reset { .. } => "reset",
             UpstreamFailure::ResponseTimeout { .. } => "response_timeout",
             UpstreamFailure::NoHealthyServer { .. } => "no_healthy_server",
@@ -128,6 +133,7 @@ impl UpstreamFailure {
             | UpstreamFailure::ClientCertRefused { .. }
             | UpstreamFailure::ServerCert { .. }
             | UpstreamFailure::Tls { .. }
+            | UpstreamFailure::NoH2 { .. }
             | UpstreamFailure::Reset { .. } => true,
             UpstreamFailure::ResponseTimeout { .. } | UpstreamFailure::NoHealthyServer { .. } => {
                 false
@@ -160,6 +166,10 @@ impl UpstreamFailure {
                 source,
                 ..
             } => UpstreamFailure::tls(server, server_name, Box::new(source)),
+            ConnectError::NoH2 { .. } => UpstreamFailure::NoH2 {
+                server: server.clone(),
+                why: NoH2::Alpn,
+            },
         }
     }
 
@@ -169,6 +179,12 @@ impl UpstreamFailure {
     pub(crate) fn exchange(e: hyper::Error, server: &Arc<str>) -> UpstreamFailure {
         if explain::find_tls_error(&e).is_some() {
             return UpstreamFailure::tls(server, server.to_string(), Box::new(e));
+        }
+        if h2_refused_by_http1(&e) {
+            return UpstreamFailure::NoH2 {
+                server: server.clone(),
+                why: NoH2::Preface,
+            };
         }
         UpstreamFailure::Reset {
             server: server.clone(),
@@ -199,6 +215,46 @@ impl UpstreamFailure {
             },
         }
     }
+}
+
+/// How a server showed it does not speak HTTP/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoH2 {
+    /// Over TLS, it did not select ALPN `h2`.
+    Alpn,
+    /// In cleartext, it answered the HTTP/2 preface with something that is not HTTP/2.
+    Preface,
+}
+
+impl fmt::Display for NoH2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoH2::Alpn => {
+                "it did not select ALPN h2 in the TLS handshake (an HTTP/1.1-only server); set protocol = \"http1\" on its upstream"
+            }
+            NoH2::Preface => {
+                "it answered the HTTP/2 preface with something else (an HTTP/1.1-only server); set protocol = \"http1\" on its upstream"
+            }
+        })
+    }
+}
+
+/// Whether `e` is our HTTP/2 connection failing on what the server sent back: the reply of a
+/// server that read our prior-knowledge preface as a malformed HTTP/1.1 request.
+fn h2_refused_by_http1(e: &hyper::Error) -> bool {
+    let mut source = StdError::source(e);
+    while let Some(inner) = source {
+        if let Some(h2) = inner.downcast_ref::<h2::Error>() {
+            return h2.is_go_away()
+                && !h2.is_remote()
+                && matches!(
+                    h2.reason(),
+                    Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR)
+                );
+        }
+        source = inner.source();
+    }
+    false
 }
 
 /// A TLS failure in an operator's words ("backend refused our client certificate: ...").

@@ -19,7 +19,6 @@
 //! hashed scheme and authority, no task spawned per request to wait for the connection to
 //! become idle, and the request goes out in origin form as it is.
 
-use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,51 +26,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use farmgate_config::Address;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::connect::{ConnectError, Connector};
-
-/// What a pool can send as a request body (the proxy's [`Body`](super::body::Body); the pool
-/// only hands it to hyper).
-pub(crate) trait RequestBody:
-    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
-    + Default
-    + Send
-    + Unpin
-    + 'static
-{
-}
-
-impl<B> RequestBody for B where
-    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
-        + Default
-        + Send
-        + Unpin
-        + 'static
-{
-}
-
-/// How many idle-connection lists a pool keeps, one per worker; workers beyond it share lists
-/// (`worker() % SLOTS`), which is correct, only less local.
-const SLOTS: usize = 32;
-
-thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Make this thread worker `index`: requests sent from it use the idle lists of that slot.
-/// The runtime calls it when it starts a worker thread; other threads count as worker 0.
-pub(crate) fn set_worker(index: usize) {
-    WORKER.with(|w| w.set(index));
-}
-
-fn worker() -> usize {
-    WORKER.with(Cell::get)
-}
+use super::connect::Connector;
+use super::send::{
+    RequestBody, SLOTS, SendError, bodyless, closed_under_us, copy, is_idempotent, worker,
+};
 
 /// The most a connection reads from its server at once: the size of the largest body chunk
 /// held per response in flight. hyper's default (about 400 KiB) multiplied by every connection
@@ -150,15 +114,14 @@ impl<T> IdleList<T> {
 struct Idle<B> {
     sender: http1::SendRequest<B>,
     since: Instant,
+    /// How long it may stay idle: the upstream's idle timeout, or less if the server said so.
+    limit: Duration,
 }
 
-/// Why a request got no response from the server.
-#[derive(Debug)]
-pub(crate) enum SendError {
-    /// No connection could be opened.
-    Connect(ConnectError),
-    /// The connection failed while sending the request or reading the response head.
-    Http(hyper::Error),
+impl<B> Idle<B> {
+    fn expired(&self, now: Instant) -> bool {
+        now.duration_since(self.since) > self.limit
+    }
 }
 
 impl<B: RequestBody> Pool<B> {
@@ -203,7 +166,9 @@ impl<B: RequestBody> Pool<B> {
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let body = PooledBody::new(body, Checkin::new(self, sender));
+                    let limit = keep_alive_limit(&parts.headers)
+                        .map_or(self.idle_timeout, |l| l.min(self.idle_timeout));
+                    let body = PooledBody::new(body, Checkin::new(self, sender, limit));
                     return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => {
@@ -236,10 +201,11 @@ impl<B: RequestBody> Pool<B> {
     /// The most recently used idle connection that is still open and ready.
     async fn take_idle(&self) -> Option<http1::SendRequest<B>> {
         loop {
-            let Idle { mut sender, since } = self.lock().pop()?;
-            if sender.is_closed() || since.elapsed() > self.idle_timeout {
+            let idle = self.lock().pop()?;
+            if idle.sender.is_closed() || idle.expired(Instant::now()) {
                 continue;
             }
+            let mut sender = idle.sender;
             // A connection goes back to the pool when its last response body has been read; its
             // task may not have noticed yet, which takes one turn of the runtime at most.
             if sender.ready().await.is_ok() {
@@ -260,27 +226,28 @@ impl<B: RequestBody> Pool<B> {
             .await
             .map_err(SendError::Http)?;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // With upgrades: a WebSocket answered 101 takes the connection over (see `Body`).
+            if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!("upstream connection ended with an error: {e}");
             }
         });
         Ok(sender)
     }
 
-    fn checkin(&self, sender: http1::SendRequest<B>) {
+    fn checkin(&self, sender: http1::SendRequest<B>, limit: Duration) {
         if sender.is_closed() {
             return;
         }
         let now = Instant::now();
         let mut idle = self.lock();
         // The oldest connections sit at the bottom: drop the ones idle for too long.
-        let expired = idle
-            .conns
-            .iter()
-            .take_while(|i| now.duration_since(i.since) > self.idle_timeout)
-            .count();
+        let expired = idle.conns.iter().take_while(|i| i.expired(now)).count();
         idle.drop_oldest(expired);
-        idle.conns.push(Idle { sender, since: now });
+        idle.conns.push(Idle {
+            sender,
+            since: now,
+            limit,
+        });
     }
 
     /// Close surplus idle connections (see the module's documentation), in every worker's
@@ -305,77 +272,26 @@ fn lock<B>(slot: &Slot<B>) -> MutexGuard<'_, IdleList<Idle<B>>> {
     slot.0.lock()
 }
 
-/// A copy of a body-less request.
-fn copy<B: Default>(req: &Request<B>) -> Request<B> {
-    bodyless(req.method(), req.uri(), req.version(), req.headers())
-}
-
-/// A body-less request with this head (extensions are not copied).
-pub(crate) fn bodyless<B: Default>(
-    method: &http::Method,
-    uri: &Uri,
-    version: http::Version,
-    headers: &http::HeaderMap,
-) -> Request<B> {
-    let mut req = Request::new(B::default());
-    *req.method_mut() = method.clone();
-    *req.uri_mut() = uri.clone();
-    *req.version_mut() = version;
-    *req.headers_mut() = headers.clone();
-    req
-}
-
-/// Whether requests with `method` may be repeated automatically (RFC 9110 §9.2.2; PUT and
-/// DELETE are idempotent too, but repeating them blindly after a reset is more than most
-/// operators expect of a proxy).
-pub(crate) fn is_idempotent(method: &http::Method) -> bool {
-    matches!(
-        *method,
-        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-    )
-}
-
-/// Whether `e` says the server closed or reset the connection without answering: the
-/// signature of a pooled connection that went stale as we used it. Not a TLS alert (a gate
-/// that refuses us says so), not a malformed or late answer.
-fn closed_under_us(e: &hyper::Error) -> bool {
-    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
-        return true;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            // A TLS alert arrives as InvalidData, and is not one of these.
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            );
-        }
-        source = inner.source();
-    }
-    false
-}
-
 /// A connection on loan to one response, returned to its pool by [`Checkin::finish`].
 #[derive(Debug)]
 struct Checkin<B: RequestBody> {
     pool: Arc<Pool<B>>,
     sender: http1::SendRequest<B>,
+    /// How long it may then stay idle.
+    limit: Duration,
 }
 
 impl<B: RequestBody> Checkin<B> {
-    fn new(pool: &Arc<Pool<B>>, sender: http1::SendRequest<B>) -> Checkin<B> {
+    fn new(pool: &Arc<Pool<B>>, sender: http1::SendRequest<B>, limit: Duration) -> Checkin<B> {
         Checkin {
             pool: pool.clone(),
             sender,
+            limit,
         }
     }
 
     fn finish(self) {
-        self.pool.checkin(self.sender);
+        self.pool.checkin(self.sender, self.limit);
     }
 }
 
@@ -396,6 +312,12 @@ impl<B: RequestBody> PooledBody<B> {
         };
         pooled.release_if_done();
         pooled
+    }
+
+    /// The connection this response came on is no longer the pool's: a `101 Switching
+    /// Protocols` turned it into a tunnel.
+    pub(crate) fn forget_connection(&mut self) {
+        self.checkin = None;
     }
 
     fn release_if_done(&mut self) {
@@ -440,9 +362,53 @@ impl<B: RequestBody> http_body::Body for PooledBody<B> {
     }
 }
 
+/// How long a server said it keeps an idle connection (`Keep-Alive: timeout=N`, RFC 2068
+/// §19.7.1, as Apache, Node.js and farmgate send it), less a margin for the time a request
+/// takes to reach it: one second, or half of `N` when `N` is two seconds or less. A pooled
+/// connection idle for longer is closed, never reused, so no request meets a connection the
+/// server is closing.
+fn keep_alive_limit(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("keep-alive")?.to_str().ok()?;
+    let seconds: u64 = value.split(',').find_map(|param| {
+        let (name, n) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("timeout")
+            .then(|| n.trim().parse().ok())?
+    })?;
+    let told = Duration::from_secs(seconds);
+    let margin = if told > Duration::from_secs(2) {
+        Duration::from_secs(1)
+    } else {
+        told / 2
+    };
+    Some(told - margin)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::IdleList;
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use std::time::Duration;
+
+    use super::{IdleList, keep_alive_limit};
+
+    fn limit(value: &str) -> Option<Duration> {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("keep-alive", http::HeaderValue::from_str(value).unwrap());
+        keep_alive_limit(&headers)
+    }
+
+    #[test]
+    fn a_keep_alive_timeout_leaves_a_margin() {
+        assert_eq!(limit("timeout=30"), Some(Duration::from_secs(29)));
+        assert_eq!(limit("timeout=5, max=100"), Some(Duration::from_secs(4)));
+        assert_eq!(limit("max=100, Timeout = 2"), Some(Duration::from_secs(1)));
+        assert_eq!(limit("timeout=1"), Some(Duration::from_millis(500)));
+        assert_eq!(limit("timeout=0"), Some(Duration::ZERO));
+        assert_eq!(limit("max=100"), None);
+        assert_eq!(limit("timeout=soon"), None);
+        assert_eq!(keep_alive_limit(&http::HeaderMap::new()), None);
+    }
 
     fn list(n: usize) -> IdleList<usize> {
         IdleList {

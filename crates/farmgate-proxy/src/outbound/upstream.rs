@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use farmgate_admin::{Histogram, Metrics};
 use farmgate_balance::{Balancer, Policy, Ticket};
-use farmgate_config::{Balance, HashKey, Upstream};
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use farmgate_config::{Balance, HashKey, Protocol, Upstream};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
 use rustls_pki_types::ServerName;
 
 use crate::error::BuildError;
@@ -18,21 +18,28 @@ use super::body::Body;
 use super::connect::Connector;
 use super::failure::{Chain, Seconds, UpstreamFailure};
 use super::health::{self, Health, Passive};
-use super::pool::{self, Pool, SendError};
+use super::multiplex::Multiplex;
+use super::pool::Pool;
 use super::retry::{MAX_ATTEMPTS, RetryBudget};
-
-/// ALPN offered to backends. HTTP/1.1 only: the pool speaks HTTP/1.1, which carries the
-/// client's Host header unchanged.
-const UPSTREAM_ALPN: &[&[u8]] = &[b"http/1.1"];
+use super::send::{self, SendError};
 
 /// One server of an upstream.
 #[derive(Debug)]
 pub(crate) struct ServerRt {
     /// `10.0.0.11:8443`, for logs.
     pub(crate) address: Arc<str>,
-    /// Idle connections to this server.
-    pool: Arc<Pool<Body>>,
+    /// The connections to this server.
+    conns: Conns,
     pub(crate) health: Arc<Health>,
+}
+
+/// A server's connections, by the upstream's `protocol`.
+#[derive(Debug)]
+enum Conns {
+    /// HTTP/1.1 keep-alive connections, one request at a time each.
+    Http1(Arc<Pool<Body>>),
+    /// HTTP/2 connections, requests multiplexed.
+    H2(Multiplex<Body>),
 }
 
 /// An upstream ready to take requests.
@@ -60,9 +67,15 @@ pub(crate) struct Outgoing {
 
 impl UpstreamRt {
     pub(crate) fn build(config: &Upstream) -> Result<UpstreamRt, BuildError> {
+        // ALPN offers only the protocol the upstream speaks: HTTP/1.1 carries the client's Host
+        // header unchanged; `h2` is refused by a server that cannot speak it.
+        let alpn: &[&[u8]] = match config.protocol {
+            Protocol::Http1 => &[b"http/1.1"],
+            Protocol::H2 => &[b"h2"],
+        };
         let (tls, server_name) = match &config.tls {
             Some(tls) => {
-                let client = farmgate_tls::upstream_client_config(tls, UPSTREAM_ALPN)?;
+                let client = farmgate_tls::upstream_client_config(tls, alpn)?;
                 let name = match &tls.server_name {
                     Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| {
                         BuildError::ServerName {
@@ -76,19 +89,30 @@ impl UpstreamRt {
             }
             None => (None, None),
         };
-        let connector = Connector::new(tls, server_name, config.timeouts.connect);
+        let h2 = config.protocol == Protocol::H2;
+        let connector = Connector::new(tls, server_name, config.timeouts.connect, h2);
         let servers: Vec<ServerRt> = config
             .servers
             .iter()
             .map(|s| {
                 let address: Arc<str> = Arc::from(s.address.to_string());
-                ServerRt {
-                    pool: Arc::new(Pool::new(
-                        s.address.clone(),
+                let (target, idle) = (s.address.clone(), config.timeouts.idle);
+                let conns = match config.protocol {
+                    Protocol::Http1 => Conns::Http1(Arc::new(Pool::new(
+                        target,
                         address.clone(),
                         connector.clone(),
-                        config.timeouts.idle,
+                        idle,
+                    ))),
+                    Protocol::H2 => Conns::H2(Multiplex::new(
+                        target,
+                        address.clone(),
+                        connector.clone(),
+                        idle,
                     )),
+                };
+                ServerRt {
+                    conns,
                     address,
                     health: Arc::new(Health::default()),
                 }
@@ -106,7 +130,6 @@ impl UpstreamRt {
             Balance::LeastRequests => (Policy::LeastRequests, None),
             Balance::P2cEwma => (Policy::P2cEwma, None),
             Balance::Hash(key) => (Policy::Hash, Some(key.clone())),
-            _ => (Policy::RoundRobin, None),
         };
         let balancer = Balancer::with_names(
             policy,
@@ -140,13 +163,25 @@ impl UpstreamRt {
 
     /// Close surplus idle connections to every server (see `pool`); returns how many.
     pub(crate) fn sweep_idle(&self) -> usize {
-        self.servers.iter().map(|s| s.pool.sweep()).sum()
+        self.servers
+            .iter()
+            .map(|s| match &s.conns {
+                Conns::Http1(pool) => pool.sweep(),
+                Conns::H2(multiplex) => multiplex.sweep(),
+            })
+            .sum()
     }
 
     /// Idle pooled connections to this upstream's servers.
     #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn idle_connections(&self) -> usize {
-        self.servers.iter().map(|s| s.pool.idle()).sum()
+        self.servers
+            .iter()
+            .map(|s| match &s.conns {
+                Conns::Http1(pool) => pool.idle(),
+                Conns::H2(multiplex) => multiplex.connections(),
+            })
+            .sum()
     }
 
     /// The balancer, for in-flight counts.
@@ -179,13 +214,16 @@ impl UpstreamRt {
         key: Option<&[u8]>,
         metrics: &Metrics,
     ) -> Result<(Response<Body>, &ServerRt), UpstreamFailure> {
-        let replayable = request.body.is_none() && pool::is_idempotent(&request.parts.method);
+        let replayable = request.body.is_none() && send::is_idempotent(&request.parts.method);
         self.retry_budget.deposit();
         let Outgoing {
             parts: mut head,
             mut body,
         } = request;
-        origin_form(&mut head.uri);
+        match self.config.protocol {
+            Protocol::Http1 => origin_form(&mut head.uri),
+            Protocol::H2 => h2_form(&mut head, self.config.tls.is_some()),
+        }
         let attempts = MAX_ATTEMPTS.min(self.servers.len());
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let now = health::now_ms();
@@ -297,8 +335,17 @@ impl UpstreamRt {
         kept: Option<&http::request::Parts>,
     ) -> Result<Response<Body>, UpstreamFailure> {
         let wait = self.config.timeouts.response_header;
-        match tokio::time::timeout(wait, server.pool.send(req, kept)).await {
-            Ok(Ok(response)) => Ok(response.map(Body::Pooled)),
+        let sent = async {
+            match &server.conns {
+                Conns::Http1(pool) => pool.send(req, kept).await.map(|r| r.map(Body::Pooled)),
+                Conns::H2(multiplex) => multiplex
+                    .send(req, kept)
+                    .await
+                    .map(|r| r.map(Body::Multiplexed)),
+            }
+        };
+        match tokio::time::timeout(wait, sent).await {
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(SendError::Connect(e))) => Err(UpstreamFailure::connect(e, &server.address)),
             Ok(Err(SendError::Http(e))) => Err(UpstreamFailure::exchange(e, &server.address)),
             Err(_) => Err(UpstreamFailure::ResponseTimeout {
@@ -321,9 +368,32 @@ fn origin_form(uri: &mut Uri) {
     }
 }
 
+/// HTTP/2 requests carry scheme and authority in the URI (`:scheme`, `:authority`), the
+/// authority being the client's Host, which then goes: RFC 9113 §8.3.1.
+fn h2_form(head: &mut http::request::Parts, tls: bool) {
+    let authority = head
+        .headers
+        .remove(http::header::HOST)
+        .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+        .or_else(|| head.uri.authority().cloned());
+    let path = head
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+    parts.authority = authority;
+    parts.path_and_query = Some(path);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        head.uri = uri;
+    }
+    head.version = Version::HTTP_2;
+}
+
 /// A copy of a body-less request, for one attempt.
 fn replay(parts: &http::request::Parts) -> Request<Body> {
-    pool::bodyless(&parts.method, &parts.uri, parts.version, &parts.headers)
+    send::bodyless(&parts.method, &parts.uri, parts.version, &parts.headers)
 }
 
 /// The value of cookie `name` in the request's Cookie headers.

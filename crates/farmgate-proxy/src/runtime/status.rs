@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use farmgate_config::{ListenerTls, Trust};
+use farmgate_config::ListenerTls;
 use farmgate_doctor::advice::Warning;
 use serde::Serialize;
 
@@ -205,7 +205,7 @@ pub(crate) fn build(
                 .as_ref()
                 .and_then(|t| t.client_auth.as_ref())
                 .map(|ca| ClientAuthStatus {
-                    trust: ca.trust.iter().map(trust_name).collect(),
+                    trust: ca.trust.iter().map(ToString::to_string).collect(),
                     allow: ca.allow.rules().iter().map(ToString::to_string).collect(),
                     eku: ca.eku.as_str(),
                 }),
@@ -217,10 +217,10 @@ pub(crate) fn build(
         .iter()
         .map(|u| UpstreamStatus {
             name: u.name.to_string(),
-            balance: balance_name(&u.config.balance),
+            balance: u.config.balance.as_str(),
             tls: u.config.tls.as_ref().map(|t| UpstreamTlsStatus {
                 server_name: t.server_name.clone(),
-                trust: t.trust.iter().map(trust_name).collect(),
+                trust: t.trust.iter().map(ToString::to_string).collect(),
                 client_certificate: certs_of(Role::Upstream, &u.name).into_iter().next(),
             }),
             connections_open: u.connections_open(),
@@ -286,23 +286,5 @@ fn role(tls: Option<&ListenerTls>, redirect_https: bool) -> ListenerRole {
         (None, false) => ListenerRole::Plain,
         (Some(t), false) if t.client_auth.is_some() => ListenerRole::Gate,
         (Some(_), false) => ListenerRole::Tls,
-    }
-}
-
-fn trust_name(t: &Trust) -> String {
-    match t {
-        Trust::Mozilla => "mozilla".to_owned(),
-        Trust::System => "system".to_owned(),
-        Trust::File(f) => f.path.display().to_string(),
-    }
-}
-
-fn balance_name(b: &farmgate_config::Balance) -> &'static str {
-    match b {
-        farmgate_config::Balance::RoundRobin => "round_robin",
-        farmgate_config::Balance::LeastRequests => "least_requests",
-        farmgate_config::Balance::P2cEwma => "p2c_ewma",
-        farmgate_config::Balance::Hash(_) => "hash",
-        _ => "other",
     }
 }

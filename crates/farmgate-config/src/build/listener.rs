@@ -1,0 +1,259 @@
+//! `[[listener]]`: where traffic arrives, its TLS certificates and its routes.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Builder;
+use crate::raw::{RawListener, RawListenerTls, RawRoute, S};
+use crate::{
+    Challenge, ConfigError, Duplicate, Empty, Form, HostPattern, Listener, ListenerCerts,
+    ListenerTimeouts, ListenerTls, Problem, Route, Rule, SniCert, UpstreamId,
+};
+
+impl Builder<'_> {
+    pub(super) fn listener(
+        &mut self,
+        raw: &S<RawListener>,
+        upstreams: &HashMap<String, UpstreamId>,
+    ) -> Option<Listener> {
+        let at = self.at(raw.span(), "listener");
+        let l = raw.get_ref();
+        let name = match &l.name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                self.problem(
+                    n.span(),
+                    "listener.name",
+                    Problem::Empty(Empty::ListenerName),
+                );
+                None
+            }
+            Some(n) => Some(n.get_ref().clone()),
+            None => {
+                self.problem(raw.span(), "listener", Problem::Missing("name"));
+                None
+            }
+        };
+        let listen = match &l.listen {
+            Some(addr) => self.socket_addr(addr, "listener.listen"),
+            None => {
+                self.problem(raw.span(), "listener", Problem::Missing("listen"));
+                None
+            }
+        };
+        let tls = l.tls.as_ref().and_then(|t| self.listener_tls(t));
+        let redirect_https = l.redirect_https.as_ref().is_some_and(|r| *r.get_ref());
+        if redirect_https {
+            if let Some(t) = &l.tls {
+                self.problem(
+                    t.span(),
+                    "listener.tls",
+                    Problem::Rule(Rule::RedirectWithTls),
+                );
+            }
+            if let Some(r) = l.route.first() {
+                let problem = Problem::Rule(Rule::RedirectWithRoutes);
+                self.problem(r.span(), "listener.route", problem);
+            }
+        } else if l.route.is_empty() {
+            self.problem(raw.span(), "listener", Problem::Rule(Rule::NoRoutes));
+        }
+        let timeouts = l
+            .timeouts
+            .as_ref()
+            .map_or_else(ListenerTimeouts::default, |t| {
+                let t = t.get_ref();
+                let d = ListenerTimeouts::default();
+                let mut one = |v: &Option<S<String>>, k: &str, default: Duration| {
+                    v.as_ref()
+                        .and_then(|v| self.duration(v, &format!("listener.timeouts.{k}")))
+                        .unwrap_or(default)
+                };
+                ListenerTimeouts {
+                    handshake: one(&t.handshake, "handshake", d.handshake),
+                    request_header: one(&t.request_header, "request_header", d.request_header),
+                    idle: one(&t.idle, "idle", d.idle),
+                }
+            });
+        let routes: Vec<Route> = l
+            .route
+            .iter()
+            .filter_map(|r| self.route(r, upstreams))
+            .collect();
+        Some(Listener {
+            name: name?,
+            listen: listen?,
+            tls: if l.tls.is_some() { Some(tls?) } else { None },
+            redirect_https,
+            routes,
+            timeouts,
+            at,
+        })
+    }
+
+    pub(super) fn unique_listeners(&mut self, listeners: &[Listener]) {
+        let mut names = HashSet::new();
+        let mut addrs: Vec<(SocketAddr, &str)> = Vec::new();
+        for l in listeners {
+            if !names.insert(l.name.as_str()) {
+                self.errors.push(ConfigError {
+                    at: l.at.clone(),
+                    problem: Problem::Duplicate(Duplicate::ListenerName(l.name.clone())),
+                });
+            }
+            // Same port on the same address, or on a wildcard address that covers the other
+            // one (0.0.0.0 and [::] take every address): the second bind would fail.
+            let clash = addrs.iter().find(|(a, _)| {
+                l.listen.port() != 0
+                    && a.port() == l.listen.port()
+                    && (a.ip() == l.listen.ip()
+                        || a.ip().is_unspecified()
+                        || l.listen.ip().is_unspecified())
+            });
+            if let Some((addr, other)) = clash {
+                let duplicate = Duplicate::Listen {
+                    name: l.name.clone(),
+                    listen: l.listen,
+                    other: (*other).to_owned(),
+                    other_listen: *addr,
+                };
+                self.errors.push(ConfigError {
+                    at: l.at.clone(),
+                    problem: Problem::Duplicate(duplicate),
+                });
+            }
+            addrs.push((l.listen, &l.name));
+        }
+    }
+
+    fn listener_tls(&mut self, raw: &S<RawListenerTls>) -> Option<ListenerTls> {
+        let t = raw.get_ref();
+        let certs = match &t.acme {
+            Some(acme)
+                if t.certificate.is_some() || t.private_key.is_some() || !t.sni.is_empty() =>
+            {
+                let problem = Problem::Rule(Rule::FilesAndAcme);
+                self.problem(acme.span(), "listener.tls.acme", problem);
+                None
+            }
+            Some(acme) => self.listener_acme(acme).map(ListenerCerts::Acme),
+            None => self.cert_files(raw),
+        };
+        let client_auth = match &t.client_auth {
+            Some(ca) => Some(self.client_auth(ca)?),
+            None => None,
+        };
+        let alpn = |c: &ListenerCerts| matches!(c, ListenerCerts::Acme(a) if a.challenge == Challenge::TlsAlpn01);
+        if let Some(acme) = &t.acme
+            && client_auth.is_some()
+            && certs.as_ref().is_some_and(alpn)
+        {
+            let problem = Problem::Rule(Rule::AlpnOnGate);
+            self.problem(acme.span(), "listener.tls.acme", problem);
+            return None;
+        }
+        Some(ListenerTls {
+            certs: certs?,
+            client_auth,
+            at: self.at(raw.span(), "listener.tls"),
+        })
+    }
+
+    /// `certificate`, `private_key` and `[[listener.tls.sni]]`.
+    fn cert_files(&mut self, raw: &S<RawListenerTls>) -> Option<ListenerCerts> {
+        let t = raw.get_ref();
+        let default = self.cert_key(
+            raw.span(),
+            t.certificate.as_ref(),
+            t.private_key.as_ref(),
+            ("listener.tls", "certificate", "private_key"),
+        );
+        let mut seen = HashSet::new();
+        let sni: Vec<SniCert> = t
+            .sni
+            .iter()
+            .filter_map(|s| {
+                let e = s.get_ref();
+                let name = e
+                    .server_name
+                    .get_ref()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                if HostPattern::parse(&name).is_none() {
+                    self.malformed(
+                        &e.server_name,
+                        "listener.tls.sni.server_name",
+                        Form::SniName,
+                    );
+                    return None;
+                }
+                if !seen.insert(name.clone()) {
+                    let problem = Problem::Duplicate(Duplicate::SniServerName(name));
+                    self.problem(
+                        e.server_name.span(),
+                        "listener.tls.sni.server_name",
+                        problem,
+                    );
+                    return None;
+                }
+                let cert = self.cert_key(
+                    s.span(),
+                    Some(&e.certificate),
+                    Some(&e.private_key),
+                    ("listener.tls.sni", "certificate", "private_key"),
+                )?;
+                Some(SniCert {
+                    server_name: name,
+                    cert,
+                    at: self.at(s.span(), "listener.tls.sni"),
+                })
+            })
+            .collect();
+        Some(ListenerCerts::Files {
+            default: default?,
+            sni,
+        })
+    }
+
+    fn route(
+        &mut self,
+        raw: &S<RawRoute>,
+        upstreams: &HashMap<String, UpstreamId>,
+    ) -> Option<Route> {
+        let r = raw.get_ref();
+        let host = match &r.host {
+            Some(h) => {
+                let pattern = HostPattern::parse(h.get_ref());
+                if pattern.is_none() {
+                    self.malformed(h, "listener.route.host", Form::HostPattern);
+                }
+                Some(pattern?)
+            }
+            None => None,
+        };
+        let path_prefix = match &r.path_prefix {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                let found = p.get_ref().clone();
+                let problem = Problem::RelativePath { found };
+                self.problem(p.span(), "listener.route.path_prefix", problem);
+                return None;
+            }
+            Some(p) => p.get_ref().clone(),
+            None => "/".to_owned(),
+        };
+        let Some(&upstream) = upstreams.get(r.upstream.get_ref()) else {
+            let mut defined: Vec<String> = upstreams.keys().cloned().collect();
+            defined.sort_unstable();
+            let name = r.upstream.get_ref().clone();
+            let problem = Problem::UnknownUpstream { name, defined };
+            self.problem(r.upstream.span(), "listener.route.upstream", problem);
+            return None;
+        };
+        Some(Route {
+            host,
+            path_prefix,
+            upstream,
+            at: self.at(raw.span(), "listener.route"),
+        })
+    }
+}

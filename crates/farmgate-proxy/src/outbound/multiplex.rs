@@ -1,0 +1,300 @@
+//! HTTP/2 connections to one backend server (`protocol = "h2"`): requests go as streams over
+//! one connection per worker, another one opening only when every connection of the worker has
+//! [`MAX_STREAMS`] requests in flight.
+//!
+//! A connection the server is closing (GOAWAY) takes no new stream; requests the server refused
+//! unprocessed — stream ids beyond the GOAWAY's last one, or `REFUSED_STREAM` — are sent again
+//! on a new connection when they have no body (RFC 9113 §8.7: such a request was not
+//! processed, whatever its method), so a backend that drains or restarts fails no request.
+//! Connections with no stream in flight for the upstream's idle timeout are closed by the sweep.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use farmgate_config::Address;
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use parking_lot::{Mutex, MutexGuard};
+
+use super::connect::Connector;
+use super::health::now_ms;
+use super::send::{RequestBody, SLOTS, SendError, bodyless, copy, worker};
+
+/// Streams in flight on one connection before another one opens: the lowest
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` common servers announce (nginx 128, Go 250, hyper 200).
+/// A server that allows fewer makes hyper queue the excess, which only costs latency.
+const MAX_STREAMS: usize = 100;
+
+/// The HTTP/2 connections to one server.
+#[derive(Debug)]
+pub(crate) struct Multiplex<B> {
+    address: Address,
+    /// The address as text, for errors and logs.
+    server: Arc<str>,
+    connector: Connector,
+    idle_timeout: Duration,
+    /// Indexed by worker ([`super::set_worker`]).
+    slots: Box<[Slot<B>]>,
+}
+
+/// One worker's connections, on cache lines of their own.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Slot<B> {
+    conns: Mutex<Vec<Conn<B>>>,
+    /// Held while a connection opens, so that requests arriving together wait for it instead
+    /// of each opening one.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl<B> Default for Slot<B> {
+    fn default() -> Self {
+        Slot {
+            conns: Mutex::default(),
+            opening: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// One HTTP/2 connection and how it is used.
+#[derive(Debug)]
+struct Conn<B> {
+    sender: http2::SendRequest<B>,
+    usage: Arc<Usage>,
+}
+
+/// The streams in flight on a connection, and when one last started or ended.
+#[derive(Debug, Default)]
+struct Usage {
+    streams: AtomicUsize,
+    /// [`now_ms`] of the last start or end of a stream.
+    last_used: AtomicU64,
+}
+
+impl Usage {
+    fn idle_for(&self, now: u64) -> Option<Duration> {
+        (self.streams.load(Ordering::Relaxed) == 0).then(|| {
+            Duration::from_millis(now.saturating_sub(self.last_used.load(Ordering::Relaxed)))
+        })
+    }
+}
+
+impl<B: RequestBody> Multiplex<B> {
+    pub(crate) fn new(
+        address: Address,
+        server: Arc<str>,
+        connector: Connector,
+        idle_timeout: Duration,
+    ) -> Multiplex<B> {
+        Multiplex {
+            address,
+            server,
+            connector,
+            idle_timeout,
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    /// Send `req` as a stream of a connection of this worker, opening one if none can take it.
+    /// A request the connection refused before sending it, or the server refused unprocessed,
+    /// goes again on a new connection if it has no body (rebuilt from `kept`, the head the
+    /// caller keeps, or from a copy).
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<B>,
+        kept: Option<&http::request::Parts>,
+    ) -> Result<Response<StreamBody>, SendError> {
+        let replayable = http_body::Body::is_end_stream(req.body());
+        let mut fresh = false;
+        loop {
+            let (mut sender, usage) = self.connection(fresh).await?;
+            let stream = Stream::start(usage);
+            let copied = (replayable && kept.is_none()).then(|| copy(&req));
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    return Ok(response.map(|body| StreamBody {
+                        body,
+                        _stream: stream,
+                    }));
+                }
+                Err(mut e) => {
+                    if let Some(unsent) = e.take_message() {
+                        req = unsent;
+                        fresh = true;
+                        continue;
+                    }
+                    if !(replayable && refused_unprocessed(e.error())) {
+                        return Err(SendError::Http(e.into_error()));
+                    }
+                    tracing::debug!(
+                        "{} refused a request unprocessed ({}): sending it again on a new connection",
+                        self.server,
+                        e.error()
+                    );
+                    req = match (kept, copied) {
+                        (Some(head), _) => {
+                            bodyless(&head.method, &head.uri, head.version, &head.headers)
+                        }
+                        (None, Some(copied)) => copied,
+                        // `copied` is made whenever the request is replayable and nothing is kept.
+                        (None, None) => return Err(SendError::Http(e.into_error())),
+                    };
+                    fresh = true;
+                }
+            }
+        }
+    }
+
+    /// A connection of this worker that takes another stream (a new one if `fresh`, or none
+    /// does), and its usage.
+    async fn connection(
+        &self,
+        fresh: bool,
+    ) -> Result<(http2::SendRequest<B>, Arc<Usage>), SendError> {
+        if !fresh && let Some(picked) = self.pick() {
+            return Ok(picked);
+        }
+        let _opening = self.slot().opening.lock().await;
+        // Another request may have opened one while this one waited.
+        if !fresh && let Some(picked) = self.pick() {
+            return Ok(picked);
+        }
+        self.open().await
+    }
+
+    /// A connection of this worker that takes another stream, and its usage.
+    fn pick(&self) -> Option<(http2::SendRequest<B>, Arc<Usage>)> {
+        let mut conns = self.lock();
+        conns.retain(|c| !c.sender.is_closed());
+        let conn = conns
+            .iter()
+            .find(|c| c.usage.streams.load(Ordering::Relaxed) < MAX_STREAMS)?;
+        Some((conn.sender.clone(), conn.usage.clone()))
+    }
+
+    /// Open a connection, keep it for this worker, and hand it out.
+    async fn open(&self) -> Result<(http2::SendRequest<B>, Arc<Usage>), SendError> {
+        let io = self
+            .connector
+            .connect(&self.address, &self.server)
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("upstream HTTP/2 connection ended with an error: {e}");
+            }
+        });
+        let usage = Arc::new(Usage::default());
+        self.lock().push(Conn {
+            sender: sender.clone(),
+            usage: usage.clone(),
+        });
+        Ok((sender, usage))
+    }
+
+    /// Close the connections of every worker that carried no stream for the idle timeout, and
+    /// those the server closed; returns how many.
+    pub(crate) fn sweep(&self) -> usize {
+        let now = now_ms();
+        self.slots
+            .iter()
+            .map(|slot| {
+                let mut conns = slot.conns.lock();
+                let before = conns.len();
+                conns.retain(|c| {
+                    let idle = c.usage.idle_for(now).is_some_and(|d| d > self.idle_timeout);
+                    !(c.sender.is_closed() || idle)
+                });
+                before - conns.len()
+            })
+            .sum()
+    }
+
+    /// Open connections, over all workers.
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn connections(&self) -> usize {
+        self.slots.iter().map(|slot| slot.conns.lock().len()).sum()
+    }
+
+    fn slot(&self) -> &Slot<B> {
+        &self.slots[worker() % self.slots.len()]
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Conn<B>>> {
+        self.slot().conns.lock()
+    }
+}
+
+/// Whether the server refused the request without processing it: a GOAWAY whose last stream id
+/// is below the request's, or `REFUSED_STREAM`.
+fn refused_unprocessed(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(h2) = inner.downcast_ref::<h2::Error>() {
+            return (h2.is_go_away() && h2.is_remote())
+                || (h2.is_reset()
+                    && h2.is_remote()
+                    && h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+        }
+        source = inner.source();
+    }
+    false
+}
+
+/// One stream in flight, counted on its connection until dropped.
+#[derive(Debug)]
+struct Stream(Arc<Usage>);
+
+impl Stream {
+    fn start(usage: Arc<Usage>) -> Stream {
+        usage.streams.fetch_add(1, Ordering::Relaxed);
+        usage.last_used.store(now_ms(), Ordering::Relaxed);
+        Stream(usage)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.0.last_used.store(now_ms(), Ordering::Relaxed);
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body from an HTTP/2 backend; its stream counts as in flight until it ends.
+#[derive(Debug)]
+pub(crate) struct StreamBody {
+    body: Incoming,
+    _stream: Stream,
+}
+
+impl http_body::Body for StreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

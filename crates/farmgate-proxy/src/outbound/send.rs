@@ -1,0 +1,110 @@
+//! What the connection pools share: the request body they send, why a send failed, which
+//! worker's slots a request uses, and rebuilding a request to send it again.
+
+use std::cell::Cell;
+
+use bytes::Bytes;
+use http::{Request, Uri};
+
+use super::connect::ConnectError;
+
+/// What a pool can send as a request body (the proxy's [`Body`](super::body::Body); the pool
+/// only hands it to hyper).
+pub(crate) trait RequestBody:
+    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Default
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Default
+        + Send
+        + Unpin
+        + 'static
+{
+}
+
+/// How many idle-connection lists a pool keeps, one per worker; workers beyond it share lists
+/// (`worker() % SLOTS`), which is correct, only less local.
+pub(crate) const SLOTS: usize = 32;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Make this thread worker `index`: requests sent from it use the idle lists of that slot.
+/// The runtime calls it when it starts a worker thread; other threads count as worker 0.
+pub(crate) fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+pub(crate) fn worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// Why a request got no response from the server.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection could be opened.
+    Connect(ConnectError),
+    /// The connection failed while sending the request or reading the response head.
+    Http(hyper::Error),
+}
+
+/// A copy of a body-less request.
+pub(crate) fn copy<B: Default>(req: &Request<B>) -> Request<B> {
+    bodyless(req.method(), req.uri(), req.version(), req.headers())
+}
+
+/// A body-less request with this head (extensions are not copied).
+pub(crate) fn bodyless<B: Default>(
+    method: &http::Method,
+    uri: &Uri,
+    version: http::Version,
+    headers: &http::HeaderMap,
+) -> Request<B> {
+    let mut req = Request::new(B::default());
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.version_mut() = version;
+    *req.headers_mut() = headers.clone();
+    req
+}
+
+/// Whether requests with `method` may be repeated automatically (RFC 9110 §9.2.2; PUT and
+/// DELETE are idempotent too, but repeating them blindly after a reset is more than most
+/// operators expect of a proxy).
+pub(crate) fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
+}
+
+/// Whether `e` says the server closed or reset the connection without answering: the
+/// signature of a pooled connection that went stale as we used it. Not a TLS alert (a gate
+/// that refuses us says so), not a malformed or late answer.
+pub(crate) fn closed_under_us(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            // A TLS alert arrives as InvalidData, and is not one of these.
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = inner.source();
+    }
+    false
+}
