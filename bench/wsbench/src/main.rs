@@ -142,6 +142,7 @@ struct Outcome {
 }
 
 async fn run_load(load: Load) -> Result<(), BoxError> {
+    let duration = Duration::try_from_secs_f64(load.duration)?;
     let target = Target::new(&load)?;
     let payload: Bytes = (0..load.size).map(|i| (i % 251) as u8).collect();
 
@@ -161,7 +162,9 @@ async fn run_load(load: Load) -> Result<(), BoxError> {
     }
 
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(load.duration);
+    let deadline = started
+        .checked_add(duration)
+        .ok_or("--duration is too long")?;
     let tasks: Vec<_> = open
         .into_iter()
         .map(|ws| tokio::spawn(echo_until(ws, payload.clone(), deadline)))
