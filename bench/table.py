@@ -28,12 +28,11 @@ LOADS = {
     "ws": "WebSocket echo, 32-byte messages (wsbench, 64 connections)",
     "keepalive-h2up": "keep-alive HTTP/1.1 (wrk -t2 -c64), HTTP/2 to the gate",
     "h2-h2up": "HTTP/2 multiplexed (h2load -t2 -c16 -m16), HTTP/2 to the gate",
+    "body1m-h2up": "1 MiB response body (wrk -t2 -c16), HTTP/2 to the gate",
+    "ws-h2up": "WebSocket echo, 32-byte messages (wsbench, 64 connections), HTTP/2 to the gate",
 }
 # What a proxy cannot do: its cells say so instead of a figure.
-CANNOT = {
-    ("keepalive-h2up", "nginx"): "n/a (no HTTP/2 upstreams)",
-    ("h2-h2up", "nginx"): "n/a (no HTTP/2 upstreams)",
-}
+CANNOT = {(load, "nginx"): "n/a (no HTTP/2 upstreams)" for load in LOADS if load.endswith("-h2up")}
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
 # (key, label, higher is better, format)
@@ -143,7 +142,7 @@ def one_run(run):
 def summary(run):
     r = one_run(run)
     errors = f", {r['errors']} errors" if r["errors"] else ""
-    unit = "msg" if Path(run).name.split(".")[1] == "ws" else "req"
+    unit = "msg" if Path(run).name.split(".")[1].startswith("ws") else "req"
     return (
         f"{r['rps']:,.0f} {unit}/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
         f"user µs/{unit} edge {r['edge_user']:.1f} gate {r['gate_user']:.1f}, "
@@ -170,7 +169,7 @@ def table(out):
         if not any(k[0] == load for k in runs):
             continue
         for key, label, higher, fmt in FIGURES:
-            if load == "ws":
+            if load.startswith("ws"):
                 label = label.replace("requests/s", "messages/s").replace("/req)", "/msg)")
                 label = label.replace(" latency", " round trip")
             values = {}
