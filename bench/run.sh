@@ -65,6 +65,13 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+# forget PID: a process that ended and was waited for; its PID may be another's by exit time.
+forget() {
+    local pid kept=()
+    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || kept+=("$pid"); done
+    PIDS=("${kept[@]}")
+}
+
 # start NAME COMMAND...: run COMMAND in the background, remember its PID as NAME_PID.
 start() {
     local name=$1
@@ -453,11 +460,13 @@ count_writes() {
                 load "$l" "$port" "$name.load" &
                 load_pid=$!
                 PIDS+=("$load_pid")
-                sleep $((DURATION / 2 + 1))
+                sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')" # halfway through the load
                 python3 "$BENCH/writes.py" sockets "${edge[@]}" "${gate[@]}" >"$name.sockets"
                 wait "$load_pid" || say "warning: $l on $p exited with $? (see $name.load)"
+                forget "$load_pid"
                 syscw=$(($(syscw "${edge[@]}") - syscw))
                 wait "$perf_record_PID" || die "perf record failed; see $OUT/perf-record.out"
+                forget "$perf_record_PID"
                 perf script -i "$name.perf" -F pid,event,trace 2>/dev/null |
                     python3 "$BENCH/writes.py" count "$p, $l load, $proto to the gate" "$name.load" "$name.sockets" \
                         "${GATE_PORT[$p]}" "$(IFS=, && echo "${edge[*]}")" "$(IFS=, && echo "${gate[*]}")" "$syscw" |
