@@ -2,37 +2,57 @@
 # The same chain — client → edge → mTLS gate → origin — built with farmgate, nginx and HAProxy,
 # measured side by side in one run. See docs/performance.md for the method.
 #
-#   bench/run.sh                      everything: 3 rounds of 4 loads, 10 s each (~10 minutes)
+#   bench/run.sh                      3 rounds of 8 loads, 10 s each (~13 minutes)
 #   DURATION=5 ROUNDS=1 bench/run.sh  a quick look
 #
 # Knobs (environment): DURATION (seconds per load run, default 10), ROUNDS (default 3),
-# LOADS (default "keepalive handshake h2 body1m"), PROXIES (default "farmgate nginx haproxy"),
-# OUT (where raw results go, default a fresh /tmp/farmgate-bench.XXXXXX), FARMGATE (a prebuilt
-# binary instead of `cargo build --release`).
+# LOADS (default "keepalive handshake h2 body1m ws keepalive-h2up h2-h2up body1m-h2up"),
+# PROXIES (default "farmgate nginx haproxy"), OUT (where raw results go, default a fresh
+# /tmp/farmgate-bench.XXXXXX), FARMGATE (a prebuilt binary instead of `cargo build --release`),
+# WSBENCH (likewise for bench/wsbench, the WebSocket echo origin and load client).
+#
+# Loads: keepalive, handshake, h2, body1m (see docs/performance.md), ws (WebSocket echo), and
+# keepalive-h2up, h2-h2up, body1m-h2up, ws-h2up: the same through a second edge that speaks
+# HTTP/2 to the gate (farmgate `protocol = "h2"`, HAProxy `proto h2`; nginx cannot, so it has
+# no such run). ws-h2up is not in the default list: farmgate's edge fails it (a 400 from its gate).
 #
 #   CALLGRIND=1 bench/run.sh          instead of the loads: instructions per keep-alive request of
 #                                     farmgate's edge and gate, counted by valgrind's callgrind
 #                                     (repeatable within about 1% even on a busy machine)
+#   SYSCALLS=1 bench/run.sh           instead of the loads: write syscalls on the edge-gate hop
+#                                     per request, HTTP/1.1 against HTTP/2 to the gates, counted
+#                                     by perf from the syscall tracepoints (needs root)
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
-LOADS=${LOADS:-keepalive handshake h2 body1m}
+LOADS=${LOADS:-keepalive handshake h2 body1m ws keepalive-h2up h2-h2up body1m-h2up}
 PROXIES=${PROXIES:-farmgate nginx haproxy}
 OUT=${OUT:-$(mktemp -d /tmp/farmgate-bench.XXXXXX)}
 PKI=$OUT/pki
 CALLGRIND=${CALLGRIND:-}
+SYSCALLS=${SYSCALLS:-}
 WRAP=()
+[[ -z $SYSCALLS ]] || LOADS="keepalive h2"
 if [[ -n $CALLGRIND ]]; then
-    PROXIES=farmgate
+    PROXIES=farmgate LOADS=keepalive
     WRAP=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.@ROLE@")
 fi
+# nginx and HAProxy live in /usr/sbin, which a normal user's PATH may not hold.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 mkdir -p "$OUT/tmp" "$OUT/www" "$OUT/raw"
+# Run as root, nginx's workers drop to user nobody, and the origin's must read www/1m: OUT may
+# be passed through by anyone (mktemp made it 0700) but not listed; pki/ keeps its 0700 and the
+# keys their 0600.
+chmod 0711 "$OUT"
+chmod 0755 "$OUT/www"
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+wants_ws() { [[ " $LOADS " == *" ws"[\ -]* ]]; }       # ws or ws-h2up: wsbench and its echo origin
+wants_h2up() { [[ -n $SYSCALLS || " $LOADS " == *-h2up* ]]; } # the edges that speak h2 to the gates
 
 # ---------------------------------------------------------------- processes we start, by PID
 PIDS=()
@@ -44,6 +64,13 @@ stop_all() {
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
+
+# forget PID: a process that ended and was waited for; its PID may be another's by exit time.
+forget() {
+    local pid kept=()
+    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || kept+=("$pid"); done
+    PIDS=("${kept[@]}")
+}
 
 # start NAME COMMAND...: run COMMAND in the background, remember its PID as NAME_PID.
 start() {
@@ -72,6 +99,7 @@ install_missing() {
         command -v "${program%%:*}" >/dev/null 2>&1 || missing+=("${program#*:}")
     done
     [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+    [[ -z $SYSCALLS ]] || command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
     ((${#missing[@]})) || return 0
     say "installing from Debian: ${missing[*]}"
     local sudo=()
@@ -94,6 +122,18 @@ build_farmgate() {
     FARMGATE=${CARGO_TARGET_DIR:-$ROOT/target}/release/farmgate
 }
 
+# bench/wsbench: the WebSocket echo origin and load client, a cargo project of its own.
+build_wsbench() {
+    wants_ws || return 0
+    if [[ -n ${WSBENCH:-} ]]; then
+        [[ -x $WSBENCH ]] || die "WSBENCH=$WSBENCH is not an executable"
+        return
+    fi
+    say "building bench/wsbench (release)"
+    cargo build --release --quiet --manifest-path "$BENCH/wsbench/Cargo.toml"
+    WSBENCH=${CARGO_TARGET_DIR:-$BENCH/wsbench/target}/release/wsbench
+}
+
 # ---------------------------------------------------------------- one PKI for all three chains
 mint_pki() {
     say "minting the test PKI (ECDSA P-256) in $PKI"
@@ -108,7 +148,7 @@ mint_pki() {
     done
     # HAProxy wants certificate and key in one file.
     for who in site backend edge-client; do
-        cat "$PKI/$who.pem" "$PKI/$who.key" >"$PKI/$who.haproxy.pem"
+        (umask 077 && cat "$PKI/$who.pem" "$PKI/$who.key" >"$PKI/$who.haproxy.pem")
     done
 }
 
@@ -123,26 +163,42 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# render TEMPLATE OUTPUT EDGE_PORT GATE_PORT: fill in @NAME@ placeholders.
+# render TEMPLATE OUTPUT EDGE_PORT GATE_PORT: fill in @NAME@ placeholders (LOG_RESUMPTION and
+# UPSTREAM_PROTOCOL from the environment).
 render() {
     sed -e "s#@DIR@#$OUT#g" -e "s#@PKI@#$PKI#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
-        -e "s#@EDGE_PORT@#$3#g" -e "s#@GATE_PORT@#$4#g" -e "s#@LOG_RESUMPTION@#${LOG_RESUMPTION:-0}#g" \
+        -e "s#@WS_PORT@#$WS_PORT#g" -e "s#@EDGE_PORT@#$3#g" -e "s#@GATE_PORT@#$4#g" \
+        -e "s#@LOG_RESUMPTION@#${LOG_RESUMPTION:-0}#g" -e "s#@UPSTREAM_PROTOCOL@#${UPSTREAM_PROTOCOL:-}#g" \
         "$BENCH/$1" >"$OUT/$2"
 }
 
 start_chains() {
     local ports
-    read -r -a ports <<<"$(free_ports 7)"
-    ORIGIN_PORT=${ports[0]}
-    declare -gA EDGE_PORT GATE_PORT
+    read -r -a ports <<<"$(free_ports 10)"
+    ORIGIN_PORT=${ports[0]} WS_PORT=${ports[9]}
+    declare -gA EDGE_PORT GATE_PORT EDGE_H2UP_PORT
     EDGE_PORT=([farmgate]=${ports[1]} [nginx]=${ports[3]} [haproxy]=${ports[5]})
     GATE_PORT=([farmgate]=${ports[2]} [nginx]=${ports[4]} [haproxy]=${ports[6]})
+    # nginx cannot proxy to an HTTP/2 upstream: it has no such edge.
+    EDGE_H2UP_PORT=([farmgate]=${ports[7]} [haproxy]=${ports[8]})
     head -c 1048576 /dev/urandom >"$OUT/www/1m"
+    chmod 0644 "$OUT/www/1m"
 
     say "origin: nginx, one worker, 'return 200' on 127.0.0.1:$ORIGIN_PORT (and /1m, 1 MiB)"
     render nginx-origin.conf origin.conf 0 0
     start origin nginx -c "$OUT/origin.conf" -g 'daemon off;'
     wait_port "$ORIGIN_PORT"
+    # Before any proxy: the origin itself serves /1m (its worker can read the file).
+    local code
+    code=$(curl -sS --max-time 5 -o "$OUT/1m.check" -w '%{http_code}' "http://127.0.0.1:$ORIGIN_PORT/1m") || true
+    cmp -s "$OUT/1m.check" "$OUT/www/1m" ||
+        die "the origin answered /1m with $code: its worker cannot read $OUT/www/1m (see $OUT/origin.error.log;" \
+            "run as root, nginx's workers are user nobody, so every directory above OUT must let others pass)"
+    if wants_ws; then
+        say "WebSocket origin: wsbench echo on 127.0.0.1:$WS_PORT"
+        start wsecho "$WSBENCH" echo --listen "127.0.0.1:$WS_PORT"
+        wait_port "$WS_PORT"
+    fi
 
     local p
     for p in $PROXIES; do
@@ -154,6 +210,11 @@ start_chains() {
             render farmgate-edge.toml farmgate-edge.toml "$e" "$g"
             start farmgate-gate "${WRAP[@]/@ROLE@/gate}" "$FARMGATE" run -c "$OUT/farmgate-gate.toml"
             start farmgate-edge "${WRAP[@]/@ROLE@/edge}" "$FARMGATE" run -c "$OUT/farmgate-edge.toml"
+            if wants_h2up; then
+                UPSTREAM_PROTOCOL='protocol = "h2"' render farmgate-edge.toml farmgate-edge-h2up.toml \
+                    "${EDGE_H2UP_PORT[$p]}" "$g"
+                start farmgate-edge-h2up "$FARMGATE" run -c "$OUT/farmgate-edge-h2up.toml"
+            fi
             ;;
         nginx)
             render nginx-gate.conf nginx-gate.conf "$e" "$g"
@@ -166,11 +227,20 @@ start_chains() {
             render haproxy-edge.cfg haproxy-edge.cfg "$e" "$g"
             start haproxy-gate haproxy -db -f "$OUT/haproxy-gate.cfg"
             start haproxy-edge haproxy -db -f "$OUT/haproxy-edge.cfg"
+            if wants_h2up; then
+                UPSTREAM_PROTOCOL='alpn h2 proto h2' render haproxy-edge.cfg haproxy-edge-h2up.cfg \
+                    "${EDGE_H2UP_PORT[$p]}" "$g"
+                start haproxy-edge-h2up haproxy -db -f "$OUT/haproxy-edge-h2up.cfg"
+            fi
             ;;
         *) die "unknown proxy $p (farmgate, nginx or haproxy)" ;;
         esac
         wait_port "$g"
         wait_port "$e"
+        if wants_h2up && [[ -n ${EDGE_H2UP_PORT[$p]:-} ]]; then
+            say "$p: edge 127.0.0.1:${EDGE_H2UP_PORT[$p]} → HTTP/2 → the same gate"
+            wait_port "${EDGE_H2UP_PORT[$p]}"
+        fi
     done
 }
 
@@ -179,14 +249,7 @@ check_chains() {
     local p e g body code
     for p in $PROXIES; do
         e=${EDGE_PORT[$p]} g=${GATE_PORT[$p]}
-        body=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" "https://127.0.0.1:$e/") ||
-            die "$p: curl through the chain failed"
-        [[ $body == ok ]] || die "$p: the chain answered '$body' instead of 'ok'"
-        curl -sS --max-time 5 --http2 --cacert "$PKI/ca.pem" -o /dev/null "https://127.0.0.1:$e/" ||
-            die "$p: HTTP/2 through the chain failed"
-        code=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" -o "$OUT/1m.check" -w '%{http_code}' \
-            "https://127.0.0.1:$e/1m") || die "$p: 1 MiB through the chain failed"
-        cmp -s "$OUT/1m.check" "$OUT/www/1m" || die "$p: the 1 MiB body arrived altered ($code)"
+        check_edge "$p" "$e"
         # The gate itself: the edge's certificate gets through, no certificate or another name
         # from the same CA does not.
         body=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" --resolve "backend.bench.internal:$g:127.0.0.1" \
@@ -201,7 +264,37 @@ check_chains() {
             [[ $code != 200 ]] || die "$p: the gate let a client with certificate '$who' through"
         done
         say "$p: chain ok; gate refuses no certificate and another name from the same CA"
+        if wants_ws; then
+            "$WSBENCH" load --url "wss://127.0.0.1:$e/ws" --ca "$PKI/ca.pem" --connections 4 --duration 0.5 \
+                >"$OUT/raw/ws-check.$p.txt" 2>&1 ||
+                die "$p: a WebSocket echo through the chain failed: $(tail -n 1 "$OUT/raw/ws-check.$p.txt")"
+            say "$p: WebSocket echo through the chain ok"
+        fi
+        if wants_h2up && [[ -n ${EDGE_H2UP_PORT[$p]:-} ]]; then
+            check_edge "$p (HTTP/2 to the gate)" "${EDGE_H2UP_PORT[$p]}"
+            if [[ " $LOADS " == *" ws-h2up "* ]]; then
+                "$WSBENCH" load --url "wss://127.0.0.1:${EDGE_H2UP_PORT[$p]}/ws" --ca "$PKI/ca.pem" --connections 4 \
+                    --duration 0.5 >"$OUT/raw/ws-check.$p.h2up.txt" 2>&1 ||
+                    die "$p: a WebSocket echo through the chain with HTTP/2 to the gate failed:" \
+                        "$(tail -n 1 "$OUT/raw/ws-check.$p.h2up.txt")"
+            fi
+            say "$p: chain with HTTP/2 to the gate ok"
+        fi
     done
+}
+
+# check_edge WHAT PORT: HTTP/1.1 and HTTP/2 requests through the edge on PORT, and the 1 MiB
+# body byte for byte.
+check_edge() {
+    local body code
+    body=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" "https://127.0.0.1:$2/") ||
+        die "$1: curl through the chain failed"
+    [[ $body == ok ]] || die "$1: the chain answered '$body' instead of 'ok'"
+    curl -sS --max-time 5 --http2 --cacert "$PKI/ca.pem" -o /dev/null "https://127.0.0.1:$2/" ||
+        die "$1: HTTP/2 through the chain failed"
+    code=$(curl -sS --max-time 5 --cacert "$PKI/ca.pem" -o "$OUT/1m.check" -w '%{http_code}' \
+        "https://127.0.0.1:$2/1m") || die "$1: 1 MiB through the chain failed"
+    cmp -s "$OUT/1m.check" "$OUT/www/1m" || die "$1: the 1 MiB body arrived altered ($code)"
 }
 
 # The handshake load must make the client do a full handshake for every request. wrk (and
@@ -265,31 +358,39 @@ reset_peak() {
     for pid in "$@"; do echo 5 >"/proc/$pid/clear_refs"; done
 }
 
-# load NAME PORT OUTPUT: one time-bounded load run against the edge on PORT.
+# load NAME PORT OUTPUT: one time-bounded load run against the edge on PORT. The -h2up loads
+# are the same loads, sent to the edge that speaks HTTP/2 to the gate.
 load() {
     local url=https://127.0.0.1:$2 out=$3 limit=$((DURATION + 30))
-    case $1 in
+    case ${1%-h2up} in
     keepalive) timeout -k 5 "$limit" wrk -t2 -c64 -d"${DURATION}s" --latency "$url/" >"$out" 2>&1 ;;
     body1m) timeout -k 5 "$limit" wrk -t2 -c16 -d"${DURATION}s" --latency "$url/1m" >"$out" 2>&1 ;;
     handshake) LD_PRELOAD=$OUT/no-resume.so timeout -k 5 "$limit" wrk -t2 -c64 -d"${DURATION}s" --latency \
         -H 'Connection: close' "$url/" >"$out" 2>&1 ;;
     h2) timeout -k 5 "$limit" h2load -t2 -c16 -m16 -D "$DURATION" --log-file="$out.log" "$url/" >"$out" 2>&1 ;;
+    ws) timeout -k 5 "$limit" "$WSBENCH" --threads 2 load --url "wss://127.0.0.1:$2/ws" --ca "$PKI/ca.pem" \
+        --connections 64 --size 32 --duration "$DURATION" >"$out" 2>&1 ;;
     *) die "unknown load $1" ;;
     esac
 }
 
 measure() {
-    local round p l edge gate name
+    local round p l edge gate name role port
     for round in $(seq "$ROUNDS"); do
         for l in $LOADS; do
             for p in $PROXIES; do
                 name=$OUT/raw/$round.$l.$p
-                read -r -a edge <<<"$(pids_of "$p" edge)"
+                role=edge port=${EDGE_PORT[$p]}
+                if [[ $l == *-h2up ]]; then
+                    [[ -n ${EDGE_H2UP_PORT[$p]:-} ]] || continue # nginx: no HTTP/2 upstreams
+                    role=edge_h2up port=${EDGE_H2UP_PORT[$p]}
+                fi
+                read -r -a edge <<<"$(pids_of "$p" "$role")"
                 read -r -a gate <<<"$(pids_of "$p" gate)"
                 reset_peak "${edge[@]}" "${gate[@]}"
                 snapshot "$name.edge.before" "${edge[@]}"
                 snapshot "$name.gate.before" "${gate[@]}"
-                load "$l" "${EDGE_PORT[$p]}" "$name.load" || say "warning: $l on $p exited with $? (see $name.load)"
+                load "$l" "$port" "$name.load" || say "warning: $l on $p exited with $? (see $name.load)"
                 snapshot "$name.edge.after" "${edge[@]}"
                 snapshot "$name.gate.after" "${gate[@]}"
                 say "round $round/$ROUNDS $l $p: $(python3 "$BENCH/table.py" --summary "$name")"
@@ -309,6 +410,8 @@ describe_machine() {
         echo "nginx: $(nginx -v 2>&1 | sed 's/.*\///')"
         echo "haproxy: $(haproxy -v | awk 'NR == 1 { print $3 }')"
         echo "wrk: $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'); h2load: $(h2load --version | awk '{ print $NF }')"
+        ! wants_ws || echo "wsbench: tokio-tungstenite $(awk '/^name = "tokio-tungstenite"/ { getline; print $3 }' \
+            "$BENCH/wsbench/Cargo.lock" | tr -d '"')"
         echo "rounds: $ROUNDS × ${DURATION}s per load"
     } >"$OUT/machine.txt"
 }
@@ -330,13 +433,75 @@ count_instructions() {
     done
 }
 
+# Write syscalls on the edge-gate hop: for each edge (HTTP/1.1 or HTTP/2 to the gate) and each
+# of the keepalive and h2 loads, perf records the write-family syscall tracepoints of the edge's
+# and the gate's processes during the load run; writes.py keeps those on the sockets between
+# edge and gate (their file descriptors listed halfway through the run) and divides the
+# requests completed by them. Tracepoints cost little per call, unlike strace, whose stops would
+# slow the proxies down and so change how many requests each write carries.
+count_writes() {
+    local events=syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg
+    local p proto l role port name edge gate syscw load_pid
+    for p in $PROXIES; do
+        for proto in http1 h2; do
+            role=edge port=${EDGE_PORT[$p]}
+            if [[ $proto == h2 ]]; then
+                [[ -n ${EDGE_H2UP_PORT[$p]:-} ]] || continue # nginx: no HTTP/2 upstreams
+                role=edge_h2up port=${EDGE_H2UP_PORT[$p]}
+            fi
+            read -r -a edge <<<"$(pids_of "$p" "$role")"
+            read -r -a gate <<<"$(pids_of "$p" gate)"
+            for l in keepalive h2; do
+                name=$OUT/raw/writes.$l.$p.$proto
+                syscw=$(syscw "${edge[@]}")
+                start perf-record perf record -q -o "$name.perf" -e "$events" \
+                    -p "$(IFS=, && echo "${edge[*]},${gate[*]}")" -- sleep $((DURATION + 2))
+                sleep 1 # perf attaches
+                load "$l" "$port" "$name.load" &
+                load_pid=$!
+                PIDS+=("$load_pid")
+                sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')" # halfway through the load
+                python3 "$BENCH/writes.py" sockets "${edge[@]}" "${gate[@]}" >"$name.sockets"
+                wait "$load_pid" || say "warning: $l on $p exited with $? (see $name.load)"
+                forget "$load_pid"
+                syscw=$(($(syscw "${edge[@]}") - syscw))
+                wait "$perf_record_PID" || die "perf record failed; see $OUT/perf-record.out"
+                forget "$perf_record_PID"
+                perf script -i "$name.perf" -F pid,event,trace 2>/dev/null |
+                    python3 "$BENCH/writes.py" count "$p, $l load, $proto to the gate" "$name.load" "$name.sockets" \
+                        "${GATE_PORT[$p]}" "$(IFS=, && echo "${edge[*]}")" "$(IFS=, && echo "${gate[*]}")" "$syscw" |
+                    tee -a "$OUT/writes.txt"
+                rm -f "$name.perf"
+            done
+        done
+    done
+}
+
+# syscw PIDS...: the write syscalls (write, writev) the processes made so far, per /proc/PID/io.
+syscw() {
+    local pid total=0
+    for pid in "$@"; do total=$((total + $(awk '/^syscw:/ { print $2 }' "/proc/$pid/io"))); done
+    echo "$total"
+}
+
+for l in $LOADS; do
+    case $l in
+    keepalive | handshake | h2 | body1m | ws | keepalive-h2up | h2-h2up | body1m-h2up | ws-h2up) ;;
+    *) die "unknown load $l (keepalive handshake h2 body1m ws, and keepalive h2 body1m ws with -h2up)" ;;
+    esac
+done
 install_missing
 build_farmgate
+build_wsbench
 mint_pki
 start_chains
 check_chains
 if [[ -n $CALLGRIND ]]; then
     count_instructions
+    exit 0
+fi
+if [[ -n $SYSCALLS ]]; then
+    count_writes
     exit 0
 fi
 build_no_resume

@@ -4,7 +4,8 @@
     table.py OUT            the table for a whole run (OUT as run.sh printed it)
     table.py --summary RUN  one line for one load run (RUN = OUT/raw/ROUND.LOAD.PROXY)
 
-Per load and proxy: requests/s, p50/p99 latency, user and system CPU per request of the edge
+Per load and proxy: requests/s (WebSocket: echoed messages/s), p50/p99 latency (WebSocket: of
+a message's round trip), user and system CPU per request (message) of the edge
 and of the gate (utime/stime from /proc/PID/stat, summed over the process and its children,
 e.g. nginx's workers), and peak RSS (VmHWM, reset before each load run, summed likewise).
 Rates, latencies and CPU are the median over rounds; peak RSS is the largest over rounds.
@@ -24,7 +25,14 @@ LOADS = {
     "handshake": "full TLS handshake per request (wrk -t2 -c64, Connection: close, no resumption)",
     "h2": "HTTP/2 multiplexed (h2load -t2 -c16 -m16)",
     "body1m": "1 MiB response body (wrk -t2 -c16)",
+    "ws": "WebSocket echo, 32-byte messages (wsbench, 64 connections)",
+    "keepalive-h2up": "keep-alive HTTP/1.1 (wrk -t2 -c64), HTTP/2 to the gate",
+    "h2-h2up": "HTTP/2 multiplexed (h2load -t2 -c16 -m16), HTTP/2 to the gate",
+    "body1m-h2up": "1 MiB response body (wrk -t2 -c16), HTTP/2 to the gate",
+    "ws-h2up": "WebSocket echo, 32-byte messages (wsbench, 64 connections), HTTP/2 to the gate",
 }
+# What a proxy cannot do: its cells say so instead of a figure.
+CANNOT = {(load, "nginx"): "n/a (no HTTP/2 upstreams)" for load in LOADS if load.endswith("-h2up")}
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 
 # (key, label, higher is better, format)
@@ -65,6 +73,22 @@ def parse_wrk(text):
     return {"rps": rps, "requests": requests, "p50": p50, "p99": p99, "errors": errors}
 
 
+def parse_wsbench(text):
+    m = re.search(
+        r"wsbench: \d+ connections \((\d+) failed\), \d+-byte messages, [\d.]+ s: (\d+) messages, "
+        r"([\d.]+) messages/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms, (\d+) errors",
+        text,
+    )
+    failed, messages, rate, p50, p99, errors = m.groups()
+    return {
+        "rps": float(rate),
+        "requests": int(messages),
+        "p50": float(p50),
+        "p99": float(p99),
+        "errors": int(failed) + int(errors),
+    }
+
+
 def parse_h2load(text, log):
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text).group(1))
     m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
@@ -99,9 +123,11 @@ def cpu_and_rss(run, role):
 def one_run(run):
     """Every figure of one load run (run = OUT/raw/ROUND.LOAD.PROXY)."""
     text = Path(f"{run}.load").read_text()
-    load = Path(run).name.split(".")[1]
+    load = Path(run).name.split(".")[1].removesuffix("-h2up")
     if load in ("keepalive", "handshake", "body1m"):
         r = parse_wrk(text)
+    elif load == "ws":
+        r = parse_wsbench(text)
     else:
         r = parse_h2load(text, Path(f"{run}.load.log"))
     n = max(r["requests"], 1)
@@ -116,10 +142,11 @@ def one_run(run):
 def summary(run):
     r = one_run(run)
     errors = f", {r['errors']} errors" if r["errors"] else ""
+    unit = "msg" if Path(run).name.split(".")[1].startswith("ws") else "req"
     return (
-        f"{r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
-        f"user µs/req edge {r['edge_user']:.1f} gate {r['gate_user']:.1f}, "
-        f"sys µs/req edge {r['edge_sys']:.1f} gate {r['gate_sys']:.1f}{errors}"
+        f"{r['rps']:,.0f} {unit}/s, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+        f"user µs/{unit} edge {r['edge_user']:.1f} gate {r['gate_user']:.1f}, "
+        f"sys µs/{unit} edge {r['edge_sys']:.1f} gate {r['gate_sys']:.1f}{errors}"
     )
 
 
@@ -142,6 +169,9 @@ def table(out):
         if not any(k[0] == load for k in runs):
             continue
         for key, label, higher, fmt in FIGURES:
+            if load.startswith("ws"):
+                label = label.replace("requests/s", "messages/s").replace("/req)", "/msg)")
+                label = label.replace(" latency", " round trip")
             values = {}
             for p in proxies:
                 rs = runs.get((load, p), [])
@@ -153,7 +183,7 @@ def table(out):
             cells = []
             for p in proxies:
                 if p not in values:
-                    cells.append("–")
+                    cells.append(CANNOT.get((load, p), "–"))
                     continue
                 cell = fmt.format(values[p])
                 if best:
@@ -167,7 +197,10 @@ def table(out):
         "before each load run (so it starts from what the process still holds from earlier "
         "loads), summed over a proxy's processes (nginx: master and workers). In brackets the "
         "ratio to the better of nginx and HAProxy (for requests/s higher is better, for "
-        "everything else lower)."
+        "everything else lower). The WebSocket rows count echoed messages and their round "
+        "trips. The rows marked \"HTTP/2 to the gate\" go through a second edge whose upstream "
+        "speaks HTTP/2 to the same gate (farmgate `protocol = \"h2\"`, HAProxy `proto h2`); "
+        "nginx cannot proxy to an HTTP/2 upstream."
     )
     if errors:
         lines.append("Errors (non-2xx, socket errors, failed requests): " +
