@@ -6,7 +6,7 @@
 #   DURATION=5 ROUNDS=1 bench/run.sh  a quick look
 #
 # Knobs (environment): DURATION (seconds per load run, default 10), ROUNDS (default 3),
-# LOADS (default "keepalive handshake h2 body1m ws keepalive-h2up h2-h2up body1m-h2up"),
+# LOADS (default "keepalive handshake h2 body1m ws keepalive-h2up h2-h2up body1m-h2up ws-h2up"),
 # PROXIES (default "farmgate nginx haproxy"), OUT (where raw results go, default a fresh
 # /tmp/farmgate-bench.XXXXXX), FARMGATE (a prebuilt binary instead of `cargo build --release`),
 # WSBENCH (likewise for bench/wsbench, the WebSocket echo origin and load client).
@@ -14,7 +14,7 @@
 # Loads: keepalive, handshake, h2, body1m (see docs/performance.md), ws (WebSocket echo), and
 # keepalive-h2up, h2-h2up, body1m-h2up, ws-h2up: the same through a second edge that speaks
 # HTTP/2 to the gate (farmgate `protocol = "h2"`, HAProxy `proto h2`; nginx cannot, so it has
-# no such run). ws-h2up is not in the default list: farmgate's edge fails it (a 400 from its gate).
+# no such run).
 #
 #   CALLGRIND=1 bench/run.sh          instead of the loads: instructions per keep-alive request of
 #                                     farmgate's edge and gate, counted by valgrind's callgrind
@@ -28,7 +28,7 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
-LOADS=${LOADS:-keepalive handshake h2 body1m ws keepalive-h2up h2-h2up body1m-h2up}
+LOADS=${LOADS:-keepalive handshake h2 body1m ws keepalive-h2up h2-h2up body1m-h2up ws-h2up}
 PROXIES=${PROXIES:-farmgate nginx haproxy}
 OUT=${OUT:-$(mktemp -d /tmp/farmgate-bench.XXXXXX)}
 PKI=$OUT/pki

@@ -137,6 +137,27 @@ async fn a_websocket_passes_over_an_http2_extended_connect() {
     assert!(farm.identity_seen().contains("DNS=edge.farm.test"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_passes_an_edge_that_speaks_http2_to_its_gate() {
+    // The edge opens the tunnel to the gate with an extended CONNECT (RFC 8441), whichever
+    // way the browser came; the gate hands the app an HTTP/1.1 handshake.
+    let farm = WsFarm::start("protocol = \"h2\"", "").await;
+    let mut ws = connect_http1(&farm.browser(), farm.edge_addr, "/ws/h2up-1").await;
+    for message in messages().take(20) {
+        assert_eq!(round_trip(&mut ws, message.clone()).await, message);
+    }
+    let mut ws = connect_h2(&farm.browser().http2(), farm.edge_addr, "/ws/h2up-2").await;
+    for message in messages().take(20) {
+        assert_eq!(round_trip(&mut ws, message.clone()).await, message);
+    }
+    let heads = farm.origin.heads();
+    for path in ["/ws/h2up-1", "/ws/h2up-2"] {
+        let head = heads.iter().find(|h| h[0].contains(path)).unwrap();
+        assert_eq!(head[0], format!("GET {path} HTTP/1.1"));
+    }
+    assert!(farm.identity_seen().contains("DNS=edge.farm.test"));
+}
+
 /// Send `request` on a raw TLS connection to the edge and read one response head (and its
 /// body, which these answers size with content-length).
 async fn exchange(

@@ -336,8 +336,13 @@ impl UpstreamRt {
             if !(replayable && attempt < attempts) {
                 // The last possible attempt (the only one, for most requests) takes the head
                 // instead of a copy.
-                // Extensions belong to the downstream connection, not to this request.
+                // Extensions belong to the downstream connection, not to this request; but
+                // an extended CONNECT's `:protocol` (RFC 8441) is the request's own.
+                let protocol = head.extensions.remove::<hyper::ext::Protocol>();
                 head.extensions.clear();
+                if let Some(protocol) = protocol {
+                    head.extensions.insert(protocol);
+                }
                 let req = Request::from_parts(head, body.take().unwrap_or_default());
                 let sent = self.attempt(server, ticket, slot, req, None, metrics).await;
                 return sent.map(|response| (response, server));
