@@ -114,6 +114,9 @@ async fn a_websocket_passes_edge_and_gate_over_http1_with_the_identity() {
             .encode()
             .contains(r#"farmgate_tunnels_open{upstream="farm"} 1"#)
     );
+    let status = farm.edge.status();
+    let farm_status = status.upstreams.iter().find(|u| u.name == "farm").unwrap();
+    assert_eq!(farm_status.tunnels_open, 1, "/status counts it too");
     ws.close(None).await.unwrap();
 }
 

@@ -252,6 +252,7 @@ impl Server {
             open_connections: self.open_connections(),
             reloads: *self.reloads.borrow(),
             last_reload: self.last_reload.lock().clone(),
+            metrics: &self.shared.metrics,
         };
         status::build(&self.generation(), cx)
     }

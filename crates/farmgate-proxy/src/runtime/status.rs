@@ -193,6 +193,8 @@ pub struct UpstreamStatus {
     pub tls: Option<UpstreamTlsStatus>,
     /// Connections open to its servers now (in use or idle).
     pub connections_open: i64,
+    /// WebSocket tunnels open now through it (across reloads).
+    pub tunnels_open: i64,
     /// The most requests in flight on one server; `None`: unlimited.
     pub max_connections_per_server: Option<u32>,
     /// How long a request waits for a server below the cap, in milliseconds.
@@ -349,6 +351,8 @@ pub(crate) struct Context<'a> {
     pub(crate) open_connections: usize,
     pub(crate) reloads: ReloadCounts,
     pub(crate) last_reload: Option<LastReload>,
+    /// The server's metrics registry (some counts live only there).
+    pub(crate) metrics: &'a farmgate_admin::Metrics,
 }
 
 /// Build the document from the running generation and what the runtime knows.
@@ -402,6 +406,7 @@ pub(crate) fn build(generation: &Generation, cx: Context<'_>) -> Status {
                 client_certificate: certs_of(Role::Upstream, &u.name).into_iter().next(),
             }),
             connections_open: u.connections_open(),
+            tunnels_open: cx.metrics.tunnels_open(&u.name).get(),
             max_connections_per_server: u.config.max_connections_per_server,
             queue_timeout_ms: u64::try_from(u.config.queue_timeout.as_millis()).unwrap_or(u64::MAX),
             queued: u.queued().unwrap_or(0),
