@@ -4,6 +4,7 @@
 mod cli;
 
 mod ca;
+mod ca_lifecycle;
 mod check;
 mod demo;
 mod inspect;
