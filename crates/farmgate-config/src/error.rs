@@ -138,6 +138,10 @@ pub enum Form {
     Profile,
     /// `hash_key`.
     HashKey,
+    /// A header name in `request_headers` / `response_headers`.
+    HeaderName,
+    /// A header value in `set`.
+    HeaderValue,
 }
 
 impl fmt::Display for Form {
@@ -172,6 +176,12 @@ impl fmt::Display for Form {
                  key for the CA's default",
             ),
             Form::HashKey => write!(f, "a hash key; expected {}", HashKey::expected()),
+            Form::HeaderName => f.write_str(
+                "a header name; write letters, digits and -, e.g. \"Strict-Transport-Security\"",
+            ),
+            Form::HeaderValue => {
+                f.write_str("a header value; write visible ASCII and spaces, without line breaks")
+            }
         }
     }
 }
@@ -316,6 +326,9 @@ pub enum Duplicate {
     /// A server listed twice in one upstream.
     #[error("server {0} is listed twice; use weight to give it a larger share")]
     Server(Address),
+    /// A header set twice (names are case-insensitive), or both set and removed.
+    #[error("header {0:?} appears twice; set or remove each header once")]
+    Header(String),
 }
 
 /// A rule that ties several keys together, broken.
@@ -392,6 +405,14 @@ pub enum Rule {
     /// A wildcard entry under `eku = "client_or_server_auth"`.
     #[error("{0:?}: eku = \"client_or_server_auth\" only accepts exact names, not wildcards")]
     CompatWildcard(String),
+    /// A header rule on a header farmgate manages itself.
+    #[error("header {name:?} cannot be set or removed: {}", why.why())]
+    ManagedHeader {
+        /// The header as written.
+        name: String,
+        /// Why farmgate keeps it.
+        why: crate::Managed,
+    },
 }
 
 /// `defined: a, b` or `none is defined`.

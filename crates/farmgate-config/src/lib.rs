@@ -31,6 +31,7 @@ mod acme;
 mod build;
 mod duration;
 mod error;
+mod headers;
 mod listener;
 mod location;
 mod net;
@@ -51,6 +52,7 @@ pub use duration::parse_duration;
 pub use error::{
     ConfigError, ConfigErrors, Duplicate, Empty, Form, Incomplete, OutOfRange, Problem, Rule,
 };
+pub use headers::{HeaderRules, Managed};
 pub use listener::{
     CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerCerts, ListenerTimeouts,
     ListenerTls, Route, SniCert,

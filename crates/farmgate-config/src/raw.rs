@@ -115,6 +115,16 @@ pub(crate) struct RawRoute {
     pub host: Option<S<String>>,
     pub path_prefix: Option<S<String>>,
     pub upstream: S<String>,
+    pub request_headers: Option<S<RawHeaderRules>>,
+    pub response_headers: Option<S<RawHeaderRules>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderRules {
+    /// Header name to value.
+    pub set: Option<S<BTreeMap<S<String>, S<String>>>>,
+    pub remove: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

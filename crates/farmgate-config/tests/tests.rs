@@ -3,4 +3,5 @@
 
 mod acme;
 mod errors;
+mod headers;
 mod schema;

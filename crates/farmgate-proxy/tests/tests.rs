@@ -15,6 +15,7 @@ mod every_request;
 mod failures;
 mod gate;
 mod grpc;
+mod header_rules;
 mod health;
 mod keepalive;
 mod migration;
