@@ -142,6 +142,8 @@ pub enum Form {
     HeaderName,
     /// A header value in `set`.
     HeaderValue,
+    /// `acme.eab.kid`.
+    EabKid,
 }
 
 impl fmt::Display for Form {
@@ -176,6 +178,9 @@ impl fmt::Display for Form {
                  key for the CA's default",
             ),
             Form::HashKey => write!(f, "a hash key; expected {}", HashKey::expected()),
+            Form::EabKid => f.write_str(
+                "a key identifier; copy the EAB \"kid\" your CA shows with the HMAC key",
+            ),
             Form::HeaderName => f.write_str(
                 "a header name; write letters, digits and -, e.g. \"Strict-Transport-Security\"",
             ),
@@ -201,6 +206,15 @@ pub enum Incomplete {
         certificate: &'static str,
         /// The private key's key, e.g. `client_key`.
         key: &'static str,
+    },
+    /// `acme.eab` without `kid` or `hmac_key_file`.
+    #[error(
+        "missing required key `{missing}`: External Account Binding needs the CA's key \
+         identifier (kid) and a file holding its HMAC key (hmac_key_file)"
+    )]
+    Eab {
+        /// The key that is missing.
+        missing: &'static str,
     },
     /// A gate without `trust`.
     #[error(

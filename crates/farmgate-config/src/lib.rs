@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use acme::{
-    Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, LETS_ENCRYPT, MAX_ACME_DOMAINS,
+    Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, Eab, LETS_ENCRYPT, MAX_ACME_DOMAINS,
 };
 pub use duration::parse_duration;
 pub use error::{

@@ -50,6 +50,14 @@ pub(crate) struct RawAcme {
     pub contact: Option<S<Vec<S<String>>>>,
     pub storage: Option<S<String>>,
     pub trust: Option<S<Vec<S<String>>>>,
+    pub eab: Option<S<RawEab>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEab {
+    pub kid: Option<S<String>>,
+    pub hmac_key_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
