@@ -22,6 +22,8 @@ mod interop_ca;
 #[cfg(feature = "interop")]
 mod interop_compat;
 #[cfg(feature = "interop")]
+mod interop_graded;
+#[cfg(feature = "interop")]
 mod interop_websocket;
 #[cfg(feature = "interop")]
 mod nginx;
