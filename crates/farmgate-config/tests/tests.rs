@@ -4,4 +4,5 @@
 mod acme;
 mod errors;
 mod headers;
+mod props;
 mod schema;
