@@ -22,6 +22,7 @@ mod migration;
 mod reload;
 mod revocation;
 mod streaming;
+mod strict_props;
 mod timeouts;
 mod websocket;
 mod workers;
