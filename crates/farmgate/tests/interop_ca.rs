@@ -256,3 +256,49 @@ fn nginx_gate(tmp: &Path, dir: &Path, extra: &str) -> Nginx {
         ),
     )
 }
+
+#[test]
+fn stock_nginx_configured_as_docs_say_closes_on_refused_clients_without_an_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("farm-ca");
+    init(&dir, &["--permit-dns", "farm.test"]);
+    issue(&dir, &["--server", "backend.farm.test"]);
+    issue(&dir, &["--client", "edge.farm.test"]);
+    issue(&dir, &["--client", "other.farm.test"]);
+    // docs/migration.md, "it refuses after the handshake": the closest nginx gets to a gate.
+    let nginx = nginx_gate(
+        tmp.path(),
+        &dir,
+        r#"error_page 495 496 = @refuse;
+        location @refuse { return 444; }
+        if ($ssl_client_s_dn != "CN=edge.farm.test") { return 444; }"#,
+    );
+    let ca = dir.join("ca.pem");
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let (cert, key) = (file("edge.farm.test.pem"), file("edge.farm.test.key"));
+    let (status, body) = nginx.curl(&ca, &["--cert", &cert, "--key", &key]);
+    assert_eq!(status, "200", "{body}\n{}", nginx.error_log());
+
+    let resolve = format!("backend.farm.test:{}:127.0.0.1", nginx.addr.port());
+    let url = format!("https://backend.farm.test:{}/", nginx.addr.port());
+    let (other, other_key) = (file("other.farm.test.pem"), file("other.farm.test.key"));
+    for extra in [vec![], vec!["--cert", &other, "--key", &other_key]] {
+        let mut args = vec![
+            "-sS",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+        ];
+        args.extend(extra);
+        args.push(&url);
+        let out = outside("curl", &args);
+        // curl exit 52: the handshake completed, and nginx closed without a response.
+        assert_eq!(out.status.code(), Some(52), "{}", text(&out));
+        assert!(
+            text(&out).contains("Empty reply from server"),
+            "{}",
+            text(&out)
+        );
+    }
+}
