@@ -18,7 +18,7 @@ use x509_parser::prelude::FromDer as _;
 
 use crate::crl::Revoked;
 use crate::spec::{CaSpec, CertSpec, Usage};
-use crate::{Crl, KeyPair, PkiError, PublicKey, crl, pem};
+use crate::{Crl, KeyPair, PkiError, PublicKey, constraints, crl, pem};
 
 /// A certificate authority that can sign: its certificate, its key, and the chain from its
 /// certificate up to (not including) the root.
@@ -332,7 +332,13 @@ fn ca_params(spec: &CaSpec) -> Result<CertificateParams, PkiError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     params.extended_key_usages = spec.usages.iter().map(|u| eku(*u)).collect();
-    if !spec.permitted_dns.is_empty() || !spec.permitted_ips.is_empty() {
+    if !spec.permitted_uri_hosts.is_empty() {
+        // rcgen writes DNS, IP, e-mail and directory-name subtrees only; the extension with a
+        // URI subtree is written whole here (constraints.rs).
+        params
+            .custom_extensions
+            .push(constraints::name_constraints(spec));
+    } else if !spec.permitted_dns.is_empty() || !spec.permitted_ips.is_empty() {
         let dns = spec
             .permitted_dns
             .iter()

@@ -296,4 +296,11 @@ pub enum PkiError {
     /// A CRL valid for no time at all.
     #[error("a CRL must be valid for some time; give --valid, e.g. 7d")]
     CrlValidity,
+    /// `--permit-uri` on an intermediate.
+    #[error(
+        "URI name constraints go on the root, not on an intermediate: rustls-webpki (farmgate's \
+         gates) refuses every URI name below an intermediate that constrains them; give \
+         --permit-uri to `farmgate ca init` of the root"
+    )]
+    UriConstraintOnIntermediate,
 }

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod authority;
+mod constraints;
 mod crl;
 mod error;
 mod key;

@@ -191,6 +191,9 @@ pub struct CaSpec {
     /// IP address name constraints: the ranges IP address SANs below may fall in. Once one is
     /// listed, a certificate below with an IP SAN outside every range is refused.
     pub permitted_ips: Vec<IpNet>,
+    /// URI name constraints (RFC 5280 4.2.1.10): the hosts URI SANs below may name, e.g.
+    /// `farm.internal` (a SPIFFE trust domain) or `.farm.internal` (any host below it).
+    pub permitted_uri_hosts: Vec<String>,
     /// Extended key usages on the CA certificate itself, which constrain every certificate
     /// below it in verifiers such as webpki and OpenSSL. Empty leaves out the extension.
     pub usages: Vec<Usage>,
@@ -212,6 +215,7 @@ impl CaSpec {
             path_len: None,
             permitted_dns: Vec::new(),
             permitted_ips: Vec::new(),
+            permitted_uri_hosts: Vec::new(),
             usages: Vec::new(),
             not_before,
             not_after: not_before + Duration::days(CA_DAYS),
@@ -234,6 +238,13 @@ impl CaSpec {
     /// Adds a permitted IP address range to the name constraints.
     pub fn permit_ip(mut self, range: IpNet) -> Self {
         self.permitted_ips.push(range);
+        self
+    }
+
+    /// Adds a permitted URI host to the name constraints (`farm.internal` for the SPIFFE IDs
+    /// of trust domain `farm.internal`).
+    pub fn permit_uri_host(mut self, host: &str) -> Self {
+        self.permitted_uri_hosts.push(host.to_owned());
         self
     }
 

@@ -81,6 +81,9 @@ pub struct Constraints {
     pub dns: Vec<String>,
     /// IP address ranges; empty: IP addresses are not constrained.
     pub ips: Vec<IpNet>,
+    /// URI hosts (`farm.internal`, or `.farm.internal` for the hosts below it); empty: URIs
+    /// are not constrained.
+    pub uri_hosts: Vec<String>,
 }
 
 /// Who a certificate from [`CaStore::issue`] is for.
@@ -230,6 +233,9 @@ impl CaStore {
         let key_path = dir.join(CA_KEY);
         let root_path = dir.join(ROOT_CERT);
         refuse_existing_ca(&[&cert_path, &key_path, &root_path])?;
+        if !spec.permitted_uri_hosts.is_empty() {
+            return Err(PkiError::UriConstraintOnIntermediate);
+        }
         let mut spec = normalized(spec)?;
         spec.usages.clear();
         if spec.path_len.is_none() {
@@ -421,6 +427,13 @@ impl CaStore {
         self.constraints.first().map_or(&[], |c| c.ips.as_slice())
     }
 
+    /// The URI hosts the CA's own certificate permits; empty: any.
+    pub fn permitted_uri_hosts(&self) -> &[String] {
+        self.constraints
+            .first()
+            .map_or(&[], |c| c.uri_hosts.as_slice())
+    }
+
     /// When the CA expires.
     pub fn not_after(&self) -> OffsetDateTime {
         self.not_after
@@ -436,6 +449,7 @@ impl CaStore {
         let spec = match role {
             Role::Spiffe(uri) => {
                 check_spiffe(uri)?;
+                self.check_uri_constraints(uri)?;
                 return Ok(CertSpec::spiffe(uri));
             }
             Role::Client(name) => CertSpec::client(&self.checked_name(name, role)?),
@@ -512,6 +526,32 @@ impl CaStore {
         Ok(())
     }
 
+    /// Refuses URI `uri` unless its host is inside the URI name constraints of every
+    /// certificate of the CA's chain (RFC 5280 4.2.1.10: a constraint names a host, or with a
+    /// leading period the hosts below a domain).
+    fn check_uri_constraints(&self, uri: &str) -> Result<(), PkiError> {
+        let host = trust_domain(uri).map(str::to_ascii_lowercase);
+        for c in self.constraints.iter().filter(|c| !c.uri_hosts.is_empty()) {
+            let inside = host.as_deref().is_some_and(|host| {
+                c.uri_hosts.iter().any(|base| match base.strip_prefix('.') {
+                    Some(domain) => host.len() > domain.len() + 1 && within(host, domain),
+                    None => host.eq_ignore_ascii_case(base),
+                })
+            });
+            if !inside {
+                return Err(PkiError::OutsideConstraints {
+                    name: uri.to_owned(),
+                    permitted: c
+                        .uri_hosts
+                        .iter()
+                        .map(|h| format!("uri host {h}"))
+                        .collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the certificate `der` this CA just issued to the index (`kind`, or as read from
     /// the certificate), and returns its entry.
     fn record(&self, der: &[u8], kind: Option<Kind>) -> Result<Entry, PkiError> {
@@ -534,6 +574,11 @@ fn normalized(spec: &CaSpec) -> Result<CaSpec, PkiError> {
         .map(|name| permitted_suffix(name))
         .collect::<Result<_, _>>()?;
     spec.permitted_ips = spec.permitted_ips.iter().map(IpNet::trunc).collect();
+    spec.permitted_uri_hosts = spec
+        .permitted_uri_hosts
+        .iter()
+        .map(|host| host.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
     Ok(spec)
 }
 
@@ -541,6 +586,7 @@ fn own_constraints(spec: &CaSpec) -> Vec<Constraints> {
     let own = Constraints {
         dns: spec.permitted_dns.clone(),
         ips: spec.permitted_ips.clone(),
+        uri_hosts: spec.permitted_uri_hosts.clone(),
     };
     if own == Constraints::default() {
         Vec::new()
@@ -673,6 +719,14 @@ fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
     }
 }
 
+/// The trust domain of SPIFFE ID `uri` (`spiffe://DOMAIN/PATH`): the host a URI name constraint
+/// names. `None` for another kind of URI.
+pub fn trust_domain(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("spiffe://")?;
+    let domain = rest.split('/').next()?;
+    (!domain.is_empty()).then_some(domain)
+}
+
 /// A `--permit-dns` suffix, lower-case, refused if a wildcard.
 fn permitted_suffix(name: &str) -> Result<String, PkiError> {
     let normalized = dns_name(name);
@@ -748,6 +802,7 @@ fn describe_ca(cert_pem: &str) -> Result<(String, Vec<Constraints>, OffsetDateTi
                 match subtree.base {
                     GeneralName::DNSName(name) => own.dns.push(name.to_ascii_lowercase()),
                     GeneralName::IPAddress(bytes) => own.ips.extend(ip_range(bytes)),
+                    GeneralName::URI(host) => own.uri_hosts.push(host.to_ascii_lowercase()),
                     _ => {}
                 }
             }
@@ -1007,6 +1062,53 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn uri_constraints_are_in_the_ca_and_refuse_other_trust_domains() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CaSpec::new("farm CA")
+            .permit_dns("farm.internal")
+            .permit_uri_host("Farm.Internal");
+        CaStore::init(dir.path(), &spec).unwrap();
+        let ca = CaStore::open(dir.path()).unwrap();
+        assert_eq!(ca.permitted_uri_hosts(), ["farm.internal"]);
+        assert_eq!(ca.permitted_dns(), ["farm.internal"]);
+        ca.issue(
+            &Role::Spiffe("spiffe://farm.internal/edge".into()),
+            None,
+            None,
+        )
+        .unwrap();
+        for outside in [
+            "spiffe://evil.internal/edge",
+            "spiffe://sub.farm.internal/edge",
+        ] {
+            let e = ca
+                .issue(&Role::Spiffe(outside.into()), None, None)
+                .unwrap_err();
+            assert!(
+                matches!(&e, PkiError::OutsideConstraints { permitted, .. } if permitted == &["uri host farm.internal"]),
+                "{e}"
+            );
+        }
+        // A DNS name is not a URI: only the DNS constraint applies to it.
+        ca.issue(&Role::Client("edge.farm.internal".into()), None, None)
+            .unwrap();
+        // Never on an intermediate: webpki would refuse every URI name below it.
+        assert!(matches!(
+            CaStore::init_intermediate(
+                &dir.path().join("issuing"),
+                &CaSpec::new("i").permit_uri_host("farm.internal"),
+                &ca
+            ),
+            Err(PkiError::UriConstraintOnIntermediate)
+        ));
+        assert_eq!(
+            trust_domain("spiffe://farm.internal/x"),
+            Some("farm.internal")
+        );
+        assert_eq!(trust_domain("urn:x"), None);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod profile;
 mod server;
 mod stats;
 mod trust;
+mod uri_constraints;
 mod verifier;
 
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use farmgate_identity::{AllowRule, DnsName};
 use farmgate_pki::store::index::{INDEX, parse_serial};
-use farmgate_pki::store::{CaStore, IssuedFiles, ROOT_CERT, Request, Role, Target};
+use farmgate_pki::store::{CaStore, IssuedFiles, ROOT_CERT, Request, Role, Target, trust_domain};
 use farmgate_pki::{CaSpec, PublicKey, Reason};
 
 /// `farmgate ca` arguments.
@@ -50,6 +50,10 @@ struct InitArgs {
     /// Repeat, or give several.
     #[arg(long = "permit-ip", value_name = "CIDR", num_args = 1..)]
     permit_ip: Vec<ipnet::IpNet>,
+    /// Only allow URI names (SPIFFE IDs) whose host is this trust domain, e.g.
+    /// spiffe://farm.internal (name constraints; root CAs only). Repeat, or give several.
+    #[arg(long = "permit-uri", value_name = "URI", num_args = 1..)]
+    permit_uri: Vec<String>,
     /// Create an issuing intermediate CA, signed by the root CA in --root-dir (which can then
     /// stay offline). It constrains no extended key usage, so client certificates below it
     /// work with Go and OpenSSL verifiers too.
@@ -159,6 +163,13 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     for range in &args.permit_ip {
         spec = spec.permit_ip(*range);
     }
+    for uri in &args.permit_uri {
+        // `spiffe://farm.internal` or `farm.internal`: the host is what a URI constraint names.
+        let host = trust_domain(uri).unwrap_or(uri.trim_end_matches('/'));
+        let host =
+            dns_name(host).with_context(|| format!("farmgate ca init: --permit-uri {uri}"))?;
+        spec = spec.permit_uri_host(&host);
+    }
     let (ca, root) = match &args.root_dir {
         Some(root_dir) if args.intermediate => {
             let root = CaStore::open(root_dir).context("farmgate ca init --intermediate")?;
@@ -219,11 +230,16 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         ca.authority().subject(),
         ca.not_after().date()
     );
-    match (ca.permitted_dns(), ca.permitted_ips()) {
-        ([], []) => outln!("  may certify any name"),
-        (names, ranges) => {
+    match (
+        ca.permitted_dns(),
+        ca.permitted_ips(),
+        ca.permitted_uri_hosts(),
+    ) {
+        ([], [], []) => outln!("  may certify any name"),
+        (names, ranges, hosts) => {
             let mut all: Vec<String> = names.to_vec();
             all.extend(ranges.iter().map(ToString::to_string));
+            all.extend(hosts.iter().map(|h| format!("URIs of host {h}")));
             outln!(
                 "  may certify only {} (and the names below them)",
                 all.join(", ")

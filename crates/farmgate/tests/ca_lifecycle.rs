@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use farmgate_config::Config;
-use farmgate_pki::{Authority, CertSpec};
+use farmgate_pki::CertSpec;
 use farmgate_proxy::{Generation, Server};
 use farmgate_testkit::origin::Origin;
 
-use crate::ca::{Outcome, init, issue, run};
+use crate::ca::{Outcome, behind_the_cas_back, init, issue, run};
 use crate::cli::farmgate;
 
 const BACKEND: &str = "backend.farm.test";
@@ -305,16 +305,9 @@ async fn gate_refuses_an_address_outside_the_cas_permitted_ip_range() {
 
     // The same CA's key, used behind `farmgate ca`'s back: the constraint in the CA
     // certificate still keeps the certificate out.
-    let ca_pem = std::fs::read_to_string(path(&dir, "ca.pem")).unwrap();
-    let ca_key = std::fs::read_to_string(path(&dir, "ca.key")).unwrap();
-    let authority = Authority::from_pem(&ca_pem, &ca_key).unwrap();
-    let rogue = authority
-        .issue(&CertSpec::client("192.0.2.7").no_common_name())
-        .unwrap();
-    let (rogue_cert, rogue_key) = (tmp.path().join("rogue.pem"), tmp.path().join("rogue.key"));
-    std::fs::write(&rogue_cert, &rogue.chain_pem).unwrap();
-    std::fs::write(&rogue_key, &rogue.key_pem).unwrap();
-    let rogue_pin = farmgate_identity::PeerIdentity::from_der(&rogue.cert_der)
+    let spec = CertSpec::client("192.0.2.7").no_common_name();
+    let (rogue_cert, rogue_key, rogue_der) = behind_the_cas_back(&dir, &spec, tmp.path());
+    let rogue_pin = farmgate_identity::PeerIdentity::from_der(&rogue_der)
         .unwrap()
         .spki_pin();
     let rogue_pin = format!("spki-sha256:{rogue_pin}");
@@ -406,4 +399,47 @@ async fn an_issuing_intermediate_under_an_offline_root_serves_a_gate_that_trusts
     assert_eq!(again.code, 1);
     let no_root = farmgate_ca("init", &tmp.path().join("x"), &["--intermediate"]);
     assert_eq!(no_root.code, 2, "{}", no_root.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_refuses_a_spiffe_id_outside_the_cas_permitted_trust_domain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("farm-ca");
+    init(
+        &dir,
+        &[
+            "--permit-dns",
+            "farm.test",
+            "--permit-uri",
+            "spiffe://farm.test",
+        ],
+    );
+    issue(&dir, &["--server", BACKEND]);
+    issue(&dir, &["--spiffe", "spiffe://farm.test/edge"]);
+    let outside = farmgate_ca("issue", &dir, &["--spiffe", "spiffe://evil.test/edge"]);
+    assert_eq!(outside.code, 1);
+    assert!(
+        outside
+            .stderr
+            .contains("`spiffe://evil.test/edge` is outside this CA's name constraints (it may only certify names under uri host farm.test)"),
+        "{}",
+        outside.stderr
+    );
+
+    let ca = path(&dir, "ca.pem");
+    // Inside the constraint: the gate (whose webpki refuses any URI name under a URI
+    // constraint on its own) lets it in.
+    let gate = Gate::start(&dir, &ca, "uri:spiffe://farm.test/edge", None).await;
+    accepted(&gate.probe_issued(&ca, &dir, "farm.test_edge").await);
+    drop(gate);
+
+    // The CA's key used behind `farmgate ca`'s back: the constraint in the CA certificate
+    // keeps the certificate out.
+    let spec = CertSpec::spiffe("spiffe://evil.test/edge");
+    let (rogue_cert, rogue_key, _) = behind_the_cas_back(&dir, &spec, tmp.path());
+    let gate = Gate::start(&dir, &ca, "uri:spiffe://evil.test/edge", None).await;
+    refused(
+        &gate.probe(&ca, &rogue_cert, &rogue_key).await,
+        "certificate unacceptable (TLS alert CertificateUnknown)",
+    );
 }

@@ -302,3 +302,33 @@ fn stock_nginx_configured_as_docs_say_closes_on_refused_clients_without_an_answe
         );
     }
 }
+
+#[test]
+fn openssl_reads_and_enforces_the_uri_name_constraint_farmgate_ca_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("farm-ca");
+    init(
+        &dir,
+        &[
+            "--permit-dns",
+            "farm.test",
+            "--permit-uri",
+            "spiffe://farm.test",
+        ],
+    );
+    issue(&dir, &["--spiffe", "spiffe://farm.test/edge"]);
+    let ca = dir.join("ca.pem");
+    let out = openssl_verify("sslclient", &ca, &dir.join("farm.test_edge.pem"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let spec = farmgate_pki::CertSpec::spiffe("spiffe://evil.test/edge");
+    let (rogue, _, _) = crate::ca::behind_the_cas_back(&dir, &spec, tmp.path());
+    let out = openssl_verify("sslclient", &ca, &rogue);
+    assert!(!out.status.success(), "{}", text(&out));
+    // X509_V_ERR_PERMITTED_VIOLATION.
+    assert!(
+        text(&out).contains("permitted subtree violation"),
+        "{}",
+        text(&out)
+    );
+}

@@ -92,6 +92,9 @@ impl CaStore {
         for ip in &names.ips {
             self.check_constraints(&ip.to_string(), &ip.to_string())?;
         }
+        for uri in &names.uris {
+            self.check_uri_constraints(uri)?;
+        }
 
         let usage = role.usage();
         let mut spec = CertSpec::spiffe("").usages(&[usage]);
