@@ -20,7 +20,7 @@ use instant_acme::{
 use serde::{Deserialize, Serialize};
 
 use crate::storage::{self, Storage};
-use crate::{AcmeError, lock};
+use crate::{AcmeError, eab, lock};
 
 /// Longest wait for a TCP connection to the ACME server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,6 +125,7 @@ pub(crate) async fn account(settings: &Settings, storage: &Storage) -> Result<Ac
         return Ok(account);
     }
     let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+    let binding = settings.eab.as_ref().map(eab::key).transpose()?;
     let (account, credentials) = Account::builder_with_http(https(settings)?)
         .create(
             &NewAccount {
@@ -133,7 +134,7 @@ pub(crate) async fn account(settings: &Settings, storage: &Storage) -> Result<Ac
                 only_return_existing: false,
             },
             directory.to_owned(),
-            None,
+            binding.as_ref(),
         )
         .await
         .map_err(|e| server("cannot register an account with", e))?;

@@ -42,6 +42,29 @@ pub enum AcmeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The External Account Binding key file cannot be read.
+    #[error("{at}: cannot read the External Account Binding key {}", path.display())]
+    EabKey {
+        /// The `acme.eab.hmac_key_file` key.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The External Account Binding key file does not hold a base64url key.
+    #[error(
+        "{at}: {} does not hold an External Account Binding key; write the HMAC key exactly as \
+         your CA shows it (base64url), alone in the file",
+        path.display()
+    )]
+    EabKeyEncoding {
+        /// The `acme.eab.hmac_key_file` key.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+    },
     /// The trust anchors for the ACME server's own certificate cannot be loaded.
     #[error(transparent)]
     Trust(#[from] farmgate_tls::TlsError),

@@ -33,6 +33,7 @@
 mod cert;
 mod challenge;
 mod client;
+mod eab;
 mod error;
 mod lock;
 mod managed;
@@ -54,6 +55,7 @@ use tokio::sync::watch;
 
 pub use challenge::HTTP01_PREFIX;
 pub use client::{DirectoryCheck, check_directory};
+pub use eab::check_eab;
 pub use error::AcmeError;
 pub use schedule::RenewalBasis;
 pub use status::{CertificateState, CertificateStatus, Counters};

@@ -31,8 +31,22 @@ pub struct Acme {
     /// Extra trust anchors for the ACME server's own HTTPS certificate, added to the bundled
     /// Mozilla roots (a test or private CA).
     pub trust: Vec<Trust>,
+    /// External Account Binding (RFC 8555 §7.3.4), for CAs that register only accounts bound
+    /// to an account with them (ZeroSSL, Google Trust Services, Sectigo).
+    pub eab: Option<Eab>,
     /// Where the table is defined (the first ACME listener when the table is absent).
     pub at: Location,
+}
+
+/// `eab = { kid = "...", hmac_key_file = "eab.key" }`: the key identifier and MAC key a CA
+/// hands out to bind a new ACME account to an account with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eab {
+    /// The key identifier, as the CA gives it.
+    pub kid: String,
+    /// The file holding the HMAC key as the CA gives it (base64url); read when the account is
+    /// registered, so the secret stays out of the configuration file.
+    pub hmac_key_file: FileRef,
 }
 
 /// An ACME server's directory URL: `https://HOST[:PORT]/PATH`, checked when parsed.

@@ -41,7 +41,10 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         Ok(raw) => raw,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let key = b.src.key_before(&span).unwrap_or_default();
+            let key = b
+                .src
+                .key_before(&span)
+                .unwrap_or_else(|| b.src.table_at(&span));
             let message = e.message().trim_end().to_owned();
             b.problem(span, key, Problem::Syntax(message));
             return Err(ConfigErrors(b.errors));

@@ -1,8 +1,9 @@
-//! Durations as written in the configuration: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+//! Durations as written in the configuration (and `farmgate ca crl --valid`): `"500ms"`,
+//! `"30s"`, `"5m"`, `"1h"`, `"7d"`.
 
 use std::time::Duration;
 
-/// Parse a duration such as `"500ms"`, `"30s"`, `"5m"` or `"1h"`; `None` if malformed.
+/// Parse a duration such as `"500ms"`, `"30s"`, `"5m"`, `"1h"` or `"7d"`; `None` if malformed.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let digits = text.find(|c: char| !c.is_ascii_digit())?;
@@ -13,6 +14,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "s" => n.checked_mul(1_000)?,
         "m" => n.checked_mul(60_000)?,
         "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
     Some(Duration::from_millis(ms))
@@ -66,6 +68,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
     }
 
     #[test]

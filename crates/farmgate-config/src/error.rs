@@ -140,6 +140,12 @@ pub enum Form {
     HashKey,
     /// A size (`max_request_body`, `max_request_header`).
     Size,
+    /// A header name in `request_headers` / `response_headers`.
+    HeaderName,
+    /// A header value in `set`.
+    HeaderValue,
+    /// `acme.eab.kid`.
+    EabKid,
 }
 
 impl fmt::Display for Form {
@@ -177,6 +183,15 @@ impl fmt::Display for Form {
             Form::Size => f.write_str(
                 "a size; write e.g. \"64KiB\", \"10MiB\", \"1GiB\" or a number of bytes",
             ),
+            Form::EabKid => f.write_str(
+                "a key identifier; copy the EAB \"kid\" your CA shows with the HMAC key",
+            ),
+            Form::HeaderName => f.write_str(
+                "a header name; write letters, digits and -, e.g. \"Strict-Transport-Security\"",
+            ),
+            Form::HeaderValue => {
+                f.write_str("a header value; write visible ASCII and spaces, without line breaks")
+            }
         }
     }
 }
@@ -196,6 +211,15 @@ pub enum Incomplete {
         certificate: &'static str,
         /// The private key's key, e.g. `client_key`.
         key: &'static str,
+    },
+    /// `acme.eab` without `kid` or `hmac_key_file`.
+    #[error(
+        "missing required key `{missing}`: External Account Binding needs the CA's key \
+         identifier (kid) and a file holding its HMAC key (hmac_key_file)"
+    )]
+    Eab {
+        /// The key that is missing.
+        missing: &'static str,
     },
     /// A gate without `trust`.
     #[error(
@@ -340,6 +364,9 @@ pub enum Duplicate {
     /// A server listed twice in one upstream.
     #[error("server {0} is listed twice; use weight to give it a larger share")]
     Server(Address),
+    /// A header set twice (names are case-insensitive), or both set and removed.
+    #[error("header {0:?} appears twice; set or remove each header once")]
+    Header(String),
 }
 
 /// A rule that ties several keys together, broken.
@@ -427,6 +454,14 @@ pub enum Rule {
     /// A wildcard entry under `eku = "client_or_server_auth"`.
     #[error("{0:?}: eku = \"client_or_server_auth\" only accepts exact names, not wildcards")]
     CompatWildcard(String),
+    /// A header rule on a header farmgate manages itself.
+    #[error("header {name:?} cannot be set or removed: {}", why.why())]
+    ManagedHeader {
+        /// The header as written.
+        name: String,
+        /// Why farmgate keeps it.
+        why: crate::Managed,
+    },
 }
 
 /// `defined: a, b` or `none is defined`.

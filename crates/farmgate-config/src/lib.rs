@@ -31,6 +31,7 @@ mod acme;
 mod build;
 mod duration;
 mod error;
+mod headers;
 mod listener;
 mod location;
 mod net;
@@ -45,12 +46,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use acme::{
-    Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, LETS_ENCRYPT, MAX_ACME_DOMAINS,
+    Acme, AcmeCert, Challenge, DEFAULT_STORAGE, DirectoryUrl, Eab, LETS_ENCRYPT, MAX_ACME_DOMAINS,
 };
 pub use duration::{parse_duration, parse_size};
 pub use error::{
     ConfigError, ConfigErrors, Duplicate, Empty, Form, Incomplete, OutOfRange, Problem, Rule,
 };
+pub use headers::{HeaderRules, Managed};
 pub use listener::{
     CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerCerts, ListenerLimits,
     ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER, MIN_REQUEST_HEADER, RateLimit, Route,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use farmgate_identity::{AllowList, DnsName};
 
 use crate::spelling::spelled;
-use crate::{AcmeCert, FileRef, IpRange, Location, Trust, UpstreamId};
+use crate::{AcmeCert, FileRef, HeaderRules, IpRange, Location, Trust, UpstreamId};
 
 /// A listening socket with its TLS policy and routes.
 #[derive(Debug, Clone)]
@@ -254,6 +254,11 @@ pub struct Route {
     pub path_prefix: String,
     /// The upstream that serves the route.
     pub upstream: UpstreamId,
+    /// Headers set and removed on the requests the route forwards (`request_headers`).
+    pub request_headers: HeaderRules,
+    /// Headers set and removed on the responses the route returns (`response_headers`),
+    /// farmgate's own error answers included.
+    pub response_headers: HeaderRules,
     /// Where the route is defined.
     pub at: Location,
 }

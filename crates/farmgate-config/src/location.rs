@@ -94,6 +94,32 @@ impl Source<'_> {
         (!key.is_empty()).then(|| key.to_owned())
     }
 
+    /// The table a span lies in, as a dotted key (`listener.route` for a span under
+    /// `[[listener.route]]`), or `top level` before any table header: where a syntax error
+    /// with no key of its own is.
+    pub(crate) fn table_at(&self, span: &Range<usize>) -> String {
+        let mut start = span.start.min(self.text.len());
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let upto = &self.text[..line_end];
+        let header = upto
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| line.starts_with('['))
+            .map(|line| {
+                let line = line.split('#').next().unwrap_or("");
+                line.trim_matches(|c: char| c == '[' || c == ']' || c.is_whitespace())
+                    .to_owned()
+            })
+            .filter(|table| !table.is_empty() && !table.contains(['[', ']']));
+        header.unwrap_or_else(|| "top level".to_owned())
+    }
+
     /// Resolve a path written in the configuration: relative paths are relative to the directory
     /// holding the configuration file.
     pub(crate) fn resolve(&self, path: &str) -> PathBuf {
@@ -124,6 +150,16 @@ mod tests {
         let s = source("a = 1\nb = 2\n");
         assert_eq!(s.line_of(0), 1);
         assert_eq!(s.line_of(6), 2);
+    }
+
+    #[test]
+    fn table_at_names_the_table_a_span_is_in() {
+        let text = "!\n[[listener.route]] # a route\nhost = \n[upstream.farm]\nx";
+        let s = source(text);
+        assert_eq!(s.table_at(&(0..1)), "top level");
+        let host = text.find("host").unwrap_or_default();
+        assert_eq!(s.table_at(&(host..host + 4)), "listener.route");
+        assert_eq!(s.table_at(&(text.len()..text.len())), "upstream.farm");
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub(crate) struct RawAcme {
     pub contact: Option<S<Vec<S<String>>>>,
     pub storage: Option<S<String>>,
     pub trust: Option<S<Vec<S<String>>>>,
+    pub eab: Option<S<RawEab>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEab {
+    pub kid: Option<S<String>>,
+    pub hmac_key_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +145,16 @@ pub(crate) struct RawRoute {
     pub host: Option<S<String>>,
     pub path_prefix: Option<S<String>>,
     pub upstream: S<String>,
+    pub request_headers: Option<S<RawHeaderRules>>,
+    pub response_headers: Option<S<RawHeaderRules>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderRules {
+    /// Header name to value.
+    pub set: Option<S<BTreeMap<S<String>, S<String>>>>,
+    pub remove: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

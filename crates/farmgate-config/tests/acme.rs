@@ -289,3 +289,31 @@ upstream = "farm"
         "also ordered at line 5 with challenge = \"http-01\"",
     );
 }
+
+#[test]
+fn external_account_binding_names_the_kid_and_the_key_file() {
+    let config = parse(&edge(
+        "[acme]\ndirectory = \"https://acme.zerossl.com/v2/DV90\"\neab = { kid = \"kid-42\", hmac_key_file = \"eab.key\" }",
+        "domains = [\"www.example.com\"]",
+    ));
+    let eab = config.acme.unwrap().eab.unwrap();
+    assert_eq!(eab.kid, "kid-42");
+    assert_eq!(eab.hmac_key_file.path, Path::new("/etc/farmgate/eab.key"));
+    assert_eq!(eab.hmac_key_file.at.line(), 3);
+
+    let e = error(&edge(
+        "[acme]\neab = { hmac_key_file = \"eab.key\" }",
+        "domains = [\"www.example.com\"]",
+    ));
+    assert_at(&e, 2, "acme.eab", "missing required key `kid`");
+    let e = error(&edge(
+        "[acme]\neab = { kid = \"a b\", hmac_key_file = \"eab.key\" }",
+        "domains = [\"www.example.com\"]",
+    ));
+    assert_at(&e, 2, "acme.eab.kid", "\"a b\" is not a key identifier");
+    let e = error(&edge(
+        "[acme]\neab = { kid = \"k\", hmac_key = \"secret\" }",
+        "domains = [\"www.example.com\"]",
+    ));
+    assert!(e.contains("unknown field `hmac_key`"), "{e}");
+}

@@ -3,5 +3,7 @@
 
 mod acme;
 mod errors;
+mod headers;
 mod limits;
+mod props;
 mod schema;

@@ -9,7 +9,10 @@
 //! - `eku = "client_or_server_auth"` (the WebPKI compatibility mode) in use;
 //! - a configured certificate (listener, SNI, upstream client) that has expired, or is close to
 //!   expiry: within 30 days, or within the last third of its lifetime when that is shorter (so a
-//!   30-day certificate warns in its last 10 days, not from the day it is issued).
+//!   30-day certificate warns in its last 10 days, not from the day it is issued);
+//! - a gate's CRL whose nextUpdate is within the last third of its validity (a CRL valid 7
+//!   days warns once fewer than 56 hours remain): publish the next one before the gate fails
+//!   closed.
 //!
 //! Certificates are read through [`farmgate_tls::load`], exactly as a gate or edge reads them;
 //! the facts behind each warning are rows of [`crate::facts::FACTS`].
@@ -19,6 +22,8 @@ use std::fmt;
 
 use farmgate_config::{Config, EkuPolicy, FileRef, ListenerCerts, Trust};
 use farmgate_identity::{KeyPurpose, RuleKind};
+use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::pem::PemObject as _;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
@@ -67,6 +72,9 @@ pub enum WarningKind {
     /// An upstream keeps idle connections at least as long as a listener of the same file it
     /// sends to keeps them open: a request can meet a connection that listener is closing.
     IdleRace,
+    /// A gate's CRL in the last third of its validity: when it expires, the gate refuses every
+    /// client it covers.
+    CrlExpiresSoon,
 }
 
 /// `gate.toml:12: upstream.farm.tls.client_certificate: ... [Let's Encrypt ...]`
@@ -100,6 +108,9 @@ pub fn warnings(config: &Config, now: OffsetDateTime) -> Vec<Warning> {
         }
         if let Some(policy) = &tls.client_auth {
             gate(&listener.name, policy, &mut out);
+            for file in &policy.crl {
+                crl(&listener.name, file, now, &mut out);
+            }
         }
     }
     idle_races(config, &mut out);
@@ -155,6 +166,64 @@ fn idle_races(config: &Config, out: &mut Vec<Warning>) {
                 facts: Vec::new(),
             });
         }
+    }
+}
+
+/// A gate's CRL file whose nextUpdate is near: within a third of its validity. An unreadable
+/// or expired CRL is not warned about here: loading the configuration refuses it.
+fn crl(listener: &str, file: &FileRef, now: OffsetDateTime, out: &mut Vec<Warning>) {
+    let Ok(bytes) = std::fs::read(&file.path) else {
+        return;
+    };
+    // PEM (one or more CRLs) or, failing that, one DER CRL.
+    let mut ders: Vec<Vec<u8>> = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .filter_map(Result::ok)
+        .map(|der| der.as_ref().to_vec())
+        .collect();
+    if ders.is_empty() {
+        ders.push(bytes);
+    }
+    for der in &ders {
+        let Ok((_, list)) = x509_parser::parse_x509_crl(der) else {
+            continue;
+        };
+        let Some(next) = list.next_update() else {
+            continue;
+        };
+        let (this_update, next_update) = (list.last_update().to_datetime(), next.to_datetime());
+        let left = next_update - now;
+        if left <= Duration::ZERO || left * 3 > next_update - this_update {
+            continue;
+        }
+        out.push(Warning {
+            kind: WarningKind::CrlExpiresSoon,
+            at: file.at.to_string(),
+            message: format!(
+                "listener {listener:?} CRL {} from {} expires at {next_update} (its \
+                 nextUpdate), in {}: after that the gate refuses every client certificate it \
+                 covers (fail closed); publish a new CRL and replace the file (`farmgate ca crl \
+                 --dir DIR --out {}` for farmgate's own CA)",
+                file.path.display(),
+                list.issuer(),
+                span_in_words(left),
+                file.path.display()
+            ),
+            facts: Vec::new(),
+        });
+    }
+}
+
+/// `2d 4h`, `5h 10m`, `12m`.
+fn span_in_words(left: Duration) -> String {
+    let (days, hours, minutes) = (
+        left.whole_days(),
+        left.whole_hours() % 24,
+        left.whole_minutes() % 60,
+    );
+    match (days, hours) {
+        (0, 0) => format!("{minutes}m"),
+        (0, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! each "no" with its [`Reason`]s, judged by rustls-webpki and the gate's own verifier.
 
 use farmgate_config::EkuPolicy;
-use farmgate_identity::{AllowList, AllowRule, PeerIdentity};
+use farmgate_identity::{AllowList, AllowRule, KeyPurpose, PeerIdentity};
 use farmgate_tls::{ClientVerifier, RefusalReason, TrustStore};
 use rustls_pki_types::CertificateDer;
 use serde::{Serialize, Serializer};
@@ -174,6 +174,7 @@ impl Context<'_> {
                 });
             }
         }
+        verdict.notes.extend(self.ca_eku_note());
         if verdict.usable && self.public_roots {
             verdict.notes.push(
                 "it chains to public roots, and public CAs no longer issue clientAuth: its \
@@ -246,6 +247,9 @@ impl Context<'_> {
                 });
             }
         }
+        if eku == EkuPolicy::ClientAuth {
+            verdict.notes.extend(self.ca_eku_note());
+        }
         if verdict.usable && verdict.allow.iter().any(|e| e.starts_with("cn:")) {
             verdict.notes.push(
                 "cn: entries are legacy: newer certificates have no subject CN; prefer dns:, uri: \
@@ -286,6 +290,29 @@ impl Context<'_> {
             });
         }
         reasons
+    }
+
+    /// What to say when a CA certificate of the chain has an extended key usage without
+    /// clientAuth: Go and OpenSSL check the EKU of every CA of a chain, so no client
+    /// certificate below such a CA works with them, whatever the leaf says.
+    fn ca_eku_note(&self) -> Option<String> {
+        let cas: Vec<String> = self
+            .certificates
+            .iter()
+            .skip(1)
+            .filter(|cert| cert.summary.ca && !cert.summary.permits(KeyPurpose::ClientAuth))
+            .map(|cert| cert.label().to_string())
+            .collect();
+        (!cas.is_empty()).then(|| {
+            format!(
+                "CA certificate {} constrains its extended key usage to exclude clientAuth: Go \
+                 (\"x509: certificate specifies an incompatible key usage\") and OpenSSL \
+                 (error 26, \"unsupported certificate purpose\") check the EKU of every CA of a \
+                 chain, so no client certificate below it works; issue client certificates from \
+                 a CA without an EKU (`farmgate ca init --intermediate` makes one)",
+                cas.join(", ")
+            )
+        })
     }
 
     /// The certificates whose EKU extension leaves out `purpose`.

@@ -134,3 +134,61 @@ fn an_upstream_idle_as_long_as_the_gate_beside_it_keeps_connections_is_a_race() 
     );
     assert_eq!(kinds(&warnings(&farm_toml("20s", "30s"), now)), []);
 }
+
+#[test]
+fn a_crl_warns_in_the_last_third_of_its_validity_only() {
+    let pki = TestPki::new();
+    let now = OffsetDateTime::now_utc();
+    let backend = pki.server("backend.farm.test");
+    let gate_with_crl = |left: Duration| {
+        let crl = pki
+            .intermediate()
+            .crl::<&[u8]>([], now + left - Duration::days(7), now + left)
+            .unwrap();
+        let crl_path = pki.dir().join(format!("crl-{}.pem", left.whole_hours()));
+        std::fs::write(&crl_path, crl.pem()).unwrap();
+        let text = format!(
+            r#"
+[[listener]]
+name = "gate"
+listen = "127.0.0.1:0"
+[listener.tls]
+certificate = {cert:?}
+private_key = {key:?}
+[listener.tls.client_auth]
+trust = [{ca:?}]
+allow = ["dns:edge.farm.test"]
+crl = [{crl_path:?}]
+[[listener.route]]
+upstream = "app"
+[upstream.app]
+servers = ["127.0.0.1:8080"]
+"#,
+            cert = backend.cert,
+            key = backend.key,
+            ca = pki.ca_file(),
+        );
+        let path = pki.dir().join("gate.toml");
+        Config::parse(&text, &path).unwrap()
+    };
+    let crl_warnings = |config: &Config| -> Vec<Warning> {
+        warnings(config, now)
+            .into_iter()
+            .filter(|w| w.kind == WarningKind::CrlExpiresSoon)
+            .collect()
+    };
+    // Five days of seven left: fine.
+    assert!(crl_warnings(&gate_with_crl(Duration::days(5))).is_empty());
+    // Two days of seven left: under a third.
+    let found = crl_warnings(&gate_with_crl(Duration::days(2)));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let message = &found[0].message;
+    assert!(
+        message.contains("listener \"gate\" CRL")
+            && message.contains("CN=farm test intermediate")
+            && message.contains("in 1d 23h")
+            && message.contains("farmgate ca crl"),
+        "{message}"
+    );
+    assert!(found[0].at.contains("gate.toml:11"), "{}", found[0].at);
+}

@@ -91,6 +91,46 @@ fn server_auth_only_chain_passes_only_the_compatibility_gate() {
 }
 
 #[test]
+fn a_client_certificate_under_a_server_auth_only_intermediate_is_explained() {
+    let root = Authority::new_root(&CaSpec::new("root")).unwrap();
+    let narrow = root
+        .intermediate(&CaSpec::new("server-only issuing CA").usages(&[Usage::ServerAuth]))
+        .unwrap();
+    // The leaf asks for clientAuth; the intermediate above it does not permit it.
+    let leaf = narrow.issue(&CertSpec::client("edge.farm.test")).unwrap();
+    let r = report(&root, &leaf.chain_pem);
+    assert!(!r.verdicts.client.usable);
+    for verdict in [&r.verdicts.client, &r.verdicts.gate_strict] {
+        let note = verdict
+            .notes
+            .iter()
+            .find(|n| n.contains("CA certificate #2 (CN=server-only issuing CA)"))
+            .unwrap_or_else(|| panic!("no note on the intermediate: {:?}", verdict.notes));
+        assert!(
+            note.contains("x509: certificate specifies an incompatible key usage")
+                && note.contains("error 26")
+                && note.contains("farmgate ca init --intermediate"),
+            "{note}"
+        );
+    }
+
+    // An intermediate without EKU, as `farmgate ca init --intermediate` makes: no note.
+    let open = root.intermediate(&CaSpec::new("issuing CA")).unwrap();
+    let leaf = open.issue(&CertSpec::client("edge.farm.test")).unwrap();
+    let r = report(&root, &leaf.chain_pem);
+    assert!(r.verdicts.client.usable);
+    assert!(
+        r.verdicts
+            .client
+            .notes
+            .iter()
+            .all(|n| !n.contains("CA certificate #")),
+        "{:?}",
+        r.verdicts.client.notes
+    );
+}
+
+#[test]
 fn expired_certificate_says_when() {
     let root = Authority::new_root(&CaSpec::new("root")).unwrap();
     let now = OffsetDateTime::now_utc();

@@ -3,9 +3,9 @@
 use std::fmt;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, NameConstraints, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CidrSubnet, CrlDistributionPoint, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
+    NameConstraints, SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
@@ -16,8 +16,9 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::nom;
 use x509_parser::prelude::FromDer as _;
 
+use crate::crl::Revoked;
 use crate::spec::{CaSpec, CertSpec, Usage};
-use crate::{Crl, KeyPair, PkiError, crl, pem};
+use crate::{Crl, KeyPair, PkiError, PublicKey, constraints, crl, pem};
 
 /// A certificate authority that can sign: its certificate, its key, and the chain from its
 /// certificate up to (not including) the root.
@@ -29,6 +30,19 @@ pub struct Authority {
     cert_pem: String,
     /// PEM of this CA's certificate and of its issuers, excluding the root; empty for a root.
     chain: Vec<String>,
+}
+
+/// A certificate fresh from [`Authority::certify`], for a key the CA does not hold.
+#[derive(Debug, Clone)]
+pub struct Certified {
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The certificate alone, PEM.
+    pub cert_pem: String,
+    /// The certificate then the issuing intermediates, PEM, without the root.
+    pub chain_pem: String,
+    /// The serial number, big-endian, as written in the certificate (positive, 16 bytes).
+    pub serial: Vec<u8>,
 }
 
 /// A certificate fresh from [`Authority::issue`], with its key.
@@ -150,11 +164,26 @@ impl Authority {
         })
     }
 
-    /// Issues a leaf certificate with a random, positive 16-byte serial number.
+    /// Issues a leaf certificate with a random, positive 16-byte serial number, for the key of
+    /// `spec` or a fresh one.
     pub fn issue(&self, spec: &CertSpec) -> Result<Issued, PkiError> {
+        let key = key_or_generate(&spec.key)?;
+        let certified = self.certify(spec, &PublicKey::from(key.clone()))?;
+        Ok(Issued {
+            cert_der: certified.cert_der,
+            cert_pem: certified.cert_pem,
+            key_pem: key.to_pem(),
+            key,
+            chain_pem: certified.chain_pem,
+            serial: certified.serial,
+        })
+    }
+
+    /// Certifies `key`, whose private half this CA never sees (a renewal that keeps the key,
+    /// a key generated where it lives), as `spec` describes; `spec.key` is ignored.
+    pub fn certify(&self, spec: &CertSpec, key: &PublicKey) -> Result<Certified, PkiError> {
         let subject = spec.describe();
         check_validity(&subject, spec.not_before, spec.not_after)?;
-        let key = key_or_generate(&spec.key)?;
         let serial = random_serial()?;
 
         let mut params = CertificateParams::default();
@@ -172,22 +201,47 @@ impl Authority {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = spec.usages.iter().map(|u| eku(*u)).collect();
+        if !spec.crl_urls.is_empty() {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: spec.crl_urls.clone(),
+            }];
+        }
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
         params.serial_number = Some(serial.clone());
         params.use_authority_key_identifier_extension = true;
 
         let cert = params
-            .signed_by(&key, &self.issuer)
+            .signed_by(key, &self.issuer)
             .map_err(|source| PkiError::Certificate { subject, source })?;
         let cert_pem = cert.pem();
-        Ok(Issued {
+        Ok(Certified {
             cert_der: cert.der().to_vec(),
             chain_pem: format!("{cert_pem}{}", self.chain_pem()),
             cert_pem,
-            key_pem: key.to_pem(),
-            key,
             serial: serial.to_bytes(),
+        })
+    }
+
+    /// Signs CRL number `number` listing `revoked`, valid from `this_update` to `next_update`.
+    pub fn crl_numbered(
+        &self,
+        revoked: &[Revoked],
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Crl, PkiError> {
+        crl::sign_numbered(
+            &self.issuer,
+            &self.key_id,
+            revoked,
+            &number.to_be_bytes(),
+            this_update,
+            next_update,
+        )
+        .map_err(|source| PkiError::Crl {
+            issuer: self.subject.clone(),
+            source,
         })
     }
 
@@ -278,13 +332,25 @@ fn ca_params(spec: &CaSpec) -> Result<CertificateParams, PkiError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     params.extended_key_usages = spec.usages.iter().map(|u| eku(*u)).collect();
-    if !spec.permitted_dns.is_empty() {
+    if !spec.permitted_uri_hosts.is_empty() {
+        // rcgen writes DNS, IP, e-mail and directory-name subtrees only; the extension with a
+        // URI subtree is written whole here (constraints.rs).
+        params
+            .custom_extensions
+            .push(constraints::name_constraints(spec));
+    } else if !spec.permitted_dns.is_empty() || !spec.permitted_ips.is_empty() {
+        let dns = spec
+            .permitted_dns
+            .iter()
+            .map(|name| GeneralSubtree::DnsName(name.clone()));
+        let ips = spec.permitted_ips.iter().map(|range| {
+            GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                range.network(),
+                range.prefix_len(),
+            ))
+        });
         params.name_constraints = Some(NameConstraints {
-            permitted_subtrees: spec
-                .permitted_dns
-                .iter()
-                .map(|name| GeneralSubtree::DnsName(name.clone()))
-                .collect(),
+            permitted_subtrees: dns.chain(ips).collect(),
             excluded_subtrees: Vec::new(),
         });
     }

@@ -205,4 +205,102 @@ pub enum PkiError {
         /// When the CA expires.
         ca_not_after: OffsetDateTime,
     },
+    /// A public key cannot be used (an algorithm rcgen cannot certify, a damaged key).
+    #[error("the public key cannot be certified")]
+    PublicKey(#[source] rcgen::Error),
+    /// A key file holds no public key farmgate can read.
+    #[error(
+        "the key file holds no usable key; expected a PUBLIC KEY PEM, or an unencrypted \
+         PKCS#8, SEC1 or PKCS#1 private key PEM"
+    )]
+    NoPublicKey,
+    /// A certificate file holds no readable certificate.
+    #[error("{} holds no readable certificate (expected a PEM CERTIFICATE block)", path.display())]
+    CertFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate given to renew or revoke was issued by another CA.
+    #[error(
+        "{} was issued by \"{issuer}\", not by this CA (\"{ca}\"); give the --dir of the CA \
+         that issued it",
+        path.display()
+    )]
+    NotIssuedHere {
+        /// The certificate file.
+        path: PathBuf,
+        /// Its issuer.
+        issuer: String,
+        /// This CA's subject.
+        ca: String,
+    },
+    /// `--renew` was given a CA certificate.
+    #[error(
+        "{} is a CA certificate; renew a leaf certificate, or create a new intermediate with \
+         `farmgate ca init --intermediate`",
+        path.display()
+    )]
+    RenewCa {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// A serial number the index does not list.
+    #[error(
+        "no certificate with serial {serial} in {}; give the certificate itself with --cert \
+         FILE (a certificate issued before the CA kept an index is added to it then)",
+        index.display()
+    )]
+    UnknownSerial {
+        /// The serial, lower-case hex.
+        serial: String,
+        /// The index file.
+        index: PathBuf,
+    },
+    /// A certificate revoked once already.
+    #[error("certificate {serial} was already revoked at {at}")]
+    AlreadyRevoked {
+        /// The serial, lower-case hex.
+        serial: String,
+        /// When it was revoked.
+        at: OffsetDateTime,
+    },
+    /// The issuance index is not what farmgate wrote.
+    #[error("{} is damaged; restore it from a backup", path.display())]
+    IndexDamaged {
+        /// The index file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The issuance index was written by a newer farmgate.
+    #[error(
+        "{} has format version {found}, which this farmgate does not know; use a newer farmgate",
+        path.display()
+    )]
+    IndexVersion {
+        /// The index file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A CRL distribution point that is not an http:// or https:// URL.
+    #[error(
+        "`{url}` is not a CRL URL; write an http:// or https:// URL, e.g. \
+         http://pki.farm.example/farm-ca.crl"
+    )]
+    CrlUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// A CRL valid for no time at all.
+    #[error("a CRL must be valid for some time; give --valid, e.g. 7d")]
+    CrlValidity,
+    /// `--permit-uri` on an intermediate.
+    #[error(
+        "URI name constraints go on the root, not on an intermediate: rustls-webpki (farmgate's \
+         gates) refuses every URI name below an intermediate that constrains them; give \
+         --permit-uri to `farmgate ca init` of the root"
+    )]
+    UriConstraintOnIntermediate,
 }

@@ -1,9 +1,12 @@
-//! [`KeyPair`]: a private key a certificate is issued for or signed with.
+//! [`KeyPair`]: a private key a certificate is issued for or signed with; [`PublicKey`]: a key
+//! known only by its public half, which a CA can certify all the same.
 
 use std::fmt;
 use std::sync::Arc;
 
 use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
+use rustls_pki_types::SubjectPublicKeyInfoDer;
+use rustls_pki_types::pem::PemObject as _;
 
 use crate::PkiError;
 
@@ -41,6 +44,75 @@ impl KeyPair {
     /// subjectPublicKey bit string.
     pub(crate) fn public_key_raw(&self) -> &[u8] {
         self.0.public_key_raw()
+    }
+}
+
+/// The public half of a key: what a certificate certifies. A CA needs no more to renew a
+/// certificate for the same key, or to certify a key generated where it lives.
+#[derive(Clone)]
+pub struct PublicKey(Public);
+
+#[derive(Clone)]
+enum Public {
+    /// A key pair we hold (only its public half is used).
+    Pair(KeyPair),
+    /// A SubjectPublicKeyInfo read from a file or a certificate, and its DER.
+    Spki(Arc<rcgen::SubjectPublicKeyInfo>, Vec<u8>),
+}
+
+impl PublicKey {
+    /// The public key of a DER SubjectPublicKeyInfo (as in a certificate).
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, PkiError> {
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(der).map_err(PkiError::PublicKey)?;
+        Ok(Self(Public::Spki(Arc::new(spki), der.to_vec())))
+    }
+
+    /// The public key in PEM text: a `PUBLIC KEY` block, or an unencrypted private key
+    /// (whose public half is taken).
+    pub fn from_pem(pem: &str) -> Result<Self, PkiError> {
+        if let Ok(der) = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()) {
+            return Self::from_spki_der(der.as_ref());
+        }
+        let key = KeyPair::from_pem(pem).map_err(|_| PkiError::NoPublicKey)?;
+        Ok(Self(Public::Pair(key)))
+    }
+
+    /// The DER SubjectPublicKeyInfo, whose SHA-256 is the key's `spki-sha256:` pin.
+    pub fn spki_der(&self) -> Vec<u8> {
+        match &self.0 {
+            Public::Pair(key) => key.spki_der(),
+            Public::Spki(_, der) => der.clone(),
+        }
+    }
+}
+
+impl From<KeyPair> for PublicKey {
+    fn from(key: KeyPair) -> Self {
+        Self(Public::Pair(key))
+    }
+}
+
+/// Names the algorithm only.
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PublicKey").field(self.algorithm()).finish()
+    }
+}
+
+/// Lets rcgen certify the key.
+impl PublicKeyData for PublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Public::Pair(key) => key.der_bytes(),
+            Public::Spki(spki, _) => spki.der_bytes(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        match &self.0 {
+            Public::Pair(key) => PublicKeyData::algorithm(key),
+            Public::Spki(spki, _) => spki.algorithm(),
+        }
     }
 }
 

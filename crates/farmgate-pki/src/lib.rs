@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod authority;
+mod constraints;
 mod crl;
 mod error;
 mod key;
@@ -35,8 +36,8 @@ mod pem;
 mod spec;
 pub mod store;
 
-pub use authority::{Authority, Issued};
-pub use crl::Crl;
+pub use authority::{Authority, Certified, Issued};
+pub use crl::{Crl, Reason, Revoked};
 pub use error::PkiError;
-pub use key::KeyPair;
+pub use key::{KeyPair, PublicKey};
 pub use spec::{CaSpec, CertSpec, Usage};

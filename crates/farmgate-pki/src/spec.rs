@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use time::{Duration, OffsetDateTime};
 
 use crate::KeyPair;
@@ -46,6 +47,9 @@ pub struct CertSpec {
     pub not_after: OffsetDateTime,
     /// The key to certify; `None` generates a fresh ECDSA P-256 key.
     pub key: Option<KeyPair>,
+    /// Where relying parties fetch the issuer's CRL (the CRL distribution points extension);
+    /// empty leaves the extension out.
+    pub crl_urls: Vec<String>,
 }
 
 impl CertSpec {
@@ -130,6 +134,12 @@ impl CertSpec {
         self
     }
 
+    /// Adds a CRL distribution point: the URL relying parties fetch the issuer's CRL from.
+    pub fn crl_url(mut self, url: &str) -> Self {
+        self.crl_urls.push(url.to_owned());
+        self
+    }
+
     /// A short description for error messages: the CN, else the first SAN.
     pub(crate) fn describe(&self) -> String {
         let first_san = self.dns_names.first().or(self.uris.first()).cloned();
@@ -162,6 +172,7 @@ impl CertSpec {
             not_before,
             not_after: not_before + Duration::days(days),
             key: None,
+            crl_urls: Vec::new(),
         }
     }
 }
@@ -175,8 +186,14 @@ pub struct CaSpec {
     /// `None` for no limit.
     pub path_len: Option<u8>,
     /// DNS name constraints: names (and their subdomains) that certificates below may hold.
-    /// Empty leaves out the name constraints extension.
+    /// Empty (with `permitted_ips`) leaves out the name constraints extension.
     pub permitted_dns: Vec<String>,
+    /// IP address name constraints: the ranges IP address SANs below may fall in. Once one is
+    /// listed, a certificate below with an IP SAN outside every range is refused.
+    pub permitted_ips: Vec<IpNet>,
+    /// URI name constraints (RFC 5280 4.2.1.10): the hosts URI SANs below may name, e.g.
+    /// `farm.internal` (a SPIFFE trust domain) or `.farm.internal` (any host below it).
+    pub permitted_uri_hosts: Vec<String>,
     /// Extended key usages on the CA certificate itself, which constrain every certificate
     /// below it in verifiers such as webpki and OpenSSL. Empty leaves out the extension.
     pub usages: Vec<Usage>,
@@ -197,6 +214,8 @@ impl CaSpec {
             name: name.to_owned(),
             path_len: None,
             permitted_dns: Vec::new(),
+            permitted_ips: Vec::new(),
+            permitted_uri_hosts: Vec::new(),
             usages: Vec::new(),
             not_before,
             not_after: not_before + Duration::days(CA_DAYS),
@@ -213,6 +232,19 @@ impl CaSpec {
     /// Adds a permitted DNS subtree to the name constraints.
     pub fn permit_dns(mut self, name: &str) -> Self {
         self.permitted_dns.push(name.to_owned());
+        self
+    }
+
+    /// Adds a permitted IP address range to the name constraints.
+    pub fn permit_ip(mut self, range: IpNet) -> Self {
+        self.permitted_ips.push(range);
+        self
+    }
+
+    /// Adds a permitted URI host to the name constraints (`farm.internal` for the SPIFFE IDs
+    /// of trust domain `farm.internal`).
+    pub fn permit_uri_host(mut self, host: &str) -> Self {
+        self.permitted_uri_hosts.push(host.to_owned());
         self
     }
 

@@ -1,9 +1,11 @@
-//! [`CaStore`]: a private CA kept as two files in a directory, as `farmgate ca` uses it.
+//! [`CaStore`]: a private CA kept as files in a directory, as `farmgate ca` uses it.
 //!
-//! `DIR/ca.pem` is the CA certificate (give it to whoever verifies: a gate's `trust`, an
-//! nginx `ssl_client_certificate`); `DIR/ca.key` is its private key, mode 0600. Nothing here
-//! ever overwrites a file: every certificate, chain and key is created anew, and an existing
-//! file is an error that names it.
+//! `DIR/ca.pem` is the CA certificate (for an intermediate, followed by its chain up to the
+//! root; give the root to whoever verifies: a gate's `trust`, an nginx
+//! `ssl_client_certificate`); `DIR/ca.key` is its private key, mode 0600; `DIR/index.json`
+//! records every certificate issued and revoked ([`index`]). Certificates, chains and keys are
+//! created anew, and an existing file is an error that names it; only a renewal in place
+//! replaces a certificate (never a key), and `ca crl` replaces its CRL file, each atomically.
 //!
 //! ```
 //! use farmgate_pki::CaSpec;
@@ -17,6 +19,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod index;
+mod lifecycle;
+
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write as _};
@@ -24,6 +29,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ipnet::IpNet;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use time::{Duration, OffsetDateTime};
@@ -31,12 +39,17 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer as _;
 
-use crate::{Authority, CaSpec, CertSpec, PkiError, Usage, pem};
+use crate::{Authority, CaSpec, CertSpec, PkiError, PublicKey, Usage, pem};
+use index::{Entry, Index, Kind};
+
+pub use lifecycle::{PublishedCrl, Target};
 
 /// The CA certificate's file name in a CA directory.
 pub const CA_CERT: &str = "ca.pem";
 /// The CA private key's file name in a CA directory.
 pub const CA_KEY: &str = "ca.key";
+/// In an intermediate's directory, the root it chains to: what gates trust.
+pub const ROOT_CERT: &str = "root.pem";
 
 /// Mode of private key files.
 const KEY_MODE: u32 = 0o600;
@@ -44,6 +57,9 @@ const KEY_MODE: u32 = 0o600;
 const CERT_MODE: u32 = 0o644;
 /// Mode of a CA directory `init` creates.
 const DIR_MODE: u32 = 0o700;
+/// How long an intermediate from [`CaStore::init_intermediate`] lives, at most (and never
+/// beyond its root).
+const INTERMEDIATE_DAYS: i64 = 1825;
 
 /// A CA loaded from (or just written to) a directory, ready to issue.
 #[derive(Debug)]
@@ -52,8 +68,22 @@ pub struct CaStore {
     authority: Authority,
     /// PEM of the self-signed certificates in `ca.pem`: what completes a full chain.
     roots_pem: String,
-    permitted_dns: Vec<String>,
+    /// The name constraints of each certificate in `ca.pem` that has some, the CA's own
+    /// first: a name must be inside all of them.
+    constraints: Vec<Constraints>,
     not_after: OffsetDateTime,
+}
+
+/// The permitted subtrees of one CA certificate's name constraints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Constraints {
+    /// DNS names (and the names below them); empty: DNS names are not constrained.
+    pub dns: Vec<String>,
+    /// IP address ranges; empty: IP addresses are not constrained.
+    pub ips: Vec<IpNet>,
+    /// URI hosts (`farm.internal`, or `.farm.internal` for the hosts below it); empty: URIs
+    /// are not constrained.
+    pub uri_hosts: Vec<String>,
 }
 
 /// Who a certificate from [`CaStore::issue`] is for.
@@ -97,9 +127,46 @@ impl Role {
             Role::Client(_) | Role::Spiffe(_) => Usage::ClientAuth,
         }
     }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Role::Client(_) => Kind::Client,
+            Role::Server(_) => Kind::Server,
+            Role::Spiffe(_) => Kind::Spiffe,
+        }
+    }
 }
 
-/// The files one [`CaStore::issue`] wrote, and what names the identity on a gate.
+/// What to issue with [`CaStore::issue_with`]: beyond the role, all optional.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Who it is for.
+    pub role: Role,
+    /// Lifetime in days; default 30 for clients, 90 for servers.
+    pub days: Option<u32>,
+    /// Where to write (`PREFIX.pem`, ...); default the name in the CA directory.
+    pub out: Option<PathBuf>,
+    /// A CRL distribution point URL to put in the certificate (`http://` or `https://`).
+    pub crl_url: Option<String>,
+    /// Certify this existing key instead of generating one (no key file is written).
+    pub key: Option<PublicKey>,
+}
+
+impl Request {
+    /// A certificate for `role` with every default.
+    pub fn new(role: Role) -> Self {
+        Request {
+            role,
+            days: None,
+            out: None,
+            crl_url: None,
+            key: None,
+        }
+    }
+}
+
+/// The files one [`CaStore::issue`] (or [`CaStore::renew`]) wrote, and what names the
+/// identity on a gate.
 #[derive(Debug, Clone)]
 pub struct IssuedFiles {
     /// Who it is for.
@@ -109,8 +176,9 @@ pub struct IssuedFiles {
     pub certificate: PathBuf,
     /// The leaf, any intermediates and the root.
     pub full_chain: PathBuf,
-    /// The private key, PKCS#8 PEM, mode 0600.
-    pub key: PathBuf,
+    /// The private key written, PKCS#8 PEM, mode 0600; `None` when an existing key was
+    /// certified (`--key`, `--renew`) and no key file was written.
+    pub key: Option<PathBuf>,
     /// End of validity.
     pub not_after: OffsetDateTime,
     /// Lifetime in days.
@@ -121,6 +189,8 @@ pub struct IssuedFiles {
     /// SHA-256 of the key's SubjectPublicKeyInfo: the `spki-sha256:` pin, which survives
     /// renewals that keep the key.
     pub spki_sha256: [u8; 32],
+    /// The serial number, lower-case hex, as the index and `ca revoke --serial` write it.
+    pub serial: String,
 }
 
 impl CaStore {
@@ -129,17 +199,8 @@ impl CaStore {
     pub fn init(dir: &Path, spec: &CaSpec) -> Result<CaStore, PkiError> {
         let cert_path = dir.join(CA_CERT);
         let key_path = dir.join(CA_KEY);
-        for path in [&cert_path, &key_path] {
-            if path.exists() {
-                return Err(PkiError::CaExists { path: path.clone() });
-            }
-        }
-        let mut spec = spec.clone();
-        spec.permitted_dns = spec
-            .permitted_dns
-            .iter()
-            .map(|name| permitted_suffix(name))
-            .collect::<Result<_, _>>()?;
+        refuse_existing_ca(&[&cert_path, &key_path])?;
+        let spec = normalized(spec)?;
         let authority = Authority::new_root(&spec)?;
         create_dir(dir)?;
         write_all_new(&[
@@ -149,10 +210,60 @@ impl CaStore {
         Ok(CaStore {
             dir: dir.to_path_buf(),
             roots_pem: authority.cert_pem().to_owned(),
-            permitted_dns: spec.permitted_dns,
+            constraints: own_constraints(&spec),
             not_after: spec.not_after,
             authority,
         })
+    }
+
+    /// Creates an issuing intermediate CA in `dir`, signed by the CA `root` (which can then go
+    /// back offline): `ca.key` (mode 0600), `ca.pem` (the intermediate, then its chain to the
+    /// root) and `root.pem` (the root: what gates trust). The intermediate carries no extended
+    /// key usage, so it constrains nothing: Go and OpenSSL check the EKU of every CA of a
+    /// chain, and an intermediate limited to serverAuth would break every client certificate
+    /// below it. It may sign no further CA (path length 0) unless `spec` says otherwise, lives
+    /// five years or as long as its root, and is recorded in the root's index, so the root can
+    /// revoke it.
+    pub fn init_intermediate(
+        dir: &Path,
+        spec: &CaSpec,
+        root: &CaStore,
+    ) -> Result<CaStore, PkiError> {
+        let cert_path = dir.join(CA_CERT);
+        let key_path = dir.join(CA_KEY);
+        let root_path = dir.join(ROOT_CERT);
+        refuse_existing_ca(&[&cert_path, &key_path, &root_path])?;
+        if !spec.permitted_uri_hosts.is_empty() {
+            return Err(PkiError::UriConstraintOnIntermediate);
+        }
+        let mut spec = normalized(spec)?;
+        spec.usages.clear();
+        if spec.path_len.is_none() {
+            spec.path_len = Some(0);
+        }
+        spec.not_after = spec
+            .not_after
+            .min(spec.not_before + Duration::days(INTERMEDIATE_DAYS))
+            .min(root.not_after);
+        for name in &spec.permitted_dns {
+            root.check_constraints(name, name)?;
+        }
+        let authority = root.authority.intermediate(&spec)?;
+        let chain = format!("{}{}", authority.chain_pem(), root.roots_pem);
+        create_dir(dir)?;
+        write_all_new(&[
+            (&key_path, &authority.key_pem(), KEY_MODE),
+            (&cert_path, &chain, CERT_MODE),
+            (&root_path, &root.roots_pem, CERT_MODE),
+        ])?;
+        let recorded = root.record(authority.cert_der(), Some(Kind::Intermediate));
+        if let Err(e) = recorded {
+            for path in [&key_path, &cert_path, &root_path] {
+                let _ = fs::remove_file(path);
+            }
+            return Err(e);
+        }
+        CaStore::open(dir)
     }
 
     /// Loads the CA in `dir`.
@@ -170,12 +281,12 @@ impl CaStore {
             source: Box::new(source),
         };
         let authority = Authority::from_pem(&cert_pem, &key_pem).map_err(in_dir)?;
-        let (roots_pem, permitted_dns, not_after) = describe_ca(&cert_pem).map_err(in_dir)?;
+        let (roots_pem, constraints, not_after) = describe_ca(&cert_pem).map_err(in_dir)?;
         Ok(CaStore {
             dir: dir.to_path_buf(),
             authority,
             roots_pem,
-            permitted_dns,
+            constraints,
             not_after,
         })
     }
@@ -190,41 +301,82 @@ impl CaStore {
         days: Option<u32>,
         out: Option<&Path>,
     ) -> Result<IssuedFiles, PkiError> {
+        let mut request = Request::new(role.clone());
+        request.days = days;
+        request.out = out.map(Path::to_path_buf);
+        self.issue_with(&request)
+    }
+
+    /// Issues what `request` describes (see [`issue`](Self::issue)), recording it in the index.
+    /// With `request.key`, that key is certified and no key file is written.
+    pub fn issue_with(&self, request: &Request) -> Result<IssuedFiles, PkiError> {
+        let role = &request.role;
         let mut spec = self.spec(role)?;
-        let days = match days {
-            Some(0) => return Err(PkiError::ZeroDays),
+        let days = match request.days {
             Some(days) => days,
             // Default lifetimes are whole days (spec.rs).
             None => u32::try_from((spec.not_after - spec.not_before).whole_days()).unwrap_or(1),
         };
-        spec.not_after = spec.not_before + Duration::days(i64::from(days));
-        if spec.not_after > self.not_after {
-            return Err(PkiError::OutlivesCa {
-                days,
-                ca_not_after: self.not_after,
-            });
+        self.set_lifetime(&mut spec, days)?;
+        if let Some(url) = &request.crl_url {
+            spec = spec.crl_url(&checked_crl_url(url)?);
         }
 
-        let prefix = match out {
-            Some(prefix) => prefix.to_path_buf(),
+        let prefix = match &request.out {
+            Some(prefix) => prefix.clone(),
             None => self.dir.join(file_stem(role.name())),
         };
         let certificate = with_suffix(&prefix, ".pem");
         let full_chain = with_suffix(&prefix, ".fullchain.pem");
-        let key = with_suffix(&prefix, ".key");
-        for path in [&certificate, &full_chain, &key] {
+        let key = request.key.is_none().then(|| with_suffix(&prefix, ".key"));
+        for path in [Some(&certificate), Some(&full_chain), key.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if path.exists() {
                 return Err(PkiError::FileExists { path: path.clone() });
             }
         }
 
-        let issued = self.authority.issue(&spec)?;
-        let full = format!("{}{}", issued.chain_pem, self.roots_pem);
-        write_all_new(&[
-            (&key, &issued.key_pem, KEY_MODE),
-            (&certificate, &issued.chain_pem, CERT_MODE),
-            (&full_chain, &full, CERT_MODE),
-        ])?;
+        let (cert_der, chain_pem, spki, key_pem) = match &request.key {
+            Some(public) => {
+                let certified = self.authority.certify(&spec, public)?;
+                (
+                    certified.cert_der,
+                    certified.chain_pem,
+                    public.spki_der(),
+                    None,
+                )
+            }
+            None => {
+                let issued = self.authority.issue(&spec)?;
+                let spki = issued.key.spki_der();
+                (
+                    issued.cert_der,
+                    issued.chain_pem,
+                    spki,
+                    Some(issued.key_pem),
+                )
+            }
+        };
+        let full = format!("{chain_pem}{}", self.roots_pem);
+        let mut files = vec![
+            (&certificate, chain_pem.as_str(), CERT_MODE),
+            (&full_chain, full.as_str(), CERT_MODE),
+        ];
+        if let (Some(path), Some(pem)) = (&key, &key_pem) {
+            files.insert(0, (path, pem.as_str(), KEY_MODE));
+        }
+        write_all_new(&files)?;
+        let entry = match self.record(&cert_der, Some(role.kind())) {
+            Ok(entry) => entry,
+            Err(e) => {
+                for (path, _, _) in &files {
+                    let _ = fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        };
 
         Ok(IssuedFiles {
             role: role.clone(),
@@ -235,7 +387,8 @@ impl CaStore {
             days,
             // Names lower-cased by `checked_name`.
             dns_names: spec.dns_names.clone(),
-            spki_sha256: spki_sha256(&issued.key.spki_der()),
+            spki_sha256: spki_sha256(&spki),
+            serial: entry.serial,
         })
     }
 
@@ -259,9 +412,26 @@ impl CaStore {
         &self.authority
     }
 
-    /// The DNS names (and their subdomains) the CA may certify; empty: any.
+    /// Whether this CA is a root (self-signed), not an intermediate.
+    pub fn is_root(&self) -> bool {
+        self.authority.chain_pem().is_empty()
+    }
+
+    /// The DNS names (and their subdomains) the CA's own certificate permits; empty: any.
     pub fn permitted_dns(&self) -> &[String] {
-        &self.permitted_dns
+        self.constraints.first().map_or(&[], |c| c.dns.as_slice())
+    }
+
+    /// The IP address ranges the CA's own certificate permits; empty: any.
+    pub fn permitted_ips(&self) -> &[IpNet] {
+        self.constraints.first().map_or(&[], |c| c.ips.as_slice())
+    }
+
+    /// The URI hosts the CA's own certificate permits; empty: any.
+    pub fn permitted_uri_hosts(&self) -> &[String] {
+        self.constraints
+            .first()
+            .map_or(&[], |c| c.uri_hosts.as_slice())
     }
 
     /// When the CA expires.
@@ -269,11 +439,17 @@ impl CaStore {
         self.not_after
     }
 
+    /// The issuance index.
+    pub fn index(&self) -> Result<Index, PkiError> {
+        Index::read(&self.dir)
+    }
+
     /// What to mint for `role`, once its name is checked.
     fn spec(&self, role: &Role) -> Result<CertSpec, PkiError> {
         let spec = match role {
             Role::Spiffe(uri) => {
                 check_spiffe(uri)?;
+                self.check_uri_constraints(uri)?;
                 return Ok(CertSpec::spiffe(uri));
             }
             Role::Client(name) => CertSpec::client(&self.checked_name(name, role)?),
@@ -288,11 +464,28 @@ impl CaStore {
         })
     }
 
+    /// Sets `spec`'s lifetime to `days` from its start, within the CA's.
+    fn set_lifetime(&self, spec: &mut CertSpec, days: u32) -> Result<(), PkiError> {
+        if days == 0 {
+            return Err(PkiError::ZeroDays);
+        }
+        spec.not_after = spec.not_before + Duration::days(i64::from(days));
+        if spec.not_after > self.not_after {
+            return Err(PkiError::OutlivesCa {
+                days,
+                ca_not_after: self.not_after,
+            });
+        }
+        Ok(())
+    }
+
     /// `name` as it goes into the certificate: an IP address, or a lower-case DNS name inside
     /// the CA's constraints.
     fn checked_name(&self, name: &str, role: &Role) -> Result<String, PkiError> {
         if let Ok(ip) = name.parse::<IpAddr>() {
-            return Ok(ip.to_string());
+            let ip = ip.to_string();
+            self.check_constraints(&ip, name)?;
+            return Ok(ip);
         }
         let normalized = dns_name(name);
         if normalized.starts_with("*.") && matches!(role, Role::Client(_)) {
@@ -302,16 +495,236 @@ impl CaStore {
             });
         }
         let bare = normalized.strip_prefix("*.").unwrap_or(&normalized);
-        let inside = self.permitted_dns.is_empty()
-            || self.permitted_dns.iter().any(|suffix| within(bare, suffix));
-        if !inside {
-            return Err(PkiError::OutsideConstraints {
-                name: name.to_owned(),
-                permitted: self.permitted_dns.clone(),
-            });
-        }
+        self.check_constraints(bare, name)?;
         Ok(normalized)
     }
+
+    /// Refuses `name` (an IP address or a lower-case DNS name; `given` as the operator wrote
+    /// it) unless it is inside the name constraints of every certificate of the CA's chain.
+    fn check_constraints(&self, name: &str, given: &str) -> Result<(), PkiError> {
+        let ip = name.parse::<IpAddr>().ok();
+        for c in &self.constraints {
+            let (inside, permitted) = match ip {
+                Some(_) if c.ips.is_empty() => continue,
+                Some(ip) => (
+                    c.ips.iter().any(|range| range.contains(&ip)),
+                    c.ips.iter().map(ToString::to_string).collect(),
+                ),
+                None if c.dns.is_empty() => continue,
+                None => (
+                    c.dns.iter().any(|suffix| within(name, suffix)),
+                    c.dns.clone(),
+                ),
+            };
+            if !inside {
+                return Err(PkiError::OutsideConstraints {
+                    name: given.to_owned(),
+                    permitted,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses URI `uri` unless its host is inside the URI name constraints of every
+    /// certificate of the CA's chain (RFC 5280 4.2.1.10: a constraint names a host, or with a
+    /// leading period the hosts below a domain).
+    fn check_uri_constraints(&self, uri: &str) -> Result<(), PkiError> {
+        let host = trust_domain(uri).map(str::to_ascii_lowercase);
+        for c in self.constraints.iter().filter(|c| !c.uri_hosts.is_empty()) {
+            let inside = host.as_deref().is_some_and(|host| {
+                c.uri_hosts.iter().any(|base| match base.strip_prefix('.') {
+                    Some(domain) => host.len() > domain.len() + 1 && within(host, domain),
+                    None => host.eq_ignore_ascii_case(base),
+                })
+            });
+            if !inside {
+                return Err(PkiError::OutsideConstraints {
+                    name: uri.to_owned(),
+                    permitted: c
+                        .uri_hosts
+                        .iter()
+                        .map(|h| format!("uri host {h}"))
+                        .collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the certificate `der` this CA just issued to the index (`kind`, or as read from
+    /// the certificate), and returns its entry.
+    fn record(&self, der: &[u8], kind: Option<Kind>) -> Result<Entry, PkiError> {
+        let entry = entry_for(der, kind)?;
+        let mut index = self.index()?;
+        if index.find(&entry.serial).is_none() {
+            index.certificates.push(entry.clone());
+            index.write(&self.dir)?;
+        }
+        Ok(entry)
+    }
+}
+
+/// A spec's constraints, normalized: DNS suffixes lower-case, wildcards refused.
+fn normalized(spec: &CaSpec) -> Result<CaSpec, PkiError> {
+    let mut spec = spec.clone();
+    spec.permitted_dns = spec
+        .permitted_dns
+        .iter()
+        .map(|name| permitted_suffix(name))
+        .collect::<Result<_, _>>()?;
+    spec.permitted_ips = spec.permitted_ips.iter().map(IpNet::trunc).collect();
+    spec.permitted_uri_hosts = spec
+        .permitted_uri_hosts
+        .iter()
+        .map(|host| host.trim_end_matches('.').to_ascii_lowercase())
+        .collect();
+    Ok(spec)
+}
+
+fn own_constraints(spec: &CaSpec) -> Vec<Constraints> {
+    let own = Constraints {
+        dns: spec.permitted_dns.clone(),
+        ips: spec.permitted_ips.clone(),
+        uri_hosts: spec.permitted_uri_hosts.clone(),
+    };
+    if own == Constraints::default() {
+        Vec::new()
+    } else {
+        vec![own]
+    }
+}
+
+fn refuse_existing_ca(paths: &[&PathBuf]) -> Result<(), PkiError> {
+    match paths.iter().find(|path| path.exists()) {
+        Some(path) => Err(PkiError::CaExists {
+            path: (*path).clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A `--crl-url`: an `http://` or `https://` URL of visible ASCII with a host.
+fn checked_crl_url(url: &str) -> Result<String, PkiError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let host = rest.and_then(|r| r.split(['/', '?', '#']).next());
+    let visible = url
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if host.is_some_and(|h| !h.is_empty()) && visible {
+        Ok(url.to_owned())
+    } else {
+        Err(PkiError::CrlUrl {
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// The index entry of certificate `der`: its serial, names, validity and pin, and `kind` (or
+/// what the certificate says it is for).
+fn entry_for(der: &[u8], kind: Option<Kind>) -> Result<Entry, PkiError> {
+    let cert = parse_cert(der)?;
+    let names = Names::of(&cert);
+    let kind = kind.unwrap_or_else(|| kind_of(&cert, &names));
+    let mut sans: Vec<String> = names.dns.iter().map(|n| format!("dns:{n}")).collect();
+    sans.extend(names.ips.iter().map(|ip| format!("ip:{ip}")));
+    sans.extend(names.uris.iter().map(|u| format!("uri:{u}")));
+    Ok(Entry {
+        serial: index::serial_hex(cert.raw_serial()),
+        subject: cert.subject().to_string(),
+        sans,
+        kind,
+        not_before: cert.validity().not_before.to_datetime(),
+        not_after: cert.validity().not_after.to_datetime(),
+        key_pin: format!(
+            "spki-sha256:{}",
+            STANDARD.encode(spki_sha256(cert.public_key().raw))
+        ),
+        revoked: None,
+    })
+}
+
+/// The names a certificate holds.
+#[derive(Debug, Default)]
+struct Names {
+    common_name: Option<String>,
+    dns: Vec<String>,
+    ips: Vec<IpAddr>,
+    uris: Vec<String>,
+}
+
+impl Names {
+    fn of(cert: &X509Certificate<'_>) -> Names {
+        let mut names = Names {
+            common_name: cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_owned),
+            ..Names::default()
+        };
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => names.dns.push((*n).to_owned()),
+                    GeneralName::URI(u) => names.uris.push((*u).to_owned()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Some(ip) = ip_from_bytes(bytes) {
+                            names.ips.push(ip);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        names
+    }
+}
+
+/// What a certificate is for, read from it: a CA, a server (serverAuth without clientAuth), a
+/// SPIFFE client (only URI names), else a client.
+fn kind_of(cert: &X509Certificate<'_>, names: &Names) -> Kind {
+    let eku = cert.extended_key_usage().ok().flatten().map(|e| e.value);
+    if cert.is_ca() {
+        Kind::Intermediate
+    } else if eku.is_some_and(|e| e.server_auth && !e.client_auth) {
+        Kind::Server
+    } else if !names.uris.is_empty() && names.dns.is_empty() && names.ips.is_empty() {
+        Kind::Spiffe
+    } else {
+        Kind::Client
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
+    match X509Certificate::from_der(der) {
+        Ok((_, cert)) => Ok(cert),
+        Err(x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e)) => {
+            Err(PkiError::CaDer(e))
+        }
+        Err(x509_parser::nom::Err::Incomplete(_)) => Err(PkiError::CaDer(
+            x509_parser::error::X509Error::InvalidCertificate,
+        )),
+    }
+}
+
+/// The trust domain of SPIFFE ID `uri` (`spiffe://DOMAIN/PATH`): the host a URI name constraint
+/// names. `None` for another kind of URI.
+pub fn trust_domain(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("spiffe://")?;
+    let domain = rest.split('/').next()?;
+    (!domain.is_empty()).then_some(domain)
 }
 
 /// A `--permit-dns` suffix, lower-case, refused if a wildcard.
@@ -366,23 +779,17 @@ fn check_spiffe(uri: &str) -> Result<(), PkiError> {
     }
 }
 
-/// The self-signed certificates in a CA PEM, its permitted DNS subtrees and its expiry.
-fn describe_ca(cert_pem: &str) -> Result<(String, Vec<String>, OffsetDateTime), PkiError> {
+/// The self-signed certificates in a CA PEM, each certificate's permitted subtrees (DNS names,
+/// IP ranges) and the CA's expiry.
+fn describe_ca(cert_pem: &str) -> Result<(String, Vec<Constraints>, OffsetDateTime), PkiError> {
     let ders = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(PkiError::CaPem)?;
     let mut roots = String::new();
-    let mut permitted = Vec::new();
+    let mut constraints = Vec::new();
     let mut not_after = None;
     for der in &ders {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| match e {
-            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
-                PkiError::CaDer(e)
-            }
-            x509_parser::nom::Err::Incomplete(_) => {
-                PkiError::CaDer(x509_parser::error::X509Error::InvalidCertificate)
-            }
-        })?;
+        let cert = parse_cert(der)?;
         if cert.subject().as_raw() == cert.issuer().as_raw() {
             roots.push_str(&pem::encode("CERTIFICATE", der));
         }
@@ -390,15 +797,30 @@ fn describe_ca(cert_pem: &str) -> Result<(String, Vec<String>, OffsetDateTime), 
         // The CA's usable life ends when the first certificate of its chain expires.
         not_after = Some(not_after.map_or(expires, |t: OffsetDateTime| t.min(expires)));
         if let Ok(Some(nc)) = cert.name_constraints() {
+            let mut own = Constraints::default();
             for subtree in nc.value.permitted_subtrees.iter().flatten() {
-                if let GeneralName::DNSName(name) = subtree.base {
-                    permitted.push(name.to_ascii_lowercase());
+                match subtree.base {
+                    GeneralName::DNSName(name) => own.dns.push(name.to_ascii_lowercase()),
+                    GeneralName::IPAddress(bytes) => own.ips.extend(ip_range(bytes)),
+                    GeneralName::URI(host) => own.uri_hosts.push(host.to_ascii_lowercase()),
+                    _ => {}
                 }
+            }
+            if own != Constraints::default() {
+                constraints.push(own);
             }
         }
     }
     let not_after = not_after.ok_or(PkiError::NoCaCertificate)?;
-    Ok((roots, permitted, not_after))
+    Ok((roots, constraints, not_after))
+}
+
+/// An IP name constraint's address and mask (8 or 32 bytes) as a range.
+fn ip_range(bytes: &[u8]) -> Option<IpNet> {
+    let half = bytes.len() / 2;
+    let (address, mask) = (ip_from_bytes(bytes.get(..half)?)?, bytes.get(half..)?);
+    let prefix: u32 = mask.iter().map(|b| b.count_ones()).sum();
+    IpNet::new(address, u8::try_from(prefix).ok()?).ok()
 }
 
 /// A file name for `name`: letters, digits, `.`, `-` and `_` kept, anything else `_`; a
@@ -465,14 +887,19 @@ fn write_all_new(files: &[(&PathBuf, &str, u32)]) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+/// Creates `path`, which must not exist, with permissions `mode`.
+fn open_new(path: &Path, mode: u32) -> std::io::Result<fs::File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
     #[cfg(not(unix))]
     let _ = mode;
-    let mut file = options.open(path).map_err(|source| match source.kind() {
+    options.open(path)
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+    let mut file = open_new(path, mode).map_err(|source| match source.kind() {
         ErrorKind::AlreadyExists => PkiError::FileExists {
             path: path.to_path_buf(),
         },
@@ -552,10 +979,10 @@ mod tests {
             .unwrap();
         assert_eq!(edge.certificate, dir.path().join("Edge.Farm.Test.pem"));
         assert_eq!(edge.days, 30);
-        assert_eq!(mode(&edge.key), 0o600);
+        assert_eq!(mode(edge.key.as_ref().unwrap()), 0o600);
         assert_eq!(ekus(&edge.certificate), (false, true));
         assert_eq!(edge.dns_names, ["edge.farm.test"]);
-        let key_pem = fs::read_to_string(&edge.key).unwrap();
+        let key_pem = fs::read_to_string(edge.key.as_ref().unwrap()).unwrap();
         let key = crate::KeyPair::from_pem(&key_pem).unwrap();
         assert_eq!(edge.spki_sha256, spki_sha256(&key.spki_der()));
         let full = fs::read_to_string(&edge.full_chain).unwrap();
@@ -582,12 +1009,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = CaStore::init(dir.path(), &CaSpec::new("farm CA")).unwrap();
         let first = ca.issue(&Role::Client("edge".into()), None, None).unwrap();
-        let key = fs::read_to_string(&first.key).unwrap();
+        let key = fs::read_to_string(first.key.as_ref().unwrap()).unwrap();
         let e = ca
             .issue(&Role::Client("edge".into()), None, None)
             .unwrap_err();
         assert!(matches!(e, PkiError::FileExists { .. }), "{e}");
-        assert_eq!(fs::read_to_string(&first.key).unwrap(), key);
+        assert_eq!(
+            fs::read_to_string(first.key.as_ref().unwrap()).unwrap(),
+            key
+        );
     }
 
     #[test]
@@ -607,6 +1037,78 @@ mod tests {
             assert!(matches!(e, PkiError::OutsideConstraints { .. }), "{e}");
             assert!(!dir.path().join(format!("{outside}.key")).exists());
         }
+    }
+
+    #[test]
+    fn ip_constraints_are_in_the_ca_and_refuse_addresses_outside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CaSpec::new("farm CA")
+            .permit_dns("farm.test")
+            .permit_ip("10.1.2.3/8".parse().unwrap());
+        CaStore::init(dir.path(), &spec).unwrap();
+        let ca = CaStore::open(dir.path()).unwrap();
+        assert_eq!(ca.permitted_ips(), ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert_eq!(ca.permitted_dns(), ["farm.test"]);
+        ca.issue(&Role::Server("10.0.0.11".into()), None, None)
+            .unwrap();
+        ca.issue(&Role::Client("edge.farm.test".into()), None, None)
+            .unwrap();
+        for outside in ["192.168.1.1", "::1"] {
+            let e = ca
+                .issue(&Role::Client(outside.into()), None, None)
+                .unwrap_err();
+            assert!(
+                matches!(&e, PkiError::OutsideConstraints { permitted, .. } if permitted == &["10.0.0.0/8"]),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn uri_constraints_are_in_the_ca_and_refuse_other_trust_domains() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CaSpec::new("farm CA")
+            .permit_dns("farm.internal")
+            .permit_uri_host("Farm.Internal");
+        CaStore::init(dir.path(), &spec).unwrap();
+        let ca = CaStore::open(dir.path()).unwrap();
+        assert_eq!(ca.permitted_uri_hosts(), ["farm.internal"]);
+        assert_eq!(ca.permitted_dns(), ["farm.internal"]);
+        ca.issue(
+            &Role::Spiffe("spiffe://farm.internal/edge".into()),
+            None,
+            None,
+        )
+        .unwrap();
+        for outside in [
+            "spiffe://evil.internal/edge",
+            "spiffe://sub.farm.internal/edge",
+        ] {
+            let e = ca
+                .issue(&Role::Spiffe(outside.into()), None, None)
+                .unwrap_err();
+            assert!(
+                matches!(&e, PkiError::OutsideConstraints { permitted, .. } if permitted == &["uri host farm.internal"]),
+                "{e}"
+            );
+        }
+        // A DNS name is not a URI: only the DNS constraint applies to it.
+        ca.issue(&Role::Client("edge.farm.internal".into()), None, None)
+            .unwrap();
+        // Never on an intermediate: webpki would refuse every URI name below it.
+        assert!(matches!(
+            CaStore::init_intermediate(
+                &dir.path().join("issuing"),
+                &CaSpec::new("i").permit_uri_host("farm.internal"),
+                &ca
+            ),
+            Err(PkiError::UriConstraintOnIntermediate)
+        ));
+        assert_eq!(
+            trust_domain("spiffe://farm.internal/x"),
+            Some("farm.internal")
+        );
+        assert_eq!(trust_domain("urn:x"), None);
     }
 
     #[test]

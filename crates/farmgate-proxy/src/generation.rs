@@ -10,6 +10,7 @@
 mod certificate;
 mod listener;
 mod route;
+mod rules;
 
 use std::collections::BTreeMap;
 use std::path::Path;

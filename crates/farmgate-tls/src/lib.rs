@@ -38,6 +38,7 @@ mod server;
 mod source;
 mod stats;
 mod trust;
+mod uri_constraints;
 mod verifier;
 
 use std::sync::Arc;

@@ -101,5 +101,37 @@ fn judge(
     let intermediates: Vec<CertificateDer<'_>> =
         path.intermediate_certificates().map(|c| c.der()).collect();
     let intermediates: Vec<&[u8]> = intermediates.iter().map(|c| c.as_ref()).collect();
+    // The anchor's URI name constraints, which webpki does not evaluate (uri_constraints).
+    if let Some(constraints) = trust.anchor_uri_constraints(path.anchor()) {
+        let names = std::iter::once(leaf.as_ref())
+            .chain(intermediates.iter().copied())
+            .flat_map(uri_names);
+        for uri in names {
+            if !constraints.allows(&uri) {
+                return Err(PathError::Webpki(webpki::Error::NameConstraintViolation));
+            }
+        }
+    }
     profile::check_chain(leaf.as_ref(), &intermediates).map_err(PathError::Profile)
+}
+
+/// The URI subject alternative names of certificate `der` (none if it cannot be read: webpki
+/// has parsed it already, and the profile check reports what is wrong with it).
+fn uri_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::FromDer as _;
+    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect()
 }

@@ -19,9 +19,10 @@ use std::sync::Arc;
 
 use farmgate_config::{Location, Trust};
 use rustls::DistinguishedName;
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls_pki_types::{CertificateDer, Der, TrustAnchor, UnixTime};
 
 use crate::profile::{self, Defect, Role, Severity, Validity};
+use crate::uri_constraints::{self, UriConstraints};
 use crate::{TlsError, TlsErrorKind, load};
 
 /// A set of trust anchors with where each came from.
@@ -31,6 +32,9 @@ pub struct TrustStore {
     /// Per anchor: its subject and validity, when it came with a certificate (files, the system
     /// store; not `mozilla`), to refuse chains to it outside its dates.
     validity: Vec<Option<(String, Validity)>>,
+    /// Per anchor: the URI name constraints taken out of what webpki sees, checked on each
+    /// accepted path instead (see [`uri_constraints`](crate::uri_constraints)).
+    uri_constraints: Vec<Option<UriConstraints>>,
     /// The anchors' certificates where we have them (PEM files, the system store), for
     /// diagnostics; `mozilla` anchors come without certificates.
     certificates: Vec<CertificateDer<'static>>,
@@ -111,6 +115,7 @@ impl TrustStore {
                         .anchors
                         .extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                     store.validity.resize(store.anchors.len(), None);
+                    store.uri_constraints.resize(store.anchors.len(), None);
                     store.has_public_roots = true;
                 }
                 Trust::System => {
@@ -191,12 +196,21 @@ impl TrustStore {
 
     fn push(
         &mut self,
-        anchor: TrustAnchor<'static>,
+        mut anchor: TrustAnchor<'static>,
         cert: CertificateDer<'static>,
         subject: String,
     ) {
         self.validity
             .push(Validity::of(cert.as_ref()).map(|v| (subject, v)));
+        let split = anchor
+            .name_constraints
+            .as_ref()
+            .and_then(|nc| uri_constraints::split(nc.as_ref()));
+        let uris = split.map(|(rest, uris)| {
+            anchor.name_constraints = rest.map(Der::from);
+            uris
+        });
+        self.uri_constraints.push(uris);
         self.anchors.push(anchor);
         self.certificates.push(cert);
     }
@@ -237,12 +251,25 @@ impl TrustStore {
         })
     }
 
+    /// The URI name constraints of `anchor`, one of [`anchors`](Self::anchors), that webpki
+    /// does not see.
+    pub(crate) fn anchor_uri_constraints(
+        &self,
+        anchor: &TrustAnchor<'_>,
+    ) -> Option<&UriConstraints> {
+        self.uri_constraints.get(self.index_of(anchor)?)?.as_ref()
+    }
+
+    fn index_of(&self, anchor: &TrustAnchor<'_>) -> Option<usize> {
+        self.anchors.iter().position(|a| {
+            std::ptr::from_ref(a).cast::<()>() == std::ptr::from_ref(anchor).cast::<()>()
+        })
+    }
+
     /// The subject and validity of `anchor`, one of [`anchors`](Self::anchors), if it came with
     /// a certificate.
     pub(crate) fn anchor_validity(&self, anchor: &TrustAnchor<'_>) -> Option<(&str, Validity)> {
-        let index = self.anchors.iter().position(|a| {
-            std::ptr::from_ref(a).cast::<()>() == std::ptr::from_ref(anchor).cast::<()>()
-        })?;
+        let index = self.index_of(anchor)?;
         self.validity
             .get(index)?
             .as_ref()

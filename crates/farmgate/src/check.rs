@@ -95,6 +95,11 @@ fn acme_directory(config: &Config) -> anyhow::Result<AcmeCheck> {
         settings.at.file().display(),
         settings.at.line()
     );
+    if let Some(eab) = &settings.eab
+        && let Err(e) = farmgate_acme::check_eab(eab)
+    {
+        found.errors.push(chain(&e));
+    }
     let directory = &settings.directory;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

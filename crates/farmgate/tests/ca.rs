@@ -56,6 +56,25 @@ pub fn inspect_json(file: &Path, ca: &Path) -> Value {
     serde_json::from_str(&out.stdout).unwrap()
 }
 
+/// A certificate signed with the key of the CA in `dir` behind `farmgate ca`'s back (so none of
+/// its checks ran), as `out/rogue.pem` and `out/rogue.key`; and the certificate's DER.
+pub fn behind_the_cas_back(
+    dir: &Path,
+    spec: &farmgate_pki::CertSpec,
+    out: &Path,
+) -> (PathBuf, PathBuf, Vec<u8>) {
+    let authority = farmgate_pki::Authority::from_pem(
+        &std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(dir.join("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let rogue = authority.issue(spec).unwrap();
+    let (cert, key) = (out.join("rogue.pem"), out.join("rogue.key"));
+    std::fs::write(&cert, &rogue.chain_pem).unwrap();
+    std::fs::write(&key, &rogue.key_pem).unwrap();
+    (cert, key, rogue.cert_der)
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }

@@ -102,6 +102,11 @@ impl Setup {
     async fn new(challenge: &str) -> Setup {
         let ports = Ports::free();
         let pebble = Pebble::start(ports.http, ports.tls);
+        Setup::around(ports, pebble, challenge, "").await
+    }
+
+    /// The edge for `pebble`, with `acme_extra` (lines, or nothing) in its `[acme]` table.
+    async fn around(ports: Ports, pebble: Pebble, challenge: &str, acme_extra: &str) -> Setup {
         let origin = Origin::start("app").await;
         let text = edge_toml(
             &pebble.directory,
@@ -110,7 +115,8 @@ impl Setup {
             &ports,
             challenge,
             origin.addr,
-        );
+        )
+        .replacen("[acme]\n", &format!("[acme]\n{acme_extra}\n"), 1);
         let config = write_config(pebble.dir(), "edge", &text);
         Setup {
             ports,
@@ -459,6 +465,86 @@ fn check_reads_the_acme_directory_and_refuses_a_url_that_is_not_one() {
     assert!(stderr.contains("acme.directory"), "{stderr}");
     assert!(
         stderr.contains("answers, but not with an ACME directory"),
+        "{stderr}"
+    );
+}
+
+/// Pebble requiring External Account Binding, and an edge configuration for it with `eab`
+/// (an `eab = {...}` line, or nothing) in its `[acme]` table.
+async fn eab_setup(eab: impl Fn(&Path) -> String) -> Setup {
+    let ports = Ports::free();
+    // A 32-byte key, base64url without padding, as ZeroSSL and Google Trust Services print it.
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = Pebble::start_requiring_eab(ports.http, ports.tls, "farm-kid-1", hmac);
+    let key = pebble.dir().join("eab.key");
+    std::fs::write(&key, format!("{hmac}\n")).unwrap();
+    let extra = eab(&key);
+    Setup::around(ports, pebble, "tls-alpn-01", &extra).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_bound_by_eab_registers_with_a_ca_that_requires_it() {
+    let Setup {
+        ports,
+        pebble,
+        origin: _origin,
+        config,
+    } = eab_setup(|key| format!("eab = {{ kid = \"farm-kid-1\", hmac_key_file = {key:?} }}")).await;
+    let (_edge, status) = start_issued(&config).await;
+    assert_eq!(status.state, CertificateState::Valid, "{status:?}");
+    get_through_edge(&pebble, &ports).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_eab_a_ca_that_requires_it_refuses_the_account_and_says_so() {
+    let Setup {
+        origin: _origin,
+        config,
+        pebble: _pebble,
+        ..
+    } = eab_setup(|_| String::new()).await;
+    let edge = start(&config).await;
+    let status = wait_until(&edge.acme(), "a refused registration", |s| {
+        s.last_error.is_some()
+    })
+    .await;
+    let error = status.last_error.unwrap_or_default();
+    assert!(
+        error.contains("cannot register an account with") && error.contains("xternal"),
+        "{error}"
+    );
+}
+
+#[test]
+fn check_refuses_an_eab_key_file_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("eab.key");
+    std::fs::write(&key, "not a key!\n").unwrap();
+    let text = format!(
+        r#"
+[acme]
+directory = "https://127.0.0.1:{port}/dir"
+storage = {storage:?}
+eab = {{ kid = "kid", hmac_key_file = {key:?} }}
+
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+tls = {{ acme = {{ domains = ["{SITE}"] }} }}
+[[listener.route]]
+upstream = "app"
+[upstream.app]
+servers = ["127.0.0.1:9"]
+"#,
+        port = free_port(),
+        storage = dir.path().join("acme"),
+    );
+    let path = write_config(dir.path(), "edge", &text);
+    let (code, stdout, stderr) = check(&path);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("edge.toml:5: acme.eab.hmac_key_file:")
+            && stderr.contains("does not hold an External Account Binding key"),
         "{stderr}"
     );
 }

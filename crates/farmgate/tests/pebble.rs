@@ -54,6 +54,16 @@ impl Pebble {
 
     /// Pebble with its ACME API on `port`.
     pub fn start_on(port: u16, http_port: u16, tls_port: u16) -> Pebble {
+        Pebble::launch(port, http_port, tls_port, None)
+    }
+
+    /// Pebble that registers only accounts bound by External Account Binding to key
+    /// identifier `kid` with HMAC key `hmac` (base64url, as CAs print it).
+    pub fn start_requiring_eab(http_port: u16, tls_port: u16, kid: &str, hmac: &str) -> Pebble {
+        Pebble::launch(free_port(), http_port, tls_port, Some((kid, hmac)))
+    }
+
+    fn launch(port: u16, http_port: u16, tls_port: u16, eab: Option<(&str, &str)>) -> Pebble {
         let pki = TestPki::new();
         let https = pki.server("localhost");
         let dns_port = free_dns_port();
@@ -87,7 +97,10 @@ impl Pebble {
                 "httpPort": http_port,
                 "tlsPort": tls_port,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false
+                "externalAccountBindingRequired": eab.is_some(),
+                "externalAccountMACKeys": eab
+                    .map(|(kid, hmac)| serde_json::json!({ kid: hmac }))
+                    .unwrap_or_else(|| serde_json::json!({}))
             }
         });
         std::fs::write(&config, text.to_string()).unwrap();

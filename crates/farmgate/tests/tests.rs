@@ -5,6 +5,7 @@ mod cli;
 
 mod admin;
 mod ca;
+mod ca_lifecycle;
 mod check;
 mod demo;
 mod inspect;
@@ -26,6 +27,8 @@ mod interop_ca;
 mod interop_compat;
 #[cfg(feature = "interop")]
 mod interop_dashboard;
+#[cfg(feature = "interop")]
+mod interop_graded;
 #[cfg(feature = "interop")]
 mod interop_package;
 #[cfg(feature = "interop")]

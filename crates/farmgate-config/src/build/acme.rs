@@ -1,11 +1,11 @@
 //! `[acme]` and `listener.tls.acme`: certificates ordered from an ACME server.
 
 use super::Builder;
-use crate::raw::{RawAcme, RawListenerAcme, S};
+use crate::raw::{RawAcme, RawEab, RawListenerAcme, S};
 use crate::{
-    Acme, AcmeCert, Challenge, ConfigError, DEFAULT_STORAGE, DirectoryUrl, Duplicate, Empty,
-    FileRef, Form, HostPattern, LETS_ENCRYPT, Listener, Location, MAX_ACME_DOMAINS, OutOfRange,
-    Problem, Rule,
+    Acme, AcmeCert, Challenge, ConfigError, DEFAULT_STORAGE, DirectoryUrl, Duplicate, Eab, Empty,
+    FileRef, Form, HostPattern, Incomplete, LETS_ENCRYPT, Listener, Location, MAX_ACME_DOMAINS,
+    OutOfRange, Problem, Rule,
 };
 
 impl Builder<'_> {
@@ -142,12 +142,54 @@ impl Builder<'_> {
             Some(list) => self.trust(list, "acme.trust"),
             None => Vec::new(),
         };
+        let eab = match table.and_then(|t| t.eab.as_ref()) {
+            Some(raw) => Some(self.eab(raw)?),
+            None => None,
+        };
         Some(Acme {
             directory: directory?,
             contact,
             storage,
             trust,
+            eab,
             at,
+        })
+    }
+
+    /// `acme.eab = { kid, hmac_key_file }`: both keys required.
+    fn eab(&mut self, raw: &S<RawEab>) -> Option<Eab> {
+        let e = raw.get_ref();
+        let kid = match &e.kid {
+            Some(kid)
+                if kid.get_ref().is_empty()
+                    || !kid.get_ref().bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                self.malformed(kid, "acme.eab.kid", Form::EabKid);
+                None
+            }
+            Some(kid) => Some(kid.get_ref().clone()),
+            None => {
+                self.problem(
+                    raw.span(),
+                    "acme.eab",
+                    Problem::Incomplete(Incomplete::Eab { missing: "kid" }),
+                );
+                None
+            }
+        };
+        let file = match &e.hmac_key_file {
+            Some(file) => Some(self.file(file, "acme.eab.hmac_key_file")),
+            None => {
+                let problem = Problem::Incomplete(Incomplete::Eab {
+                    missing: "hmac_key_file",
+                });
+                self.problem(raw.span(), "acme.eab", problem);
+                None
+            }
+        };
+        Some(Eab {
+            kid: kid?,
+            hmac_key_file: file?,
         })
     }
 

@@ -5,11 +5,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Builder;
-use crate::raw::{RawListener, RawListenerLimits, RawListenerTls, RawRate, RawRoute, S};
+use http::{HeaderName, HeaderValue};
+
+use crate::raw::{
+    RawHeaderRules, RawListener, RawListenerLimits, RawListenerTls, RawRate, RawRoute, S,
+};
 use crate::{
-    Challenge, ConfigError, Duplicate, Empty, Form, HostPattern, Listener, ListenerCerts,
-    ListenerLimits, ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER, MIN_REQUEST_HEADER,
-    OutOfRange, Problem, RateLimit, Route, Rule, SniCert, UpstreamId,
+    Challenge, ConfigError, Duplicate, Empty, Form, HeaderRules, HostPattern, Listener,
+    ListenerCerts, ListenerLimits, ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER,
+    MIN_REQUEST_HEADER, Managed, OutOfRange, Problem, RateLimit, Route, Rule, SniCert, UpstreamId,
 };
 
 impl Builder<'_> {
@@ -318,11 +322,71 @@ impl Builder<'_> {
             self.problem(r.upstream.span(), "listener.route.upstream", problem);
             return None;
         };
+        let request_headers = self.header_rules(r.request_headers.as_ref(), "request_headers");
+        let response_headers = self.header_rules(r.response_headers.as_ref(), "response_headers");
         Some(Route {
             host,
             path_prefix,
             upstream,
+            request_headers: request_headers?,
+            response_headers: response_headers?,
             at: self.at(raw.span(), "listener.route"),
         })
+    }
+
+    /// `request_headers` or `response_headers` (`which`): names and values parsed, headers
+    /// farmgate manages refused, each header named once.
+    fn header_rules(
+        &mut self,
+        raw: Option<&S<RawHeaderRules>>,
+        which: &str,
+    ) -> Option<HeaderRules> {
+        let Some(raw) = raw else {
+            return Some(HeaderRules::default());
+        };
+        let before = self.errors.len();
+        let mut rules = HeaderRules::default();
+        let mut seen = HashSet::new();
+        let mut name = |b: &mut Self, text: &S<String>, key: &str| -> Option<HeaderName> {
+            let Ok(name) = HeaderName::from_bytes(text.get_ref().as_bytes()) else {
+                b.malformed(text, key, Form::HeaderName);
+                return None;
+            };
+            if let Some(why) = Managed::of(name.as_str()) {
+                let found = text.get_ref().clone();
+                let problem = Problem::Rule(Rule::ManagedHeader { name: found, why });
+                b.problem(text.span(), key, problem);
+                return None;
+            }
+            if !seen.insert(name.clone()) {
+                let problem = Problem::Duplicate(Duplicate::Header(text.get_ref().clone()));
+                b.problem(text.span(), key, problem);
+                return None;
+            }
+            Some(name)
+        };
+        let rules_ref = raw.get_ref();
+        if let Some(set) = &rules_ref.set {
+            let key = format!("listener.route.{which}.set");
+            for (text, value) in set.get_ref() {
+                let header = name(self, text, &key);
+                let parsed = HeaderValue::from_str(value.get_ref()).ok();
+                if parsed.is_none() {
+                    self.malformed(value, &key, Form::HeaderValue);
+                }
+                if let (Some(header), Some(value)) = (header, parsed) {
+                    rules.set.push((header, value));
+                }
+            }
+        }
+        if let Some(remove) = &rules_ref.remove {
+            let key = format!("listener.route.{which}.remove");
+            for text in remove.get_ref() {
+                if let Some(header) = name(self, text, &key) {
+                    rules.remove.push(header);
+                }
+            }
+        }
+        (self.errors.len() == before).then_some(rules)
     }
 }

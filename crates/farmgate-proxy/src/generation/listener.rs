@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use crate::error::BuildError;
 
 use super::route;
+use super::rules::RouteRules;
 
 /// Streams one HTTP/2 client may have open at once (nginx's default too); more are refused
 /// with RST_STREAM.
@@ -36,6 +37,8 @@ pub(crate) struct ListenerRt {
     pub(crate) http: auto::Builder<TokioExecutor>,
     /// Each route's metric label and upstream name, in route order.
     route_labels: Vec<(String, Arc<str>)>,
+    /// Each route's `request_headers` and `response_headers`.
+    pub(crate) rules: RouteRules,
     /// Metric handles, resolved on first use (the registry belongs to the server, and a
     /// generation is built before it knows which server will run it).
     route_metrics: Vec<OnceLock<RouteMetrics>>,
@@ -113,6 +116,7 @@ impl ListenerRt {
             tls,
             http,
             route_labels,
+            rules: RouteRules::build(&config.routes),
             route_metrics: config.routes.iter().map(|_| OnceLock::new()).collect(),
             unrouted_metrics: OnceLock::new(),
             open_gauge: OnceLock::new(),

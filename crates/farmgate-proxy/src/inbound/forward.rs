@@ -82,6 +82,9 @@ pub(crate) async fn handle(
         }
     };
     let mut response = response;
+    view.listener
+        .rules
+        .response(exchange.route, response.headers_mut());
     if version != Version::HTTP_2 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // How long this connection stays open between requests, so that a pool in front of
         // us never sends on a connection we are closing (docs/operations.md, "The idle race").
@@ -186,6 +189,7 @@ async fn forward(
     exchange.upstream = Some(upstream.name.clone());
 
     headers::rewrite_request(&mut req, conn, view.listener.tls.is_some(), &authority);
+    view.listener.rules.request(index, req.headers_mut());
     let (mut parts, body) = req.into_parts();
     // A WebSocket's bytes go through the tunnel, never as a body.
     let sent = opening
