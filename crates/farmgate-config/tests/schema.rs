@@ -1,4 +1,4 @@
-//! The whole schema of DESIGN.md parses into typed values.
+//! The whole documented schema (docs/configuration.md) parses into typed values.
 
 use std::net::SocketAddr;
 use std::path::Path;

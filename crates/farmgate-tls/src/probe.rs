@@ -12,8 +12,10 @@
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use farmgate_identity::CertificateSummary;
 use rustls::client::ResolvesClientCert;
@@ -149,14 +151,14 @@ pub fn probe(request: &ProbeRequest<'_>) -> Result<ProbeReport, TlsError> {
         outcome: Outcome::Accepted,
     };
     report.outcome = run(request, Arc::new(config), &mut report);
-    if let Some((chain, verdict)) = lock(&verifier.seen).take() {
+    if let Some((chain, verdict)) = verifier.seen.lock().take() {
         report.server_chain = chain
             .iter()
             .map(|der| CertificateSummary::from_der(der.as_ref()))
             .collect();
         report.server_verdict = Some(verdict);
     }
-    report.client_auth = lock(&resolver.request).take();
+    report.client_auth = resolver.request.lock().take();
     Ok(report)
 }
 
@@ -311,7 +313,7 @@ impl ServerCertVerifier for Recorder {
                 other.clone(),
             )))),
         };
-        *lock(&self.seen) = Some((chain, verdict));
+        *self.seen.lock() = Some((chain, verdict));
         result
     }
 
@@ -355,7 +357,7 @@ impl ResolvesClientCert for Asked {
             .identity
             .clone()
             .filter(|k| k.key.choose_scheme(sigschemes).is_some());
-        *lock(&self.request) = Some(ClientAuthRequest {
+        *self.request.lock() = Some(ClientAuthRequest {
             ca_names: root_hint_subjects.iter().map(|n| name_text(n)).collect(),
             sent: chosen.is_some(),
         });
@@ -375,8 +377,4 @@ fn name_text(der: &[u8]) -> String {
         Ok((_, name)) => name.to_string(),
         Err(_) => "(a name that cannot be parsed)".to_owned(),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -253,7 +253,8 @@ impl ServerTls {
         config.ignore_client_order = true;
         if verifier.is_some() {
             // Resumption would skip certificate verification, so a gate never resumes: every
-            // connection is checked against the current trust and allow-list (DESIGN.md).
+            // connection is checked against the current trust and allow-list (docs/architecture.md,
+            // "Invariants").
             config.session_storage = Arc::new(NoServerSessionStorage {});
             config.send_tls13_tickets = 0;
         } else {

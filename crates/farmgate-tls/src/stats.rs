@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+
+use parking_lot::Mutex;
 
 use farmgate_identity::PeerIdentity;
 
@@ -65,7 +66,7 @@ impl GateStats {
     pub fn record_accepted(&self, relaxed_by: Option<&str>) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         if let Some(entry) = relaxed_by {
-            let mut relaxed = self.relaxed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut relaxed = self.relaxed.lock();
             *relaxed.entry(entry.to_owned()).or_default() += 1;
         }
     }
@@ -90,7 +91,7 @@ impl GateStats {
             identity: identity.cloned(),
             source,
         };
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = self.recent.lock();
         if recent.len() == RECENT_REFUSALS {
             recent.pop_front();
         }
@@ -99,7 +100,7 @@ impl GateStats {
 
     /// The most recent refused clients, oldest first.
     pub fn recent_refusals(&self) -> Vec<RefusedClient> {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = self.recent.lock();
         recent.iter().cloned().collect()
     }
 
@@ -116,19 +117,19 @@ impl GateStats {
     /// Acceptances so far that needed compatibility mode and were admitted by allow entry
     /// `entry` (as written in the configuration's canonical form, e.g. `dns:edge.example.com`).
     pub fn relaxed(&self, entry: &str) -> u64 {
-        let relaxed = self.relaxed.lock().unwrap_or_else(|e| e.into_inner());
+        let relaxed = self.relaxed.lock();
         relaxed.get(entry).copied().unwrap_or(0)
     }
 
     /// All acceptances so far that needed compatibility mode.
     pub fn relaxed_total(&self) -> u64 {
-        let relaxed = self.relaxed.lock().unwrap_or_else(|e| e.into_inner());
+        let relaxed = self.relaxed.lock();
         relaxed.values().sum()
     }
 
     /// Every counter, for export.
     pub fn snapshot(&self) -> GateStatsSnapshot {
-        let relaxed = self.relaxed.lock().unwrap_or_else(|e| e.into_inner());
+        let relaxed = self.relaxed.lock();
         GateStatsSnapshot {
             accepted: self.accepted(),
             refused: RefusalReason::ALL

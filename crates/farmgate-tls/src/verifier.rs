@@ -1,6 +1,6 @@
 //! The gate: a rustls `ClientCertVerifier` built on rustls-webpki.
 //!
-//! Order, as DESIGN.md fixes it: the chain must lead to `trust` under the configured purpose
+//! Order, as docs/architecture.md ("Invariants") fixes it: the chain must lead to `trust` under the configured purpose
 //! (with validity dates and revocation checked on the way), then the path webpki accepted must
 //! follow the certificate profile ([`profile`](crate::profile): RFC 5280 rules webpki leaves
 //! out, and the trust anchor's expiry), then the certificate's identity must match the

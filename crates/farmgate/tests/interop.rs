@@ -1,4 +1,4 @@
-//! With real outside programs (curl, openssl): farmgate behaves as DESIGN.md says to clients we
+//! With real outside programs (curl, openssl): farmgate behaves as the docs say to clients we
 //! did not write. Behind the `interop` feature; a missing program fails the test.
 
 use std::process::Command;
