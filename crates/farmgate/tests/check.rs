@@ -35,6 +35,21 @@ fn examples_pass_check() {
             let (code, stdout, stderr) = check(&copy);
             assert_eq!(code, 0, "{}:\n{stdout}{stderr}", path.display());
             assert!(stdout.contains(": OK"), "{stdout}");
+            if path.ends_with("edge.toml") {
+                // The effective limits, defaults included.
+                assert!(
+                    stdout.contains(
+                        "limits: 10000 connections, 256 per client, requests per client 100 per 1s \
+                         (burst 200), request body 10MiB, request header 64KiB; timeouts: \
+                         handshake 10s, request header 30s, request body 60s, send 60s, idle 60s"
+                    ),
+                    "{stdout}"
+                );
+                assert!(
+                    stdout.contains("no cap on requests in flight per server"),
+                    "{stdout}"
+                );
+            }
             checked += 1;
         }
     }
