@@ -44,7 +44,7 @@ pub struct Admin {
     pub upstreams: Box<dyn Fn() -> serde_json::Value + Send + Sync>,
     /// Drains or undrains a server; `None` when the upstream or the server does not exist.
     /// The answer is the server's new state.
-    pub drain: Box<dyn Fn(&DrainRequest<'_>) -> Option<serde_json::Value> + Send + Sync>,
+    pub drain: Box<Drain>,
     /// How long and how many clients may hold the endpoint.
     pub limits: Limits,
 }
@@ -56,6 +56,9 @@ impl std::fmt::Debug for Admin {
             .finish_non_exhaustive()
     }
 }
+
+/// Drains or undrains a server (see [`Admin::drain`]).
+pub type Drain = dyn Fn(&DrainRequest<'_>) -> Option<serde_json::Value> + Send + Sync;
 
 /// A drain or an undrain the admin endpoint was asked for, its path decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
