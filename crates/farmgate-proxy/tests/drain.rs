@@ -229,6 +229,27 @@ async fn a_reload_keeps_a_drain_on_an_address_that_remains() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_server_keeps_its_health_checks() {
+    let origin = farmgate_testkit::origin::Origin::start("checked").await;
+    let health =
+        r#"health = { path = "/", interval = "100ms", timeout = "1s", rise = 1, fall = 1 }"#;
+    let proxy = proxy("checked", &[origin.addr], health).await;
+    let admin = admin(&proxy.server).await;
+    set(admin, "checked", origin.addr, "drain").await;
+    // No request can reach it now: whatever arrives is a health check.
+    let before = origin.requests();
+    origin.wait_for_requests(before + 3).await;
+    let server = listed(admin, "checked", origin.addr).await;
+    assert_eq!(server["state"], "draining", "{server}");
+    assert_eq!(server["up"], true, "its checks pass: {server}");
+    let (answer, _) = get(proxy.addr, "/").await;
+    assert_eq!(answer, "HTTP/1.1 503 Service Unavailable");
+    let answer = set(admin, "checked", origin.addr, "undrain").await;
+    assert_eq!(answer["server"]["state"], "up", "{answer}");
+    assert_eq!(get(proxy.addr, "/").await.0, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_api_needs_the_token_and_a_server_that_exists() {
     let pki = farmgate_testkit::pki::TestPki::new();
     let token_file = pki.dir().join("admin.token");
