@@ -298,9 +298,10 @@ impl UpstreamRt {
         }
     }
 
-    /// Send a request to a server chosen by the balancer among the healthy ones not drained. A request
-    /// that can be replayed (no body, idempotent method) and fails before any response byte
-    /// arrived is retried on another server, within the attempt limit and the retry budget.
+    /// Send a request to a server chosen by the balancer among the healthy ones not drained.
+    /// A request that can be replayed (no body, idempotent method) and fails before any
+    /// response byte arrived is retried on another server, within the attempt limit and the
+    /// retry budget.
     pub(crate) async fn dispatch(
         &self,
         request: Outgoing,
