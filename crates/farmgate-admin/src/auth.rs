@@ -1,10 +1,11 @@
-//! Who may read the admin endpoint: the bearer-token check, and what a refusal costs (a `401`,
-//! a count in `farmgate_admin_unauthorized_total`, a log line at most once a second).
+//! Who may use the admin endpoint: the bearer-token check, the browser check on changes, and
+//! what a refusal costs (a `401` or `403`, a count in `farmgate_admin_unauthorized_total`, a log
+//! line at most once a second).
 
 use std::net::SocketAddr;
 
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, ORIGIN};
+use http::{HeaderMap, Method, Request, StatusCode};
 
 use crate::throttle::{Throttle, unlogged};
 use crate::{Metrics, Token};
@@ -19,6 +20,9 @@ pub(crate) enum Refusal {
     /// No token is configured, yet the endpoint listens beyond loopback: a reload removed
     /// `token_file` (or `[admin]`) but the endpoint stays where it started until a restart.
     Unconfigured,
+    /// A change (a drain) from a browser (it sent `Origin`) with no token configured: any web
+    /// page the operator visits could send it to a loopback endpoint.
+    Browser,
 }
 
 impl Refusal {
@@ -28,6 +32,15 @@ impl Refusal {
             Refusal::Missing => "missing",
             Refusal::Wrong => "wrong",
             Refusal::Unconfigured => "unconfigured",
+            Refusal::Browser => "browser",
+        }
+    }
+
+    /// The status of the answer: `401`, or `403` when no token could help.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Refusal::Missing | Refusal::Wrong | Refusal::Unconfigured => StatusCode::UNAUTHORIZED,
+            Refusal::Browser => StatusCode::FORBIDDEN,
         }
     }
 
@@ -43,14 +56,19 @@ impl Refusal {
                 "no [admin] token_file is configured since a reload, but the endpoint still \
                  listens beyond loopback: set token_file and reload, or restart to move it"
             }
+            Refusal::Browser => {
+                "a browser (the request has an Origin header) may not drain or undrain servers \
+                 unless [admin] token_file is set: use curl, or set a token"
+            }
         }
     }
 
-    /// The `WWW-Authenticate` challenge of the `401` (RFC 6750 §3).
-    pub(crate) fn challenge(self) -> &'static str {
+    /// The `WWW-Authenticate` challenge of a `401` (RFC 6750 §3).
+    pub(crate) fn challenge(self) -> Option<&'static str> {
         match self {
-            Refusal::Missing | Refusal::Unconfigured => r#"Bearer realm="farmgate""#,
-            Refusal::Wrong => r#"Bearer realm="farmgate", error="invalid_token""#,
+            Refusal::Missing | Refusal::Unconfigured => Some(r#"Bearer realm="farmgate""#),
+            Refusal::Wrong => Some(r#"Bearer realm="farmgate", error="invalid_token""#),
+            Refusal::Browser => None,
         }
     }
 }
@@ -77,6 +95,19 @@ pub(crate) fn check(
         None => Err(Refusal::Missing),
         Some(presented) if token.matches(presented) => Ok(()),
         Some(_) => Err(Refusal::Wrong),
+    }
+}
+
+/// Whether `req` may change something (any method but `GET` and `HEAD`) from where it comes:
+/// without a token, not from a browser. Browsers send `Origin` with every `POST`, and a web
+/// page may `POST` to any address without asking (a "simple" cross-site request), loopback
+/// included; with a token it cannot, as it cannot know it.
+pub(crate) fn check_browser<B>(req: &Request<B>, token_configured: bool) -> Result<(), Refusal> {
+    let reads = req.method() == Method::GET || req.method() == Method::HEAD;
+    if reads || token_configured || !req.headers().contains_key(ORIGIN) {
+        Ok(())
+    } else {
+        Err(Refusal::Browser)
     }
 }
 
@@ -134,6 +165,28 @@ mod tests {
         assert_eq!(check(&with("Basic czNjcmV0")), Err(Refusal::Missing));
         assert_eq!(check(&with("s3cret")), Err(Refusal::Missing));
         assert_eq!(check(&HeaderMap::new()), Err(Refusal::Missing));
+    }
+
+    #[test]
+    fn without_a_token_a_browser_may_read_but_not_drain() {
+        let req = |method: Method, origin: bool| {
+            let mut req = Request::builder()
+                .method(method)
+                .uri("/upstreams/farm/servers/a/drain");
+            if origin {
+                req = req.header(ORIGIN, "https://evil.example");
+            }
+            req.body(()).unwrap()
+        };
+        assert_eq!(
+            check_browser(&req(Method::POST, true), false),
+            Err(Refusal::Browser)
+        );
+        assert_eq!(check_browser(&req(Method::POST, false), false), Ok(()));
+        assert_eq!(check_browser(&req(Method::POST, true), true), Ok(()));
+        assert_eq!(check_browser(&req(Method::GET, true), false), Ok(()));
+        assert_eq!(Refusal::Browser.status(), StatusCode::FORBIDDEN);
+        assert_eq!(Refusal::Browser.challenge(), None);
     }
 
     #[test]

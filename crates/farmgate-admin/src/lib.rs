@@ -5,8 +5,10 @@
 //!   [`Source`] for everything that is a view of current state (health, pools, certificates,
 //!   gate counters).
 //! - [`serve`] answers `/metrics` (Prometheus text format), `/status` (JSON), `/healthz` and `/`
-//!   (a dashboard that renders `/status`). With a [`Token`] (from `[admin] token_file`) every
-//!   path but `/healthz` and the static page at `/` needs `Authorization: Bearer TOKEN`.
+//!   (a dashboard that renders `/status`), and takes servers out of rotation and back
+//!   (`GET /upstreams`, `POST /upstreams/NAME/servers/ADDR/drain` and `.../undrain`). With a
+//!   [`Token`] (from `[admin] token_file`) every path but `/healthz` and the static page at `/`
+//!   needs `Authorization: Bearer TOKEN`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -17,7 +19,7 @@ mod metrics;
 mod throttle;
 mod token;
 
-pub use crate::http::{Admin, DASHBOARD, Limits, serve};
+pub use crate::http::{Admin, DASHBOARD, DrainAction, DrainRequest, Limits, serve};
 pub use crate::metrics::{
     Counts, Histogram, Kind, Metrics, RouteMetrics, Sample, Source, StatusClass,
 };

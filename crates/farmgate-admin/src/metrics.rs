@@ -248,6 +248,7 @@ pub struct Metrics {
     queue_timeouts: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
     admin_unauthorized: Family<Labels, Counter>,
+    drains: Family<Labels, Counter>,
     source: Arc<OnceLock<Arc<dyn Source>>>,
 }
 
@@ -274,6 +275,7 @@ impl Metrics {
         let queue_timeouts = Family::<Labels, Counter>::default();
         let reloads = Family::<Labels, Counter>::default();
         let admin_unauthorized = Family::<Labels, Counter>::default();
+        let drains = Family::<Labels, Counter>::default();
         registry.register(
             "farmgate_requests",
             "Requests answered, by listener, route, upstream and status class",
@@ -339,6 +341,11 @@ impl Metrics {
             "Requests the admin endpoint refused for want of its bearer token, by reason",
             admin_unauthorized.clone(),
         );
+        registry.register(
+            "farmgate_server_drains",
+            "Servers taken out of rotation (drain) or put back (undrain) through the admin endpoint, by upstream, server and action",
+            drains.clone(),
+        );
         let source = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(Scraped(source.clone())));
         Metrics {
@@ -356,6 +363,7 @@ impl Metrics {
             queue_timeouts,
             reloads,
             admin_unauthorized,
+            drains,
             source,
         }
     }
@@ -456,6 +464,17 @@ impl Metrics {
     pub(crate) fn admin_unauthorized(&self, reason: &'static str) {
         self.admin_unauthorized
             .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Count a drain or an undrain of `server` of `upstream` that changed it.
+    pub fn server_drain(&self, upstream: &str, server: &str, action: crate::DrainAction) {
+        self.drains
+            .get_or_create(&vec![
+                ("upstream", upstream.to_owned()),
+                ("server", server.to_owned()),
+                ("action", action.as_str().to_owned()),
+            ])
             .inc();
     }
 

@@ -33,6 +33,8 @@ impl Endpoint {
             metrics: Arc::new(Metrics::new()),
             status: Box::new(move || serde_json::Value::String(status.clone())),
             token: Box::new(move || read.lock().clone()),
+            upstreams: Box::new(|| serde_json::json!({ "upstreams": [] })),
+            drain: Box::new(|_| None),
             limits,
         };
         let (stop, stopped) = watch::channel(false);

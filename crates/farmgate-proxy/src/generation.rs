@@ -2,9 +2,10 @@
 //!
 //! Building one reads every file the configuration names and builds every TLS configuration,
 //! verifier, route table and upstream pool, off the workers; nothing in it changes after that
-//! but counters and health. What must outlive a generation is either handed to the build
-//! ([`Lasting`]: ACME certificates, gate and server counters, the slots and queues of
-//! `max_connections_per_server`) or carried over by [`Generation::inherit`] (server health).
+//! but counters, health and drains. What must outlive a generation is either handed to the
+//! build ([`Lasting`]: ACME certificates, gate and server counters, drained servers and their
+//! requests in flight, the slots and queues of `max_connections_per_server`) or carried over
+//! by [`Generation::inherit`] (server health).
 //! See docs/architecture.md.
 
 mod certificate;
@@ -25,7 +26,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::error::{BuildError, LoadError};
-use crate::outbound::{Queue, ServerStats, UpstreamRt, now_ms};
+use crate::outbound::{Drain, Queue, ServerRt, ServerStats, UpstreamRt, now_ms};
 
 pub(crate) use certificate::{InUse, Role};
 pub(crate) use listener::ListenerRt;
@@ -43,8 +44,9 @@ pub struct ServerState {
 /// State that outlives generations: every generation a server builds gets the same one, so a
 /// reload keeps the ACME certificates (nothing is ordered again), a gate's counters keep
 /// counting (the new verifier counts into the old one's counters) and so do each server's
-/// traffic counters, and requests in flight on a server count against its
-/// `max_connections_per_server` whichever generation they started on. Clones share it.
+/// traffic counters, a drained server stays drained, and requests in flight on a server count
+/// (against its `max_connections_per_server` too) whichever generation they started on.
+/// Clones share it.
 #[derive(Debug, Clone)]
 pub struct Lasting {
     acme: Acme,
@@ -52,6 +54,8 @@ pub struct Lasting {
     gate_stats: Arc<Mutex<BTreeMap<String, Arc<GateStats>>>>,
     /// Each server's traffic counters, by upstream name and server address.
     server_stats: Arc<Mutex<BTreeMap<ServerKey, Arc<ServerStats>>>>,
+    /// Each server's drain and requests in flight, by upstream name and server address.
+    drains: Arc<Mutex<BTreeMap<ServerKey, Arc<Drain>>>>,
     /// Each capped upstream's queue, with its servers' slots, by upstream name.
     queues: Arc<Mutex<BTreeMap<String, Arc<Queue>>>>,
     /// Generations built with this state and not yet dropped.
@@ -67,6 +71,7 @@ impl Default for Lasting {
             acme: Acme::new(),
             gate_stats: Arc::default(),
             server_stats: Arc::default(),
+            drains: Arc::default(),
             queues: Arc::default(),
             alive: Arc::new(watch::channel(0).0),
         }
@@ -104,6 +109,23 @@ impl Lasting {
         stats.entry(key).or_default().clone()
     }
 
+    /// The drain (and requests in flight) of server `address` of upstream `upstream`, the same
+    /// for every generation.
+    fn drain(&self, upstream: &str, address: &str) -> Arc<Drain> {
+        let mut drains = self.drains.lock();
+        let key = (upstream.to_owned(), address.to_owned());
+        drains.entry(key).or_default().clone()
+    }
+
+    /// Forget the drains of servers `config` no longer has; called when a generation built
+    /// from `config` is swapped in, not when it is built, so that a reload that fails keeps
+    /// every drain (requests in flight on a forgotten server still count on its old one).
+    fn keep_drains(&self, config: &Config) {
+        self.drains
+            .lock()
+            .retain(|(upstream, address), _| has_server(config, upstream, address));
+    }
+
     /// The queue (and servers' slots) of upstream `upstream`, the same for every generation.
     fn queue(&self, upstream: &str) -> Arc<Queue> {
         let mut queues = self.queues.lock();
@@ -124,12 +146,18 @@ impl Lasting {
     /// Forget the counters of servers `config` no longer has (generations still serving them
     /// keep theirs until they end).
     fn keep_server_stats(&self, config: &Config) {
-        self.server_stats.lock().retain(|(upstream, address), _| {
-            config.upstreams.iter().any(|u| {
-                u.name == *upstream && u.servers.iter().any(|s| s.address.to_string() == *address)
-            })
-        });
+        self.server_stats
+            .lock()
+            .retain(|(upstream, address), _| has_server(config, upstream, address));
     }
+}
+
+/// Whether `config` has server `address` in upstream `upstream`.
+fn has_server(config: &Config, upstream: &str, address: &str) -> bool {
+    config
+        .upstreams
+        .iter()
+        .any(|u| u.name == *upstream && u.servers.iter().any(|s| s.address.to_string() == *address))
 }
 
 /// A configuration put to work: TLS configurations loaded, verifiers and pools built. Building
@@ -189,7 +217,12 @@ impl Generation {
             .iter()
             .map(|u| {
                 let queue = u.max_connections_per_server.map(|_| lasting.queue(&u.name));
-                UpstreamRt::build(u, &|address| lasting.server_stats(&u.name, address), queue)
+                UpstreamRt::build(
+                    u,
+                    &|address| lasting.server_stats(&u.name, address),
+                    &|address| lasting.drain(&u.name, address),
+                    queue,
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         lasting.keep_server_stats(&config);
@@ -210,9 +243,12 @@ impl Generation {
     /// health of every server they share (same upstream name, same address), so a reload
     /// neither revives a dead server nor forgets an ejection. And, as this generation is about
     /// to be swapped in, put its `max_connections_per_server` on the slots the generations
-    /// share (not when it is built: a reload that fails later must change nothing).
+    /// share, and forget the drains of servers it no longer has (not when it is built: a
+    /// reload that fails later must change nothing). Drains of the servers it keeps need no
+    /// copy: they are the same [`Lasting`] ones.
     pub(crate) fn inherit(&self, old: &Generation) {
         self.lasting.keep_queues(&self.config);
+        self.lasting.keep_drains(&self.config);
         for upstream in &self.upstreams {
             upstream.apply_cap();
         }
@@ -318,8 +354,7 @@ impl Generation {
 
     /// The health of server `address` of upstream `upstream`, if both exist.
     pub fn server_state(&self, upstream: &str, address: &str) -> Option<ServerState> {
-        let u = self.upstream_named(upstream)?;
-        let s = u.servers.iter().find(|s| &*s.address == address)?;
+        let (_, s) = self.server_named(upstream, address)?;
         Some(ServerState {
             up: s.health.is_up(),
             ejected: s.health.is_ejected(now_ms()),
@@ -334,6 +369,17 @@ impl Generation {
 
     pub(crate) fn upstream(&self, id: UpstreamId) -> &UpstreamRt {
         &self.upstreams[id.index()]
+    }
+
+    /// Server `address` of upstream `upstream`, with its upstream, if both exist.
+    pub(crate) fn server_named(
+        &self,
+        upstream: &str,
+        address: &str,
+    ) -> Option<(&UpstreamRt, &ServerRt)> {
+        let u = self.upstream_named(upstream)?;
+        let s = u.servers.iter().find(|s| &*s.address == address)?;
+        Some((u, s))
     }
 
     fn upstream_named(&self, name: &str) -> Option<&UpstreamRt> {

@@ -3,9 +3,10 @@
 //! Worker threads and their listening sockets, the current generation and the reload path
 //! (one ordered [`Server::reload`]: build off the workers, swap, start the new generation's
 //! background work), the file watcher, graceful shutdown, and what the admin endpoint shows
-//! (`/status`, scrape-time metrics). The top layer: it drives inbound, generation and outbound
+//! (`/status`, `/upstreams`, scrape-time metrics) and changes (drains). The top layer: it drives inbound, generation and outbound
 //! (docs/architecture.md).
 
+mod control;
 mod reload;
 mod scrape;
 mod server;
@@ -17,9 +18,10 @@ mod workers;
 pub use reload::{ReloadCounts, ReloadError, ReloadFailure};
 pub use server::{Drained, ReloadObserver, Server};
 pub use status::{
-    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, FactStatus, FailureStatus,
-    LastReload, ListenerRole, ListenerStatus, RefusalCount, RefusedStatus, Reloads, ServerHealth,
-    ServerStatus, Status, TrafficStatus, UpstreamStatus, UpstreamTlsStatus, WarningStatus,
+    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, DrainAnswer, FactStatus,
+    FailureStatus, LastReload, ListenerRole, ListenerStatus, RefusalCount, RefusedStatus, Reloads,
+    ServerHealth, ServerRotation, ServerStatus, Status, TrafficStatus, UpstreamServers,
+    UpstreamStatus, UpstreamTlsStatus, Upstreams, WarningStatus,
 };
 pub use watch::watch;
 pub use workers::Workers;

@@ -31,8 +31,8 @@ use crate::logs;
 /// An origin (HTTP/1.1, and h2c with prior knowledge) that holds every request whose path
 /// starts with `/hold` until [`HeldOrigin::release`] lets it go, and answers the others at once;
 /// to `/stream` it sends the head and `start` at once, and `end` when released.
-struct HeldOrigin {
-    addr: SocketAddr,
+pub(crate) struct HeldOrigin {
+    pub(crate) addr: SocketAddr,
     /// Requests arrived so far.
     arrived: watch::Receiver<usize>,
     /// Each permit lets one held request go.
@@ -42,7 +42,7 @@ struct HeldOrigin {
 }
 
 impl HeldOrigin {
-    async fn start() -> HeldOrigin {
+    pub(crate) async fn start() -> HeldOrigin {
         let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let (arrivals, arrived) = watch::channel(0);
@@ -96,18 +96,18 @@ impl HeldOrigin {
     }
 
     /// Wait until `n` requests have arrived.
-    async fn arrived(&self, n: usize) {
+    pub(crate) async fn arrived(&self, n: usize) {
         let mut arrived = self.arrived.clone();
         arrived.wait_for(|a| *a >= n).await.unwrap();
     }
 
     /// Requests arrived so far.
-    fn requests(&self) -> usize {
+    pub(crate) fn requests(&self) -> usize {
         *self.arrived.borrow()
     }
 
     /// Let `n` held requests go.
-    fn release(&self, n: usize) {
+    pub(crate) fn release(&self, n: usize) {
         self.release.add_permits(n);
     }
 }
@@ -136,12 +136,12 @@ impl Drop for HeldOrigin {
 }
 
 /// A running proxy with one upstream, and the directory of its configuration file.
-struct Proxy {
-    server: Server,
-    addr: SocketAddr,
+pub(crate) struct Proxy {
+    pub(crate) server: Arc<Server>,
+    pub(crate) addr: SocketAddr,
     /// The upstream's name.
     name: String,
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     _dir: TestPki,
 }
 
@@ -181,7 +181,7 @@ async fn held(name: &str, extra: &str) -> (HeldOrigin, Proxy) {
 }
 
 /// A plain-HTTP proxy whose only route goes to upstream `name`: `servers`, with `extra` keys.
-async fn proxy(name: &str, servers: &[SocketAddr], extra: &str) -> Proxy {
+pub(crate) async fn proxy(name: &str, servers: &[SocketAddr], extra: &str) -> Proxy {
     logs::capture();
     let dir = TestPki::new();
     let text = proxy_toml(name, servers, extra);
@@ -189,7 +189,7 @@ async fn proxy(name: &str, servers: &[SocketAddr], extra: &str) -> Proxy {
     let addr = server.local_addr("public").unwrap();
     let config = dir.dir().join(format!("{name}.toml"));
     Proxy {
-        server,
+        server: Arc::new(server),
         addr,
         name: name.to_owned(),
         config,
@@ -197,7 +197,7 @@ async fn proxy(name: &str, servers: &[SocketAddr], extra: &str) -> Proxy {
     }
 }
 
-fn proxy_toml(name: &str, servers: &[SocketAddr], extra: &str) -> String {
+pub(crate) fn proxy_toml(name: &str, servers: &[SocketAddr], extra: &str) -> String {
     let servers = servers
         .iter()
         .map(|s| format!("\"{s}\""))
@@ -209,7 +209,7 @@ fn proxy_toml(name: &str, servers: &[SocketAddr], extra: &str) -> String {
 }
 
 /// GET `path` on a new connection; the status line of the answer and how long it took.
-async fn get(addr: SocketAddr, path: &str) -> (String, Duration) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (String, Duration) {
     let started = Instant::now();
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
@@ -222,7 +222,11 @@ async fn get(addr: SocketAddr, path: &str) -> (String, Duration) {
 }
 
 /// A GET on a connection of its own, running on its own; its answer comes on `done`.
-fn spawn_get(addr: SocketAddr, path: &str, done: &mpsc::UnboundedSender<(String, Duration)>) {
+pub(crate) fn spawn_get(
+    addr: SocketAddr,
+    path: &str,
+    done: &mpsc::UnboundedSender<(String, Duration)>,
+) {
     let (path, done) = (path.to_owned(), done.clone());
     tokio::spawn(async move {
         let _ = done.send(get(addr, &path).await);
@@ -239,7 +243,7 @@ async fn served(answers: &mut mpsc::UnboundedReceiver<(String, Duration)>, n: us
 /// Wait until `done` holds, letting the proxy run in between (no sleep: it is checked again
 /// each time the runtime has polled its sockets). A minute without it fails the test rather
 /// than hanging it.
-async fn until(mut done: impl FnMut() -> bool) {
+pub(crate) async fn until(mut done: impl FnMut() -> bool) {
     let waited = tokio::time::timeout(Duration::from_secs(60), async {
         while !done() {
             tokio::task::yield_now().await;

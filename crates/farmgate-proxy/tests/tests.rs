@@ -11,6 +11,7 @@ mod layers;
 mod acme;
 mod chain;
 mod compat;
+mod drain;
 mod every_request;
 mod failures;
 mod floods;

@@ -97,8 +97,9 @@ async fn serve(path: &Path, generation: Generation) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// Serve `/metrics`, `/status`, `/healthz` and the dashboard on the admin address. Moving it
-/// needs a restart; everything it shows, and the token it requires, follow reloads.
+/// Serve `/metrics`, `/status`, `/upstreams` and its drains, `/healthz` and the dashboard on
+/// the admin address. Moving it needs a restart; everything it shows, and the token it
+/// requires, follow reloads.
 async fn start_admin(server: &Arc<Server>, admin: &farmgate_config::Admin) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(admin.listen)
         .await
@@ -109,18 +110,11 @@ async fn start_admin(server: &Arc<Server>, admin: &farmgate_config::Admin) -> an
         // The configuration allows this on loopback only.
         tracing::info!(
             "the admin endpoint on {local} requires no token: any user or process on this host \
-             can read /status and /metrics; [admin] token_file makes it require one"
+             can read /status and /metrics and drain servers; [admin] token_file makes it \
+             require one"
         );
     }
-    let status_server = server.clone();
-    let token_server = server.clone();
-    let endpoint = farmgate_admin::Admin {
-        metrics: server.metrics(),
-        status: Box::new(move || serde_json::to_value(status_server.status()).unwrap_or_default()),
-        // The generation serving now: a reload that reads a new token swaps it with the rest.
-        token: Box::new(move || token_server.generation().admin_token().cloned()),
-        limits: farmgate_admin::Limits::default(),
-    };
+    let endpoint = server.admin_endpoint(farmgate_admin::Limits::default());
     tokio::spawn(farmgate_admin::serve(
         listener,
         Arc::new(endpoint),

@@ -30,6 +30,8 @@ mod interop_dashboard;
 #[cfg(feature = "interop")]
 mod interop_graded;
 #[cfg(feature = "interop")]
+mod interop_kubernetes;
+#[cfg(feature = "interop")]
 mod interop_package;
 #[cfg(feature = "interop")]
 mod interop_websocket;

@@ -13,6 +13,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use super::drain::InFlight;
 use super::failure::ClientBodyError;
 use super::multiplex::StreamBody;
 use super::pool::PooledBody;
@@ -30,10 +31,12 @@ pub(crate) enum Body {
     /// A request body streaming from a client.
     Client(ClientBody),
     /// A response body streaming from an HTTP/1.1 backend; its connection goes back to the
-    /// pool at the end.
-    Pooled(PooledBody<Body>),
-    /// A response body streaming from an HTTP/2 backend, one stream of a shared connection.
-    Multiplexed(StreamBody),
+    /// pool at the end. The request counts in flight on its server until then (`None`: a
+    /// health check's, not counted).
+    Pooled(PooledBody<Body>, Option<InFlight>),
+    /// A response body streaming from an HTTP/2 backend, one stream of a shared connection;
+    /// counted in flight like [`Body::Pooled`].
+    Multiplexed(StreamBody, Option<InFlight>),
     /// A response body from a server of an upstream with `max_connections_per_server`: it
     /// holds its slot on that server until it ends (boxed: only capped upstreams pay for it).
     Held(Box<Held>),
@@ -44,6 +47,22 @@ pub(crate) enum Body {
 pub(crate) struct Held {
     body: Body,
     slot: Option<Slot>,
+}
+
+/// What a response holds on its server until its body ends, taken from it when a WebSocket's
+/// tunnel opens: its count in flight (`drain`) and, under `max_connections_per_server`, its
+/// slot (`queue`). Dropping it gives both back.
+#[derive(Debug, Default)]
+pub(crate) struct Hold {
+    _in_flight: Option<InFlight>,
+    _slot: Option<Slot>,
+}
+
+/// Keep `hold` while `work` runs: a WebSocket counts on its server, and keeps its slot there,
+/// while its tunnel is open.
+pub(crate) async fn holding<F: Future>(hold: Hold, work: F) -> F::Output {
+    let _hold = hold;
+    work.await
 }
 
 /// What a [`Body`] fails with: hyper's errors, or a [`ClientBodyError`].
@@ -64,26 +83,39 @@ impl Body {
         }))
     }
 
+    /// A response from a server, counted in flight there until its body ends (see `drain`).
+    pub(crate) fn count(&mut self, in_flight: InFlight) {
+        match self {
+            Body::Pooled(_, counted) | Body::Multiplexed(_, counted) => *counted = Some(in_flight),
+            Body::Held(held) => held.body.count(in_flight),
+            // Nothing streams from a server: nothing to wait for.
+            Body::Empty | Body::Full(_) | Body::Client(_) => {}
+        }
+    }
+
     /// The HTTP/1.1 connection this response came on is not the pool's any more: a `101
     /// Switching Protocols` made it a tunnel.
     pub(crate) fn forget_connection(&mut self) {
         match self {
-            Body::Pooled(pooled) => pooled.forget_connection(),
+            Body::Pooled(pooled, _) => pooled.forget_connection(),
             Body::Held(held) => held.body.forget_connection(),
-            Body::Empty | Body::Full(_) | Body::Client(_) | Body::Multiplexed(_) => {}
+            Body::Empty | Body::Full(_) | Body::Client(_) | Body::Multiplexed(..) => {}
         }
     }
 
-    /// The server slot this response holds, if any, taken from it: a WebSocket's tunnel keeps
-    /// it while it is open (see `queue`).
-    pub(crate) fn take_slot(&mut self) -> Option<Slot> {
+    /// What this response holds on its server (its count in flight, its slot), taken from it:
+    /// a WebSocket's tunnel keeps it while it is open (see [`holding`]).
+    pub(crate) fn take_slot(&mut self) -> Hold {
         match self {
-            Body::Held(held) => held.slot.take(),
-            Body::Empty
-            | Body::Full(_)
-            | Body::Client(_)
-            | Body::Pooled(_)
-            | Body::Multiplexed(_) => None,
+            Body::Held(held) => Hold {
+                _slot: held.slot.take(),
+                ..held.body.take_slot()
+            },
+            Body::Pooled(_, counted) | Body::Multiplexed(_, counted) => Hold {
+                _in_flight: counted.take(),
+                _slot: None,
+            },
+            Body::Empty | Body::Full(_) | Body::Client(_) => Hold::default(),
         }
     }
 }
@@ -100,16 +132,23 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Body::Client(client) => client.poll(cx).map_err(Into::into),
-            Body::Pooled(pooled) => Pin::new(pooled).poll_frame(cx).map_err(Into::into),
-            Body::Multiplexed(stream) => Pin::new(stream).poll_frame(cx).map_err(Into::into),
+            Body::Pooled(pooled, counted) => {
+                let polled = Pin::new(&mut *pooled).poll_frame(cx);
+                if ended(&polled, pooled) {
+                    *counted = None;
+                }
+                polled.map_err(Into::into)
+            }
+            Body::Multiplexed(stream, counted) => {
+                let polled = Pin::new(&mut *stream).poll_frame(cx);
+                if ended(&polled, stream) {
+                    *counted = None;
+                }
+                polled.map_err(Into::into)
+            }
             Body::Held(held) => {
                 let polled = Pin::new(&mut held.body).poll_frame(cx);
-                let ended = match &polled {
-                    Poll::Ready(None | Some(Err(_))) => true,
-                    Poll::Ready(Some(Ok(_))) => held.body.is_end_stream(),
-                    Poll::Pending => false,
-                };
-                if ended {
+                if ended(&polled, &held.body) {
                     held.slot = None;
                 }
                 polled
@@ -122,8 +161,8 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(data) => data.is_none(),
             Body::Client(client) => client.incoming.is_end_stream(),
-            Body::Pooled(pooled) => pooled.is_end_stream(),
-            Body::Multiplexed(stream) => stream.is_end_stream(),
+            Body::Pooled(pooled, _) => pooled.is_end_stream(),
+            Body::Multiplexed(stream, _) => stream.is_end_stream(),
             Body::Held(held) => held.body.is_end_stream(),
         }
     }
@@ -133,10 +172,20 @@ impl http_body::Body for Body {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Body::Client(client) => client.incoming.size_hint(),
-            Body::Pooled(pooled) => pooled.size_hint(),
-            Body::Multiplexed(stream) => stream.size_hint(),
+            Body::Pooled(pooled, _) => pooled.size_hint(),
+            Body::Multiplexed(stream, _) => stream.size_hint(),
             Body::Held(held) => held.body.size_hint(),
         }
+    }
+}
+
+/// Whether `polled` from `body` was its last frame: the end, a failure, or data after which
+/// nothing is left; what a response holds on its server is given back then.
+fn ended<T, E>(polled: &Poll<Option<Result<T, E>>>, body: &impl http_body::Body) -> bool {
+    match polled {
+        Poll::Ready(None | Some(Err(_))) => true,
+        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+        Poll::Pending => false,
     }
 }
 

@@ -82,8 +82,8 @@ pub(crate) enum UpstreamFailure {
     /// No response head within `timeouts.response_header`.
     #[error("backend {server} sent no response header within {}", Seconds(*after))]
     ResponseTimeout { server: Arc<str>, after: Duration },
-    /// Every server is down or ejected.
-    #[error("upstream {upstream}: no healthy server (all are down or ejected)")]
+    /// Every server is down, ejected or drained.
+    #[error("upstream {upstream}: no healthy server (all are down, ejected or drained)")]
     NoHealthyServer { upstream: Arc<str> },
     /// The client's request body failed (over a limit, too slow, or the client went away),
     /// so the request to the server was aborted. Not the server's fault.

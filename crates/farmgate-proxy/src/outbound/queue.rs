@@ -244,12 +244,6 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Hold `slot` while `work` runs: a WebSocket keeps its server's slot while its tunnel is open.
-pub(crate) async fn holding<F: Future>(slot: Option<Slot>, work: F) -> F::Output {
-    let _slot = slot;
-    work.await
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests: a panic is the failure report

@@ -16,6 +16,7 @@ use crate::error::BuildError;
 
 use super::body::Body;
 use super::connect::Connector;
+use super::drain::Drain;
 use super::failure::{Chain, Seconds, UpstreamFailure};
 use super::health::{self, Health, Passive};
 use super::multiplex::Multiplex;
@@ -35,6 +36,17 @@ pub(crate) struct ServerRt {
     pub(crate) health: Arc<Health>,
     /// Requests, errors and response times; the same for every generation (see `stats`).
     pub(crate) stats: Arc<ServerStats>,
+    /// Whether an operator drained it, and the requests on it now; the same for every
+    /// generation (see `drain`).
+    pub(crate) drain: Arc<Drain>,
+}
+
+impl ServerRt {
+    /// Whether the balancer may give it a request at `now` ([`health::now_ms`]): healthy, not
+    /// ejected, not drained.
+    pub(crate) fn takes_requests(&self, now: u64) -> bool {
+        self.health.available(now) && !self.drain.is_draining()
+    }
 }
 
 /// A server's connections, by the upstream's `protocol`.
@@ -95,12 +107,13 @@ pub(crate) struct Outgoing {
 }
 
 impl UpstreamRt {
-    /// Build `config`'s upstream; `stats` gives each server's counters by its address, and
-    /// `queue`, given when `max_connections_per_server` is set, the upstream's queue and its
-    /// servers' slots.
+    /// Build `config`'s upstream; `stats` gives each server's counters by its address, `drain`
+    /// its drain, and `queue`, given when `max_connections_per_server` is set, the upstream's
+    /// queue and its servers' slots.
     pub(crate) fn build(
         config: &Upstream,
         stats: &dyn Fn(&str) -> Arc<ServerStats>,
+        drain: &dyn Fn(&str) -> Arc<Drain>,
         queue: Option<Arc<Queue>>,
     ) -> Result<UpstreamRt, BuildError> {
         // ALPN offers only the protocol the upstream speaks: HTTP/1.1 carries the client's Host
@@ -150,6 +163,7 @@ impl UpstreamRt {
                 ServerRt {
                     conns,
                     stats: stats(&address),
+                    drain: drain(&address),
                     address,
                     health: Arc::new(Health::default()),
                 }
@@ -231,9 +245,10 @@ impl UpstreamRt {
             .sum()
     }
 
-    /// The balancer, for in-flight counts.
+    /// Requests on `server` now, whichever generation they started on, to the end of their
+    /// response body, and its open WebSockets (see `drain`).
     pub(crate) fn in_flight(&self, server: usize) -> usize {
-        self.balancer.in_flight(server)
+        self.servers.get(server).map_or(0, |s| s.drain.in_flight())
     }
 
     /// Put this generation's `max_connections_per_server` on the slots it shares with the
@@ -283,9 +298,10 @@ impl UpstreamRt {
         }
     }
 
-    /// Send a request to a server chosen by the balancer among the healthy ones. A request
-    /// that can be replayed (no body, idempotent method) and fails before any response byte
-    /// arrived is retried on another server, within the attempt limit and the retry budget.
+    /// Send a request to a server chosen by the balancer among the healthy ones not drained.
+    /// A request that can be replayed (no body, idempotent method) and fails before any
+    /// response byte arrived is retried on another server, within the attempt limit and the
+    /// retry budget.
     pub(crate) async fn dispatch(
         &self,
         request: Outgoing,
@@ -312,7 +328,7 @@ impl UpstreamRt {
                 None => self
                     .balancer
                     .pick(key, |i| {
-                        self.servers[i].health.available(now) && !tried.contains(&i)
+                        self.servers[i].takes_requests(now) && !tried.contains(&i)
                     })
                     .map(|ticket| (ticket, None)),
                 // Only the first attempt waits for a slot; a retry takes one at once or is
@@ -423,7 +439,7 @@ impl UpstreamRt {
         tried: &[usize],
     ) -> Take<(Ticket<'_>, Slot)> {
         let now = health::now_ms();
-        let can_take = |i: usize| self.servers[i].health.available(now) && !tried.contains(&i);
+        let can_take = |i: usize| self.servers[i].takes_requests(now) && !tried.contains(&i);
         // Another request may take the last slot between the pick and the take: pick again,
         // as many times as there are servers at most.
         for _ in 0..self.servers.len() {
@@ -445,8 +461,8 @@ impl UpstreamRt {
     }
 
     /// One attempt on `server`, its outcome counted: passive health, the balancer's ticket,
-    /// response time or error metrics. A response keeps `slot` until its body ends; a failed
-    /// attempt frees it.
+    /// response time or error metrics. A response counts in flight on `server`, and keeps
+    /// `slot`, until its body ends; a failed attempt gives both back.
     async fn attempt(
         &self,
         server: &ServerRt,
@@ -456,6 +472,7 @@ impl UpstreamRt {
         kept: Option<&http::request::Parts>,
         metrics: &Metrics,
     ) -> Result<Response<Body>, UpstreamFailure> {
+        let in_flight = server.drain.enter();
         let started = Instant::now();
         let sent = self.send(server, req, kept).await;
         let elapsed = started.elapsed();
@@ -484,10 +501,13 @@ impl UpstreamRt {
                 metrics.upstream_error(&self.name, failure.label());
             }
         }
-        match slot {
-            Some(slot) => sent.map(|response| response.map(|body| Body::held(body, slot))),
-            None => sent,
-        }
+        sent.map(|mut response| {
+            response.body_mut().count(in_flight);
+            match slot {
+                Some(slot) => response.map(|body| Body::held(body, slot)),
+                None => response,
+            }
+        })
     }
 
     fn withdraw_retry(&self) -> bool {
@@ -498,7 +518,8 @@ impl UpstreamRt {
         granted
     }
 
-    /// Passive health: count the outcome against the server.
+    /// Passive health: count the outcome against the server. Drained servers count as out
+    /// already, so that ejection never empties what the operator left in rotation.
     fn observe(&self, server: &ServerRt, failed: bool) {
         if !failed {
             server.health.success();
@@ -508,7 +529,7 @@ impl UpstreamRt {
         let out = self
             .servers
             .iter()
-            .filter(|s| !s.health.available(now))
+            .filter(|s| !s.takes_requests(now))
             .count();
         let may_eject = (out + 1) * 2 <= self.servers.len();
         if let Passive::Ejected(length) = server.health.failure(now, may_eject) {
@@ -527,11 +548,14 @@ impl UpstreamRt {
         let wait = self.config.timeouts.response_header;
         let sent = async {
             match &server.conns {
-                Conns::Http1(pool) => pool.send(req, kept).await.map(|r| r.map(Body::Pooled)),
+                Conns::Http1(pool) => pool
+                    .send(req, kept)
+                    .await
+                    .map(|r| r.map(|b| Body::Pooled(b, None))),
                 Conns::H2(multiplex) => multiplex
                     .send(req, kept)
                     .await
-                    .map(|r| r.map(Body::Multiplexed)),
+                    .map(|r| r.map(|b| Body::Multiplexed(b, None))),
             }
         };
         match tokio::time::timeout(wait, sent).await {

@@ -173,8 +173,15 @@ fn upstream_samples(generation: &Generation, out: &mut Vec<Sample>) {
                 f64::from(u8::from(server.health.is_ejected(now))),
             ));
             out.push(sample(
+                "farmgate_server_draining",
+                "1 if the server is drained through the admin endpoint: it takes no new requests",
+                Kind::Gauge,
+                labels.clone(),
+                f64::from(u8::from(server.drain.is_draining())),
+            ));
+            out.push(sample(
                 "farmgate_server_in_flight",
-                "Requests on the server now",
+                "Requests on the server now, to the end of their response body, and its open WebSockets",
                 Kind::Gauge,
                 labels.clone(),
                 upstream.in_flight(i) as f64,

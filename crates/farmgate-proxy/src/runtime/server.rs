@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use farmgate_admin::Metrics;
+use farmgate_admin::{DrainAction, DrainRequest, Metrics};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -16,10 +16,11 @@ use crate::generation::{Generation, Lasting};
 use crate::inbound::{self, Shared};
 use crate::outbound::Chain;
 
+use super::control;
 use super::reload::{ReloadCounts, ReloadError, ReloadFailure};
 use super::scrape::Scrape;
 use super::status::unix_now;
-use super::status::{self, LastReload, Status};
+use super::status::{self, DrainAnswer, LastReload, Status, Upstreams};
 use super::upkeep;
 use super::workers::{self, Workers};
 
@@ -255,6 +256,58 @@ impl Server {
             metrics: &self.shared.metrics,
         };
         status::build(&self.generation(), cx)
+    }
+
+    /// The `GET /upstreams` document: each upstream's servers, whether they take requests,
+    /// and the requests in flight on each.
+    pub fn upstreams(&self) -> Upstreams {
+        status::upstreams(&self.generation())
+    }
+
+    /// Take server `server` (its address as [`Server::upstreams`] shows it) of upstream
+    /// `upstream` out of rotation ([`DrainAction::Drain`]: it takes no new requests, those in
+    /// flight finish) or put it back, at the request of `by` (logged); `None` if there is no
+    /// such upstream or server. The drain lasts across reloads that keep the server.
+    pub fn drain(
+        &self,
+        upstream: &str,
+        server: &str,
+        action: DrainAction,
+        by: SocketAddr,
+    ) -> Option<DrainAnswer> {
+        let generation = self.generation();
+        control::drain(
+            &generation,
+            &self.shared.metrics,
+            upstream,
+            server,
+            action,
+            by,
+        )
+    }
+
+    /// The admin endpoint of this server, for [`farmgate_admin::serve`]: its metrics, its
+    /// `/status` and `/upstreams`, its drains, and the token of the generation serving at each
+    /// request (a reload that reads a new token swaps it with the rest).
+    pub fn admin_endpoint(
+        self: &Arc<Self>,
+        limits: farmgate_admin::Limits,
+    ) -> farmgate_admin::Admin {
+        let (status, upstreams, drain, token) =
+            (self.clone(), self.clone(), self.clone(), self.clone());
+        farmgate_admin::Admin {
+            metrics: self.metrics(),
+            status: Box::new(move || serde_json::to_value(status.status()).unwrap_or_default()),
+            token: Box::new(move || token.generation().admin_token().cloned()),
+            upstreams: Box::new(move || {
+                serde_json::to_value(upstreams.upstreams()).unwrap_or_default()
+            }),
+            drain: Box::new(move |asked: &DrainRequest<'_>| {
+                let answer = drain.drain(asked.upstream, asked.server, asked.action, asked.by)?;
+                Some(serde_json::to_value(answer).unwrap_or_default())
+            }),
+            limits,
+        }
     }
 
     fn count_reload(&self, result: &Result<(), ReloadFailure>) -> LastReload {

@@ -232,7 +232,10 @@ pub struct ServerStatus {
     pub up: bool,
     /// Passively ejected after consecutive failures.
     pub ejected: bool,
-    /// Requests on it now, waiting for their response header.
+    /// Drained through the admin endpoint: it takes no new requests.
+    pub draining: bool,
+    /// Requests on it now, from the choice of the server to the end of their response body,
+    /// and its open WebSockets, whichever generation they started on: what a drain waits for.
     pub in_flight: usize,
     /// With `max_connections_per_server`: its slots taken now, by requests from the choice of
     /// the server to the end of their response body and by open WebSockets, whichever
@@ -248,7 +251,7 @@ pub struct ServerStatus {
     pub last_failure: Option<FailureStatus>,
 }
 
-/// Whether a server takes requests.
+/// Whether a server takes requests, and if not, the first reason why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerHealth {
@@ -258,6 +261,74 @@ pub enum ServerHealth {
     Down,
     /// Passively ejected for a while after consecutive failures.
     Ejected,
+    /// Drained by an operator (the admin endpoint): whatever its health, it takes no new
+    /// requests until undrained; those in flight finish. Its health checks go on (`up`).
+    Draining,
+}
+
+impl ServerHealth {
+    /// A server's state from its flags: an operator's drain first, then health.
+    fn of(up: bool, ejected: bool, draining: bool) -> ServerHealth {
+        match (draining, up, ejected) {
+            (true, _, _) => ServerHealth::Draining,
+            (false, false, _) => ServerHealth::Down,
+            (false, true, true) => ServerHealth::Ejected,
+            (false, true, false) => ServerHealth::Up,
+        }
+    }
+}
+
+/// `GET /upstreams` on the admin endpoint: each upstream's servers, whether they take
+/// requests, and what they still carry; what a script that drains a server reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstreams {
+    /// Each upstream, in configuration order.
+    pub upstreams: Vec<UpstreamServers>,
+}
+
+/// One upstream's servers, for [`Upstreams`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamServers {
+    /// The upstream's name.
+    pub name: String,
+    /// Each server.
+    pub servers: Vec<ServerRotation>,
+}
+
+/// A server's place in rotation: [`Upstreams`], and the answer to a drain or an undrain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRotation {
+    /// As configured, and as the drain path names it.
+    pub address: String,
+    /// Whether it takes requests, and if not, why.
+    pub state: ServerHealth,
+    /// Active health checks pass (always true without `health`).
+    pub up: bool,
+    /// Passively ejected after consecutive failures.
+    pub ejected: bool,
+    /// Drained: it takes no new requests.
+    pub draining: bool,
+    /// When it was drained, in Unix seconds.
+    pub draining_since: Option<u64>,
+    /// Requests on it now, to the end of their response body, and its open WebSockets: 0
+    /// means a drained server can be stopped.
+    pub in_flight: usize,
+    /// Requests sent to it since start (responses and failed attempts; across reloads).
+    pub requests: u64,
+}
+
+/// The answer to `POST /upstreams/NAME/servers/ADDR/drain` (or `undrain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainAnswer {
+    /// The upstream's name.
+    pub upstream: String,
+    /// The server, as it is now.
+    pub server: ServerRotation,
+    /// Whether this request changed it (false: it was drained, or in rotation, already).
+    pub changed: bool,
+    /// Servers of the upstream that take requests now; 0 means every request to it gets a
+    /// `503` until one is undrained or healthy again.
+    pub available: usize,
 }
 
 /// A server's traffic over the last minute (or since start, if that is shorter).
@@ -533,24 +604,54 @@ fn refused(r: &RefusedClient) -> RefusedStatus {
 }
 
 fn server(upstream: &UpstreamRt, i: usize, s: &ServerRt) -> ServerStatus {
-    let now = now_ms();
-    let (up, ejected) = (s.health.is_up(), s.health.is_ejected(now));
+    let rotation = rotation(s);
     ServerStatus {
-        address: s.address.to_string(),
+        address: rotation.address,
         weight: upstream.config.servers.get(i).map_or(1, |c| c.weight),
-        state: match (up, ejected) {
-            (false, _) => ServerHealth::Down,
-            (true, true) => ServerHealth::Ejected,
-            (true, false) => ServerHealth::Up,
-        },
-        up,
-        ejected,
-        in_flight: upstream.in_flight(i),
+        state: rotation.state,
+        up: rotation.up,
+        ejected: rotation.ejected,
+        draining: rotation.draining,
+        in_flight: rotation.in_flight,
         slots_in_use: upstream.slots_in_use(i),
-        requests: s.stats.requests(),
+        requests: rotation.requests,
         errors: s.stats.errors(),
         last_minute: traffic(s.stats.last_minute()),
         last_failure: s.stats.last_failure().map(failure),
+    }
+}
+
+/// The `GET /upstreams` document of `generation`.
+pub(crate) fn upstreams(generation: &Generation) -> Upstreams {
+    Upstreams {
+        upstreams: generation
+            .upstreams
+            .iter()
+            .map(|u| UpstreamServers {
+                name: u.name.to_string(),
+                servers: u.servers.iter().map(rotation).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Server `s`'s place in rotation now.
+pub(crate) fn rotation(s: &ServerRt) -> ServerRotation {
+    let now = now_ms();
+    let (up, ejected, draining) = (
+        s.health.is_up(),
+        s.health.is_ejected(now),
+        s.drain.is_draining(),
+    );
+    ServerRotation {
+        address: s.address.to_string(),
+        state: ServerHealth::of(up, ejected, draining),
+        up,
+        ejected,
+        draining,
+        draining_since: s.drain.since(),
+        in_flight: s.drain.in_flight(),
+        requests: s.stats.requests(),
     }
 }
 
