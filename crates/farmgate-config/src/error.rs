@@ -255,6 +255,18 @@ pub enum Empty {
     /// An upstream's `servers`.
     #[error("servers is empty; an upstream needs at least one server")]
     Servers,
+    /// `proxy_protocol.from`.
+    #[error(
+        "from is empty, so no connection would carry a PROXY header; list the load balancers' \
+         address ranges, or remove proxy_protocol"
+    )]
+    ProxyFrom,
+    /// `trusted_proxies`.
+    #[error(
+        "trusted_proxies is empty, which would trust nobody; list the proxies' address ranges, \
+         or remove the key"
+    )]
+    TrustedProxies,
 }
 
 /// A number outside the range its key takes.
@@ -427,6 +439,18 @@ pub enum Rule {
     /// A wildcard entry under `eku = "client_or_server_auth"`.
     #[error("{0:?}: eku = \"client_or_server_auth\" only accepts exact names, not wildcards")]
     CompatWildcard(String),
+    /// `ticket_keys` on a gate.
+    #[error(
+        "a gate never resumes TLS sessions (a resumed session would skip the client \
+         certificate check), so it takes no ticket_keys; remove the key"
+    )]
+    TicketKeysOnGate,
+    /// `send_proxy` with `protocol = "h2"`.
+    #[error(
+        "send_proxy names one client per connection, and HTTP/2 carries many clients' requests \
+         on one connection; use protocol = \"http1\" (the default) with send_proxy"
+    )]
+    SendProxyWithH2,
 }
 
 /// `defined: a, b` or `none is defined`.
@@ -686,6 +710,16 @@ mod tests {
                 "servers is empty; an upstream needs at least one server",
             ),
             (
+                Problem::Empty(Empty::ProxyFrom),
+                "from is empty, so no connection would carry a PROXY header; list the load \
+                 balancers' address ranges, or remove proxy_protocol",
+            ),
+            (
+                Problem::Empty(Empty::TrustedProxies),
+                "trusted_proxies is empty, which would trust nobody; list the proxies' address \
+                 ranges, or remove the key",
+            ),
+            (
                 Problem::OutOfRange(OutOfRange::Weight { found: "0".into() }),
                 "weight must be a whole number from 1 to 1000, not 0",
             ),
@@ -799,6 +833,17 @@ mod tests {
                 Problem::Rule(Rule::CompatWildcard("dns:*.example.com".into())),
                 "\"dns:*.example.com\": eku = \"client_or_server_auth\" only accepts exact \
                  names, not wildcards",
+            ),
+            (
+                Problem::Rule(Rule::TicketKeysOnGate),
+                "a gate never resumes TLS sessions (a resumed session would skip the client \
+                 certificate check), so it takes no ticket_keys; remove the key",
+            ),
+            (
+                Problem::Rule(Rule::SendProxyWithH2),
+                "send_proxy names one client per connection, and HTTP/2 carries many clients' \
+                 requests on one connection; use protocol = \"http1\" (the default) with \
+                 send_proxy",
             ),
             (
                 Problem::UnknownUpstream {
