@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use farmgate_config::{Config, Protocol, ProxyVersion};
+use farmgate_config::{Protocol, ProxyVersion};
 
-const FILE: &str = "/etc/farmgate/edge.toml";
+use crate::limits::{assert_at, error, parse};
 
 /// An edge with `listener` at line 4 of its listener table, `tls` at line 8 in its
 /// `[listener.tls]` and `upstream` at line 14 in its upstream table.
@@ -28,28 +28,6 @@ servers = ["127.0.0.1:8080"]
 {upstream}
 "#
     )
-}
-
-fn parse(text: &str) -> Config {
-    Config::parse(text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-#[track_caller]
-fn error(text: &str) -> String {
-    match Config::parse(text, Path::new(FILE)) {
-        Ok(_) => panic!("expected an error for:\n{text}"),
-        Err(errors) => errors.to_string(),
-    }
-}
-
-#[track_caller]
-fn assert_at(message: &str, line: usize, key: &str, words: &str) {
-    let prefix = format!("{FILE}:{line}: {key}:");
-    assert!(
-        message.contains(&prefix),
-        "expected {prefix:?} in:\n{message}"
-    );
-    assert!(message.contains(words), "expected {words:?} in:\n{message}");
 }
 
 fn ip(text: &str) -> IpAddr {
