@@ -62,7 +62,7 @@ impl TicketKeys {
 
     /// The keys in `bytes`, the contents of `file`: a non-empty multiple of 80 bytes.
     pub fn from_bytes(bytes: &[u8], file: &FileRef) -> Result<TicketKeys, TlsError> {
-        if bytes.is_empty() || bytes.len() % TICKET_KEY_LEN != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(TICKET_KEY_LEN) {
             return Err(TlsErrorKind::TicketKeysSize {
                 at: file.at.clone(),
                 path: file.path.clone(),
