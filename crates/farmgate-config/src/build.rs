@@ -24,8 +24,8 @@ use crate::location::Source;
 use crate::raw::{RawConfig, S};
 use crate::spelling::Spelled;
 use crate::{
-    Admin, CertKey, Config, ConfigError, ConfigErrors, Empty, FileRef, Form, Incomplete, Listener,
-    Location, Log, OutOfRange, Problem, Rule, Server, Trust, UpstreamId, parse_duration,
+    Admin, CertKey, Config, ConfigError, ConfigErrors, Empty, FileRef, Form, Incomplete, IpRange,
+    Listener, Location, Log, OutOfRange, Problem, Rule, Server, Trust, UpstreamId, parse_duration,
     parse_size,
 };
 
@@ -230,6 +230,24 @@ impl Builder<'_> {
                 None
             }
         }
+    }
+
+    /// Address ranges (`sources`, `proxy_protocol.from`, `trusted_proxies`); an empty list is
+    /// `empty`, each malformed entry reported.
+    fn ranges(&mut self, list: &S<Vec<S<String>>>, key: &str, empty: Empty) -> Vec<IpRange> {
+        if list.get_ref().is_empty() {
+            self.problem(list.span(), key, Problem::Empty(empty));
+        }
+        list.get_ref()
+            .iter()
+            .filter_map(|r| {
+                let range = IpRange::parse(r.get_ref().trim());
+                if range.is_none() {
+                    self.malformed(r, key, Form::AddressRange);
+                }
+                range
+            })
+            .collect()
     }
 
     fn socket_addr(&mut self, value: &S<String>, key: &str) -> Option<SocketAddr> {

@@ -279,6 +279,18 @@ pub enum Empty {
     /// An upstream's `servers`.
     #[error("servers is empty; an upstream needs at least one server")]
     Servers,
+    /// `proxy_protocol.from`.
+    #[error(
+        "from is empty, so no connection would carry a PROXY header; list the load balancers' \
+         address ranges, or remove proxy_protocol"
+    )]
+    ProxyFrom,
+    /// `trusted_proxies`.
+    #[error(
+        "trusted_proxies is empty, which would trust nobody; list the proxies' address ranges, \
+         or remove the key"
+    )]
+    TrustedProxies,
 }
 
 /// A number outside the range its key takes.
@@ -462,6 +474,18 @@ pub enum Rule {
         /// Why farmgate keeps it.
         why: crate::Managed,
     },
+    /// `ticket_keys` on a gate.
+    #[error(
+        "a gate never resumes TLS sessions (a resumed session would skip the client \
+         certificate check), so it takes no ticket_keys; remove the key"
+    )]
+    TicketKeysOnGate,
+    /// `send_proxy` with `protocol = "h2"`.
+    #[error(
+        "send_proxy names one client per connection, and HTTP/2 carries many clients' requests \
+         on one connection; use protocol = \"http1\" (the default) with send_proxy"
+    )]
+    SendProxyWithH2,
 }
 
 /// `defined: a, b` or `none is defined`.
@@ -721,6 +745,16 @@ mod tests {
                 "servers is empty; an upstream needs at least one server",
             ),
             (
+                Problem::Empty(Empty::ProxyFrom),
+                "from is empty, so no connection would carry a PROXY header; list the load \
+                 balancers' address ranges, or remove proxy_protocol",
+            ),
+            (
+                Problem::Empty(Empty::TrustedProxies),
+                "trusted_proxies is empty, which would trust nobody; list the proxies' address \
+                 ranges, or remove the key",
+            ),
+            (
                 Problem::OutOfRange(OutOfRange::Weight { found: "0".into() }),
                 "weight must be a whole number from 1 to 1000, not 0",
             ),
@@ -834,6 +868,17 @@ mod tests {
                 Problem::Rule(Rule::CompatWildcard("dns:*.example.com".into())),
                 "\"dns:*.example.com\": eku = \"client_or_server_auth\" only accepts exact \
                  names, not wildcards",
+            ),
+            (
+                Problem::Rule(Rule::TicketKeysOnGate),
+                "a gate never resumes TLS sessions (a resumed session would skip the client \
+                 certificate check), so it takes no ticket_keys; remove the key",
+            ),
+            (
+                Problem::Rule(Rule::SendProxyWithH2),
+                "send_proxy names one client per connection, and HTTP/2 carries many clients' \
+                 requests on one connection; use protocol = \"http1\" (the default) with \
+                 send_proxy",
             ),
             (
                 Problem::UnknownUpstream {

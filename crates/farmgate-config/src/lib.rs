@@ -55,16 +55,16 @@ pub use error::{
 pub use headers::{HeaderRules, Managed};
 pub use listener::{
     CertKey, ClientAuth, EkuPolicy, HostPattern, Listener, ListenerCerts, ListenerLimits,
-    ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER, MIN_REQUEST_HEADER, RateLimit, Route,
-    SniCert,
+    ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER, MIN_REQUEST_HEADER, ProxyProtocol,
+    RateLimit, Route, SniCert,
 };
 pub use location::Location;
 pub use net::{Address, IpRange};
 pub use spelling::Expected;
 use spelling::spelled;
 pub use upstream::{
-    Backend, Balance, HashKey, Health, MAX_WEIGHT, Protocol, Timeouts, Upstream, UpstreamId,
-    UpstreamTls,
+    Backend, Balance, HashKey, Health, MAX_WEIGHT, Protocol, ProxyVersion, Timeouts, Upstream,
+    UpstreamId, UpstreamTls,
 };
 
 /// A complete, validated configuration.
@@ -93,8 +93,8 @@ impl Config {
         build::build(text, path)
     }
 
-    /// Every file this configuration names (certificates, keys, trust bundles, CRLs, the admin
-    /// token): what a reload must watch. Not the ACME storage, whose files farmgate writes
+    /// Every file this configuration names (certificates, keys, trust bundles, CRLs, ticket
+    /// keys, the admin token): what a reload must watch. Not the ACME storage, whose files farmgate writes
     /// itself.
     pub fn files(&self) -> Vec<&FileRef> {
         fn trust_files(trust: &[Trust]) -> impl Iterator<Item = &FileRef> {
@@ -118,6 +118,7 @@ impl Config {
                 files.extend(trust_files(&ca.trust));
                 files.extend(ca.crl.iter());
             }
+            files.extend(tls.ticket_keys.iter());
         }
         if let Some(acme) = &self.acme {
             files.extend(trust_files(&acme.trust));

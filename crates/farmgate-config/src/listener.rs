@@ -1,7 +1,7 @@
 //! Listeners: where traffic arrives, its TLS and client-authentication policy, and its routes.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use farmgate_identity::{AllowList, DnsName};
@@ -26,8 +26,22 @@ pub struct Listener {
     pub timeouts: ListenerTimeouts,
     /// What the listener takes from its clients.
     pub limits: ListenerLimits,
+    /// `proxy_protocol`: connections from these sources start with a PROXY header, and are
+    /// then from the client it names.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// `trusted_proxies`: clients whose `X-Forwarded-For` and `Forwarded` are kept (and
+    /// extended) rather than replaced. Empty: nobody's (a gate's verified clients aside).
+    pub trusted_proxies: Vec<IpRange>,
     /// Where the listener is defined.
     pub at: Location,
+}
+
+/// `proxy_protocol = { from = [...] }`: where PROXY headers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// The load balancers' ranges: a connection from one of them must start with a PROXY
+    /// header (v1 or v2); from anywhere else, its bytes are never read as one.
+    pub from: Vec<IpRange>,
 }
 
 impl Listener {
@@ -37,6 +51,19 @@ impl Listener {
             .as_ref()
             .and_then(|t| t.client_auth.as_ref())
             .map_or(&[], |c| c.sources.as_slice())
+    }
+
+    /// Whether a connection from `ip` must start with a PROXY header.
+    pub fn expects_proxy_header(&self, ip: IpAddr) -> bool {
+        self.proxy_protocol
+            .as_ref()
+            .is_some_and(|p| p.from.iter().any(|r| r.contains(ip)))
+    }
+
+    /// Whether the `X-Forwarded-For` and `Forwarded` headers of a client at `ip` (the address
+    /// a PROXY header named, if any) are kept and extended.
+    pub fn trusts_forwarding(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|r| r.contains(ip))
     }
 
     /// Whether this listener is a gate (requires client certificates).
@@ -132,6 +159,9 @@ pub struct ListenerTls {
     pub certs: ListenerCerts,
     /// Present: clients must present a certificate that passes this policy (a gate).
     pub client_auth: Option<ClientAuth>,
+    /// `ticket_keys`: the file of TLS session ticket keys shared by every edge (never on a
+    /// gate); `None`: each process makes and rotates its own.
+    pub ticket_keys: Option<FileRef>,
     /// Where the `tls` table is defined.
     pub at: Location,
 }

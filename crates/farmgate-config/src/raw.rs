@@ -70,8 +70,16 @@ pub(crate) struct RawListener {
     pub redirect_https: Option<S<bool>>,
     pub timeouts: Option<S<RawListenerTimeouts>>,
     pub limits: Option<S<RawListenerLimits>>,
+    pub proxy_protocol: Option<S<RawProxyProtocol>>,
+    pub trusted_proxies: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxyProtocol {
+    pub from: S<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +119,7 @@ pub(crate) struct RawListenerTls {
     pub sni: Vec<S<RawSni>>,
     pub client_auth: Option<S<RawClientAuth>>,
     pub acme: Option<S<RawListenerAcme>>,
+    pub ticket_keys: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +177,7 @@ pub(crate) struct RawUpstream {
     pub hash_key: Option<S<String>>,
     pub max_connections_per_server: Option<S<i64>>,
     pub queue_timeout: Option<S<String>>,
+    pub send_proxy: Option<S<String>>,
     pub health: Option<S<RawHealth>>,
     pub timeouts: Option<S<RawTimeouts>>,
     pub tls: Option<S<RawUpstreamTls>>,

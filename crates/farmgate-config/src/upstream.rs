@@ -41,6 +41,9 @@ pub struct Upstream {
     pub max_connections_per_server: Option<u32>,
     /// How long a request waits for a server below `max_connections_per_server`; over: 503.
     pub queue_timeout: Duration,
+    /// `send_proxy`: every connection to the servers starts with a PROXY header of this
+    /// version naming the client; `None`: none.
+    pub send_proxy: Option<ProxyVersion>,
     /// Active health checks; `None` disables them.
     pub health: Option<Health>,
     /// Connection and response timeouts.
@@ -109,6 +112,17 @@ spelled! {
         /// HTTP/2: ALPN `h2` (only) over TLS, prior-knowledge cleartext HTTP/2 (h2c) on a
         /// plain upstream; requests multiplexed over one connection per server and worker.
         H2 = "h2",
+    }
+}
+
+spelled! {
+    /// The PROXY protocol version an upstream's connections start with (`send_proxy`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ProxyVersion (what: "send_proxy", quoted: true) {
+        /// The text header: `PROXY TCP4 192.0.2.7 10.0.0.1 51234 443`.
+        V1 = "v1",
+        /// The binary header (HAProxy's `send-proxy-v2`).
+        V2 = "v2",
     }
 }
 

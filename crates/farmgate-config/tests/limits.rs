@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use farmgate_config::{Config, ListenerLimits, RateLimit};
 
-const FILE: &str = "/etc/farmgate/edge.toml";
+pub(crate) const FILE: &str = "/etc/farmgate/edge.toml";
 
 /// An edge with `listener` spliced into its listener table, `upstream` into its upstream table
 /// and `head` before both.
@@ -27,12 +27,12 @@ servers = ["127.0.0.1:8080"]
     )
 }
 
-fn parse(text: &str) -> Config {
+pub(crate) fn parse(text: &str) -> Config {
     Config::parse(text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 #[track_caller]
-fn error(text: &str) -> String {
+pub(crate) fn error(text: &str) -> String {
     match Config::parse(text, Path::new(FILE)) {
         Ok(_) => panic!("expected an error for:\n{text}"),
         Err(errors) => errors.to_string(),
@@ -40,7 +40,7 @@ fn error(text: &str) -> String {
 }
 
 #[track_caller]
-fn assert_at(message: &str, line: usize, key: &str, words: &str) {
+pub(crate) fn assert_at(message: &str, line: usize, key: &str, words: &str) {
     let prefix = format!("{FILE}:{line}: {key}:");
     assert!(
         message.contains(&prefix),

@@ -16,6 +16,7 @@ mod failure;
 mod forward;
 mod headers;
 mod on_wake;
+mod proxy;
 mod shared;
 mod strict;
 mod upgrade;

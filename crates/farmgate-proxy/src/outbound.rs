@@ -1,6 +1,7 @@
 //! Outbound: from a request ready to leave to a response from one of an upstream's servers.
 //!
-//! Connecting (TCP, then TLS with the upstream's client identity), pooled connections, the
+//! Connecting (TCP, the PROXY header of `send_proxy`, then TLS with the upstream's client
+//! identity), pooled connections (a `send_proxy` connection reused by its own client only), the
 //! choice of server, drained servers and the requests in flight on each, the cap on requests
 //! per server and its queue, retries within a budget, passive health, and the one
 //! classification of what went wrong ([`UpstreamFailure`]). The lowest layer: it knows nothing
@@ -20,6 +21,7 @@ mod stats;
 mod upstream;
 
 pub(crate) use body::{Body, BodyError, ClientBody, holding};
+pub(crate) use connect::{Relayed, relaying};
 pub(crate) use drain::Drain;
 pub(crate) use failure::{Chain, ClientBodyError, UpstreamFailure};
 pub(crate) use health::now_ms;

@@ -9,6 +9,7 @@ mod probes;
 mod layers;
 
 mod acme;
+mod balancers;
 mod chain;
 mod compat;
 mod drain;

@@ -66,6 +66,8 @@ pub struct TlsClient {
     tls12: bool,
     /// The local address to connect from (a client of its own on 127.0.0.0/8).
     source: Option<IpAddr>,
+    /// Bytes written on each connection before anything else (a PROXY header).
+    prefix: Option<Arc<[u8]>>,
 }
 
 impl TlsClient {
@@ -85,6 +87,7 @@ impl TlsClient {
             http2: false,
             tls12: false,
             source: None,
+            prefix: None,
         }
     }
 
@@ -94,17 +97,31 @@ impl TlsClient {
         self
     }
 
-    /// A TCP connection to `addr`, from this client's address if it has one.
+    /// Start each connection with `prefix` before TLS, as a load balancer starts it with a
+    /// PROXY header.
+    pub fn with_prefix(mut self, prefix: &[u8]) -> TlsClient {
+        self.prefix = Some(Arc::from(prefix));
+        self
+    }
+
+    /// A TCP connection to `addr`, from this client's address if it has one, with this
+    /// client's prefix written.
     pub async fn tcp(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
-        let Some(ip) = self.source else {
-            return TcpStream::connect(addr).await;
+        let mut tcp = match self.source {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
         };
-        let socket = match ip {
-            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.bind(SocketAddr::new(ip, 0))?;
-        socket.connect(addr).await
+        if let Some(prefix) = &self.prefix {
+            tcp.write_all(prefix).await?;
+        }
+        Ok(tcp)
     }
 
     /// Present `files` as client certificate.

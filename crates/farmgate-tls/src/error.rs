@@ -258,6 +258,26 @@ pub enum TlsErrorKind {
         /// What rustls-native-certs reported.
         detail: String,
     },
+    /// A `ticket_keys` file that is not whole 80-byte keys.
+    #[error("{at}: {} holds {len} bytes; a ticket key file holds one or more raw 80-byte keys, one after another, so its size must be a non-zero multiple of 80 (make one with `openssl rand 80 > tickets.key`)", path.display())]
+    TicketKeysSize {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        len: usize,
+    },
+    /// A key of a `ticket_keys` file that the cipher refused.
+    #[error("{at}: key #{index} in {} cannot be used as a session ticket key", path.display())]
+    TicketKeyUnusable {
+        /// The configuration key naming the file.
+        at: Location,
+        /// The file.
+        path: PathBuf,
+        /// 1-based position in the file.
+        index: usize,
+    },
     /// A listener whose certificate comes from ACME was built without its certificate store.
     #[error("{at}: this listener takes its certificate from ACME, not from files")]
     NotFiles {

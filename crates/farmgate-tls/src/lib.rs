@@ -17,8 +17,10 @@
 //!   revocation lists.
 //! - [`ServerTls`] is a listener's rustls `ServerConfig` with an SNI certificate store that can be
 //!   swapped while running ([`CertStore`]; the ACME client swaps its certificates there, and
-//!   answers tls-alpn-01 validations through [`AlpnChallenges`]); [`upstream_client_config`] is
-//!   the client side towards backends.
+//!   answers tls-alpn-01 validations through [`AlpnChallenges`]); an edge's session tickets
+//!   come from rustls's rotating ticketer, or from the keys every edge shares
+//!   ([`TicketKeys`], `ticket_keys`). [`upstream_client_config`] is the client side towards
+//!   backends.
 //! - [`explain`] turns a TLS failure into words an operator can act on; [`probe`] performs one
 //!   handshake with a server and records what it showed (`farmgate probe`).
 //!
@@ -37,6 +39,7 @@ pub mod profile;
 mod server;
 mod source;
 mod stats;
+mod tickets;
 mod trust;
 mod uri_constraints;
 mod verifier;
@@ -51,6 +54,7 @@ pub use error::{TlsError, TlsErrorKind};
 pub use server::{ACME_TLS_ALPN, AlpnChallenges, CertStore, ServerTls, SniCerts};
 pub use source::{FromSource, handshake_from};
 pub use stats::{GateStats, GateStatsSnapshot, RECENT_REFUSALS, RefusedClient};
+pub use tickets::{TICKET_KEY_LEN, TicketKeys};
 pub use trust::{AnchorSource, AnchorWarning, TrustStore};
 pub use verifier::{Accepted, ClientVerifier, Refusal, RefusalReason};
 

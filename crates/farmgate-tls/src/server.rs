@@ -10,7 +10,7 @@ use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
 
-use crate::{ClientVerifier, GateStats, TlsError, TlsErrorKind, load};
+use crate::{ClientVerifier, GateStats, TicketKeys, TlsError, TlsErrorKind, load};
 
 /// The ALPN protocol an ACME server offers, alone, when it validates a tls-alpn-01 challenge
 /// (RFC 8737). A connection that negotiates it carries no HTTP and is closed after the handshake.
@@ -262,12 +262,16 @@ impl ServerTls {
             // resumes with one and receives the next. rustls's default of two costs another
             // ticket encryption and record on every full handshake.
             config.send_tls13_tickets = 1;
-            config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| {
-                TlsErrorKind::Build {
-                    at: tls.at.clone(),
-                    source,
-                }
-            })?;
+            config.ticketer = match &tls.ticket_keys {
+                // Every edge reading this file opens the others' tickets.
+                Some(file) => Arc::new(TicketKeys::load(file)?),
+                None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| {
+                    TlsErrorKind::Build {
+                        at: tls.at.clone(),
+                        source,
+                    }
+                })?,
+            };
         }
         Ok(ServerTls {
             config: Arc::new(config),

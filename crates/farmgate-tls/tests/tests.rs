@@ -5,6 +5,7 @@
 mod acme;
 mod gate;
 mod handshake;
+mod tickets;
 
 mod crl;
 mod limbo;

@@ -22,6 +22,8 @@ mod interop;
 #[cfg(feature = "interop")]
 mod interop_acme;
 #[cfg(feature = "interop")]
+mod interop_balancer;
+#[cfg(feature = "interop")]
 mod interop_ca;
 #[cfg(feature = "interop")]
 mod interop_compat;

@@ -6,7 +6,7 @@ use farmgate_identity::{AllowList, AllowRule};
 
 use super::Builder;
 use crate::raw::{RawClientAuth, S};
-use crate::{ClientAuth, EkuPolicy, Empty, Form, Incomplete, IpRange, Problem, Rule};
+use crate::{ClientAuth, EkuPolicy, Empty, Incomplete, Problem, Rule};
 
 impl Builder<'_> {
     pub(super) fn client_auth(&mut self, raw: &S<RawClientAuth>) -> Option<ClientAuth> {
@@ -48,7 +48,9 @@ impl Builder<'_> {
                 .map(|p| self.file(p, &format!("{KEY}.crl")))
                 .collect()
         });
-        let sources = self.sources(c.sources.as_ref());
+        let sources = c.sources.as_ref().map_or_else(Vec::new, |list| {
+            self.ranges(list, &format!("{KEY}.sources"), Empty::Sources)
+        });
         Some(ClientAuth {
             trust,
             allow: allow?,
@@ -103,23 +105,5 @@ impl Builder<'_> {
             }
         }
         Some(AllowList::new(rules))
-    }
-
-    fn sources(&mut self, list: Option<&S<Vec<S<String>>>>) -> Vec<IpRange> {
-        let Some(list) = list else { return Vec::new() };
-        if list.get_ref().is_empty() {
-            let problem = Problem::Empty(Empty::Sources);
-            self.problem(list.span(), "listener.tls.client_auth.sources", problem);
-        }
-        list.get_ref()
-            .iter()
-            .filter_map(|r| {
-                let range = IpRange::parse(r.get_ref().trim());
-                if range.is_none() {
-                    self.malformed(r, "listener.tls.client_auth.sources", Form::AddressRange);
-                }
-                range
-            })
-            .collect()
     }
 }

@@ -13,7 +13,8 @@ use crate::raw::{
 use crate::{
     Challenge, ConfigError, Duplicate, Empty, Form, HeaderRules, HostPattern, Listener,
     ListenerCerts, ListenerLimits, ListenerTimeouts, ListenerTls, MAX_REQUEST_HEADER,
-    MIN_REQUEST_HEADER, Managed, OutOfRange, Problem, RateLimit, Route, Rule, SniCert, UpstreamId,
+    MIN_REQUEST_HEADER, Managed, OutOfRange, Problem, ProxyProtocol, RateLimit, Route, Rule,
+    SniCert, UpstreamId,
 };
 
 impl Builder<'_> {
@@ -86,6 +87,16 @@ impl Builder<'_> {
             .limits
             .as_ref()
             .map_or_else(ListenerLimits::default, |raw| self.limits(raw.get_ref()));
+        let proxy_protocol = l.proxy_protocol.as_ref().map(|p| ProxyProtocol {
+            from: self.ranges(
+                &p.get_ref().from,
+                "listener.proxy_protocol.from",
+                Empty::ProxyFrom,
+            ),
+        });
+        let trusted_proxies = l.trusted_proxies.as_ref().map_or_else(Vec::new, |list| {
+            self.ranges(list, "listener.trusted_proxies", Empty::TrustedProxies)
+        });
         let routes: Vec<Route> = l
             .route
             .iter()
@@ -99,6 +110,8 @@ impl Builder<'_> {
             routes,
             timeouts,
             limits,
+            proxy_protocol,
+            trusted_proxies,
             at,
         })
     }
@@ -225,9 +238,21 @@ impl Builder<'_> {
             self.problem(acme.span(), "listener.tls.acme", problem);
             return None;
         }
+        let ticket_keys = t
+            .ticket_keys
+            .as_ref()
+            .map(|f| self.file(f, "listener.tls.ticket_keys"));
+        if let Some(keys) = &t.ticket_keys
+            && client_auth.is_some()
+        {
+            let problem = Problem::Rule(Rule::TicketKeysOnGate);
+            self.problem(keys.span(), "listener.tls.ticket_keys", problem);
+            return None;
+        }
         Some(ListenerTls {
             certs: certs?,
             client_auth,
+            ticket_keys,
             at: self.at(raw.span(), "listener.tls"),
         })
     }

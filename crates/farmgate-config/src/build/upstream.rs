@@ -8,7 +8,7 @@ use crate::raw::{RawHealth, RawTimeouts, RawUpstream, RawUpstreamTls, S};
 use crate::upstream::BalanceKind;
 use crate::{
     Address, Backend, Balance, Duplicate, Empty, Form, HashKey, Health, HostPattern, Incomplete,
-    MAX_WEIGHT, OutOfRange, Problem, Rule, Timeouts, Trust, Upstream, UpstreamTls,
+    MAX_WEIGHT, OutOfRange, Problem, Protocol, Rule, Timeouts, Trust, Upstream, UpstreamTls,
 };
 
 impl Builder<'_> {
@@ -62,6 +62,15 @@ impl Builder<'_> {
             .as_ref()
             .and_then(|d| self.duration(d, &format!("{prefix}.queue_timeout")))
             .unwrap_or(Duration::from_secs(5));
+        let send_proxy = u.send_proxy.as_ref().and_then(|v| {
+            let key = format!("{prefix}.send_proxy");
+            let version = self.word(v, &key)?;
+            if protocol == Protocol::H2 {
+                self.problem(v.span(), key, Problem::Rule(Rule::SendProxyWithH2));
+                return None;
+            }
+            Some(version)
+        });
         Upstream {
             name: name.get_ref().clone(),
             servers,
@@ -69,6 +78,7 @@ impl Builder<'_> {
             protocol,
             max_connections_per_server,
             queue_timeout,
+            send_proxy,
             health,
             timeouts,
             tls,

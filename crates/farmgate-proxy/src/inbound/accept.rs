@@ -1,6 +1,7 @@
-//! From a listening socket to a connection ready for HTTP: accepting, the `sources` check,
-//! the TLS handshake (where a gate's verifier refuses clients), and the connection's
-//! [`ConnInfo`].
+//! From a listening socket to a connection ready for HTTP: accepting, the PROXY header from a
+//! `proxy_protocol` source (which names the client), the per-client limit and the `sources`
+//! check on that client, the TLS handshake (where a gate's verifier refuses clients), and the
+//! connection's [`ConnInfo`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +18,10 @@ use crate::generation::ListenerRt;
 use crate::outbound::Chain;
 
 use super::activity::linger;
-use super::client::{ClientHeaders, ConnInfo, TlsInfo, View};
-use super::clients::Counted;
+use super::client::{Addresses, ClientHeaders, ConnInfo, TlsInfo, View};
+use super::clients::Open;
 use super::conn::{self, Signals};
+use super::proxy::{self, Header};
 use super::shared::Shared;
 
 /// Accept connections on `socket` until this listener is stopped (`stop`) or the server shuts
@@ -92,15 +94,12 @@ pub(crate) async fn accept_loop(
         let Some(view) = View::of(version, generation, &name) else {
             continue;
         };
-        // One client may not hold more than its share: refused before TLS costs anything.
-        let per_client = view.listener.config.limits.max_connections_per_client;
-        let Some(counted) = clients.admit(peer.ip(), per_client) else {
-            drop(tcp);
-            continue;
-        };
+        // Counted against max_connections now; against its client's share once the client
+        // is known (a PROXY header may name it).
+        let open = clients.open_one();
         let shared_ = shared.clone();
         shared.connections.spawn(async move {
-            serve(tcp, peer, view, shared_, signals, counted).await;
+            serve(tcp, peer, view, shared_, signals, open).await;
         });
     }
     // The socket closes before the loop's task ends: once shutdown returns, nothing listens.
@@ -116,7 +115,8 @@ enum Accepted {
     ),
 }
 
-/// Serve one connection. Its log lines carry a `conn` span naming the listener and the peer;
+/// Serve one connection. Its log lines carry a `conn` span naming the listener and the peer
+/// (and the client a PROXY header named, if any);
 /// the span is entered around the TLS handshake (the verifier's refusals log inside it) and
 /// around each log line after it, not on every poll of the connection, which would cost some
 /// 500 instructions per request.
@@ -126,12 +126,17 @@ async fn serve(
     view: View,
     shared: Arc<Shared>,
     signals: Signals,
-    counted: Counted,
+    open: Open,
 ) {
     // What the connection is set up with stays with it; its requests follow reloads.
     let setup = view.listener.clone();
-    let span = tracing::info_span!("conn", listener = %setup.name, peer = %peer);
-    let accepted = accept(tcp, peer, view, &setup, shared, counted)
+    let span = tracing::info_span!(
+        "conn",
+        listener = %setup.name,
+        peer = %peer,
+        client = tracing::field::Empty
+    );
+    let accepted = accept(tcp, peer, view, &setup, shared, open)
         .instrument(span.clone())
         .await;
     match accepted {
@@ -145,38 +150,64 @@ async fn serve(
     }
 }
 
-/// From a new TCP connection to one ready for HTTP: the `sources` check and the TLS handshake.
+/// From a new TCP connection to one ready for HTTP: the PROXY header (from a
+/// `proxy_protocol` source), the per-client limit and the `sources` check on the client, and
+/// the TLS handshake.
 async fn accept(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     view: View,
     listener: &ListenerRt,
     shared: Arc<Shared>,
-    counted: Counted,
+    open: Open,
 ) -> Option<Accepted> {
-    let sources = listener.config.sources();
-    if !sources.is_empty() && !sources.iter().any(|r| r.contains(peer.ip())) {
+    let config = &listener.config;
+    // From here on, `client` is the client: what a PROXY header named, or the peer.
+    let (client, local) = if config.expects_proxy_header(peer.ip()) {
+        match proxy::read(&mut tcp, config.timeouts.handshake).await {
+            Ok(Header::Proxied {
+                client,
+                destination,
+            }) => {
+                tracing::Span::current().record("client", tracing::field::display(client));
+                (client, destination)
+            }
+            // The balancer's own connection (a health check): it is the client.
+            Ok(Header::Local) => (peer, tcp.local_addr().ok()?),
+            Err(e) => {
+                open.clients().refused_proxy_header(peer, &e);
+                return None;
+            }
+        }
+    } else {
+        (peer, tcp.local_addr().ok()?)
+    };
+    // One client may not hold more than its share: refused before TLS costs anything.
+    let counted = open.admit(client.ip(), config.limits.max_connections_per_client)?;
+    let sources = config.sources();
+    if !sources.is_empty() && !sources.iter().any(|r| r.contains(client.ip())) {
         tracing::info!("closed before TLS: source address not in sources");
         return None;
     }
+    let addresses = Addresses { client, local };
     // Responses go out as soon as they are written. Linux accepted sockets inherit the
     // listening socket's TCP_NODELAY (`workers::bind` sets it); elsewhere, set it on each one.
     #[cfg(not(target_os = "linux"))]
     let _ = tcp.set_nodelay(true);
     let Some(tls) = &listener.tls else {
-        let info = ConnInfo::new(shared, view, peer, counted, None, None);
+        let info = ConnInfo::new(shared, view, addresses, counted, None, None);
         return Some(Accepted::Plain(tcp, info));
     };
     // The gate's verifier records the address of a client it refuses.
     let handshake = farmgate_tls::handshake_from(
-        peer,
+        client,
         TlsAcceptor::from(tls.config()).accept(tcp).into_fallible(),
     );
     let limit = listener.config.timeouts.handshake;
     let stream = match tokio::time::timeout(limit, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err((e, tcp))) => {
-            handshake_failed(listener, peer, &e);
+            handshake_failed(listener, client, &e);
             linger(tcp).await;
             return None;
         }
@@ -201,7 +232,7 @@ async fn accept(
         .peer_certificates()
         .map(<[_]>::to_vec)
         .unwrap_or_default();
-    let client = chain.first().map(|leaf| {
+    let identity = chain.first().map(|leaf| {
         ClientHeaders::of(leaf.as_ref()).map_err(|e| {
             tracing::error!(
                 "the gate verified this client but cannot pass its identity on: {}; its requests get 502",
@@ -211,7 +242,7 @@ async fn accept(
         })
     });
     let tls_info = Arc::new(TlsInfo::of(stream.get_ref().1));
-    let info = ConnInfo::new(shared, view, peer, counted, client, Some(tls_info));
+    let info = ConnInfo::new(shared, view, addresses, counted, identity, Some(tls_info));
     Some(Accepted::Tls(Box::new(stream), info, chain))
 }
 

@@ -38,6 +38,15 @@ impl View {
     }
 }
 
+/// Who a connection is between, as its requests see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Addresses {
+    /// The client: the address a PROXY header named, or else the peer.
+    pub(crate) client: SocketAddr,
+    /// The address the client connected to: the PROXY header's destination, or else ours.
+    pub(crate) local: SocketAddr,
+}
+
 /// What every request on one connection shares.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
@@ -51,7 +60,11 @@ pub(crate) struct ConnInfo {
     served: AtomicBool,
     /// Woken when a closing HTTP/2 connection has answered a request: its watcher sends GOAWAY.
     pub(crate) finish: Arc<Notify>,
+    /// The client (see [`Addresses`]): the `X-Forwarded-For`, access-log, `client_ip` hash,
+    /// `sources` and limits address.
     pub(crate) peer: SocketAddr,
+    /// The address the client connected to (see [`Addresses`]), for `send_proxy`.
+    pub(crate) local: SocketAddr,
     /// The connection, counted against the listener's limits until the last holder of this
     /// (the connection, or the WebSocket tunnel it became) ends.
     pub(crate) counted: Counted,
@@ -71,11 +84,15 @@ impl ConnInfo {
     pub(crate) fn new(
         shared: Arc<Shared>,
         view: View,
-        peer: SocketAddr,
+        addresses: Addresses,
         counted: Counted,
         client: Option<Result<ClientHeaders, Arc<HeadersError>>>,
         tls: Option<Arc<TlsInfo>>,
     ) -> ConnInfo {
+        let Addresses {
+            client: peer,
+            local,
+        } = addresses;
         // Formatted once per connection, not per request.
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
@@ -86,6 +103,7 @@ impl ConnInfo {
             served: AtomicBool::new(false),
             finish: Arc::new(Notify::new()),
             peer,
+            local,
             counted,
             meter: Arc::default(),
             peer_ip,

@@ -6,7 +6,7 @@
 //! docs/architecture.md ("Limits").
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +19,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+
+use crate::outbound::Chain;
 
 /// Rate-limiter entries kept at most between two purges: past it, idle entries are purged at
 /// once. At some 100 bytes each, a few tens of MiB whatever the number of distinct clients.
@@ -62,10 +64,12 @@ pub(crate) enum Limit {
     Send,
     /// `max_connections`: accepting paused.
     Connections,
+    /// `proxy_protocol`: a connection from a balancer without a valid PROXY header, closed.
+    ProxyHeader,
 }
 
 impl Limit {
-    const ALL: [Limit; 7] = [
+    const ALL: [Limit; 8] = [
         Limit::ConnectionsPerClient,
         Limit::RequestsPerClient,
         Limit::RequestBody,
@@ -73,6 +77,7 @@ impl Limit {
         Limit::RequestBodyTime,
         Limit::Send,
         Limit::Connections,
+        Limit::ProxyHeader,
     ];
 
     /// The metric label.
@@ -85,6 +90,7 @@ impl Limit {
             Limit::RequestBodyTime => "request_body_timeout",
             Limit::Send => "send_timeout",
             Limit::Connections => "max_connections",
+            Limit::ProxyHeader => "proxy_protocol",
         }
     }
 }
@@ -103,9 +109,11 @@ pub(crate) struct Clients {
     /// `farmgate_limited_total`, by [`Limit`], in [`Limit::ALL`] order.
     limited: Vec<Counter>,
     /// Refusals not yet logged, by [`Limit`]: logged together once a second at most.
-    unlogged: [AtomicU64; 7],
+    unlogged: [AtomicU64; 8],
     /// When refusals were last logged.
     logged: Throttle,
+    /// When a connection without a valid PROXY header was last logged.
+    proxy_failed: Throttle,
     /// When a failed `accept` was last logged.
     accept_failed: Throttle,
 }
@@ -116,10 +124,43 @@ struct Rate {
     limiter: DefaultKeyedRateLimiter<ClientKey>,
 }
 
-/// One open connection, counted until dropped.
-pub(crate) struct Counted {
+/// One open connection, counted against `max_connections` until dropped, but not yet
+/// against its client's share: its client is known once a PROXY header, if the connection
+/// has one, is read.
+pub(crate) struct Open {
     clients: Arc<Clients>,
+}
+
+/// One open connection, counted against `max_connections` and its client's share until
+/// dropped.
+pub(crate) struct Counted {
+    open: Open,
     key: ClientKey,
+}
+
+impl Open {
+    /// The listener's clients.
+    pub(crate) fn clients(&self) -> &Arc<Clients> {
+        &self.clients
+    }
+
+    /// Count this connection against the share of the client at `ip`, unless that client
+    /// already has `max_per_client` open (then the refusal is counted and logged, and the
+    /// connection is no longer counted at all).
+    pub(crate) fn admit(self, ip: IpAddr, max_per_client: u32) -> Option<Counted> {
+        let key = ClientKey::of(ip);
+        {
+            let mut per_client = self.clients.per_client.lock();
+            let count = per_client.entry(key).or_insert(0);
+            if *count >= max_per_client {
+                drop(per_client);
+                self.clients.refused(Limit::ConnectionsPerClient);
+                return None;
+            }
+            *count += 1;
+        }
+        Some(Counted { open: self, key })
+    }
 }
 
 impl Counted {
@@ -130,7 +171,13 @@ impl Counted {
 
     /// The listener's clients.
     pub(crate) fn clients(&self) -> &Clients {
-        &self.clients
+        &self.open.clients
+    }
+}
+
+impl std::fmt::Debug for Open {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Open").finish_non_exhaustive()
     }
 }
 
@@ -164,6 +211,7 @@ impl Clients {
                 .collect(),
             unlogged: Default::default(),
             logged: Throttle::default(),
+            proxy_failed: Throttle::default(),
             accept_failed: Throttle::default(),
         }
     }
@@ -192,25 +240,34 @@ impl Clients {
         let _ = tokio::time::timeout(limit, self.closed.notified()).await;
     }
 
-    /// Count a new connection from `ip`, unless that client already has `max_per_client` open
-    /// (then the refusal is counted and logged).
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, max_per_client: u32) -> Option<Counted> {
-        let key = ClientKey::of(ip);
-        {
-            let mut per_client = self.per_client.lock();
-            let count = per_client.entry(key).or_insert(0);
-            if *count >= max_per_client {
-                drop(per_client);
-                self.refused(Limit::ConnectionsPerClient);
-                return None;
-            }
-            *count += 1;
-        }
+    /// Count a connection just accepted against `max_connections` (the accept loop waits
+    /// [`below`](Self::below) it first).
+    pub(crate) fn open_one(self: &Arc<Self>) -> Open {
         self.open.fetch_add(1, Ordering::AcqRel);
-        Some(Counted {
+        Open {
             clients: self.clone(),
-            key,
-        })
+        }
+    }
+
+    /// A connection from `peer`, a `proxy_protocol` source, was closed without a valid PROXY
+    /// header (`why`): counted as a `proxy_protocol` refusal, logged once a second at most.
+    pub(crate) fn refused_proxy_header(&self, peer: SocketAddr, why: &dyn std::error::Error) {
+        let i = Limit::ALL
+            .iter()
+            .position(|l| *l == Limit::ProxyHeader)
+            .unwrap_or(0);
+        if let Some(counter) = self.limited.get(i) {
+            counter.inc();
+        }
+        if let Some(more) = self.proxy_failed.admit() {
+            tracing::warn!(
+                listener = %self.name,
+                %peer,
+                "closed a connection from a proxy_protocol source: {}{} (farmgate_limited_total{{limit=\"proxy_protocol\"}}; docs/troubleshooting.md)",
+                Chain(why),
+                unlogged(more)
+            );
+        }
     }
 
     /// Whether client `key` may make one more request under `limit`; if not, how long until
@@ -323,15 +380,19 @@ fn quota(limit: RateLimit) -> Quota {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        {
-            let mut per_client = self.clients.per_client.lock();
-            if let Some(count) = per_client.get_mut(&self.key) {
-                *count -= 1;
-                if *count == 0 {
-                    per_client.remove(&self.key);
-                }
+        let mut per_client = self.open.clients.per_client.lock();
+        if let Some(count) = per_client.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.key);
             }
         }
+        // Then `open` goes, counting the connection out of `max_connections`.
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
         self.clients.open.fetch_sub(1, Ordering::AcqRel);
         self.clients.closed.notify_waiters();
     }
@@ -363,10 +424,15 @@ mod tests {
     fn a_client_gets_its_share_and_the_table_forgets_it_when_it_leaves() {
         let clients = clients();
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
-        let held: Vec<Counted> = (0..3).map_while(|_| clients.admit(ip, 3)).collect();
+        let held: Vec<Counted> = (0..3)
+            .map_while(|_| clients.open_one().admit(ip, 3))
+            .collect();
         assert_eq!(held.len(), 3);
-        assert!(clients.admit(ip, 3).is_none(), "the fourth is refused");
-        let other = clients.admit("127.0.0.10".parse().unwrap(), 3);
+        assert!(
+            clients.open_one().admit(ip, 3).is_none(),
+            "the fourth is refused"
+        );
+        let other = clients.open_one().admit("127.0.0.10".parse().unwrap(), 3);
         assert!(other.is_some(), "another client is not affected");
         assert_eq!(clients.open(), 4);
         drop(held);

@@ -12,7 +12,9 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::outbound::{Body, Chain, ClientBody, ClientBodyError, Outgoing, holding};
+use crate::outbound::{
+    Body, Chain, ClientBody, ClientBodyError, Outgoing, Relayed, holding, relaying,
+};
 
 use super::access::{Record, ResponseBody};
 use super::client::{ConnInfo, View};
@@ -188,7 +190,9 @@ async fn forward(
     let upstream = view.generation.upstream(route.upstream);
     exchange.upstream = Some(upstream.name.clone());
 
-    headers::rewrite_request(&mut req, conn, view.listener.tls.is_some(), &authority);
+    let trusted = headers::trusts(conn, &view.listener.config);
+    let tls = view.listener.tls.is_some();
+    headers::rewrite_request(&mut req, conn, tls, &authority, trusted);
     view.listener.rules.request(index, req.headers_mut());
     let (mut parts, body) = req.into_parts();
     // A WebSocket's bytes go through the tunnel, never as a body.
@@ -212,9 +216,18 @@ async fn forward(
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
     let started = Instant::now();
-    let dispatched = upstream
-        .dispatch(outgoing, key.as_deref(), &conn.shared.metrics)
-        .await;
+    let dispatch = upstream.dispatch(outgoing, key.as_deref(), &conn.shared.metrics);
+    let dispatched = match upstream.config.send_proxy {
+        // The connections it opens name this client in their PROXY header.
+        Some(_) => {
+            let relayed = Relayed {
+                client: conn.peer,
+                destination: conn.local,
+            };
+            relaying(relayed, dispatch).await
+        }
+        None => dispatch.await,
+    };
     let (mut response, server) = dispatched.map_err(|failure| {
         let limit = match failure.client_body() {
             Some(ClientBodyError::TooLarge { .. }) => Some(Limit::RequestBody),

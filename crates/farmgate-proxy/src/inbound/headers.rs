@@ -1,5 +1,6 @@
-//! The headers a hop manages: hop-by-hop headers removed, `X-Forwarded-*` set, and on a gate
-//! the verified identity headers set after any client-supplied copies are dropped.
+//! The headers a hop manages: hop-by-hop headers removed, `X-Forwarded-*` set (extended for a
+//! trusted client, replaced for any other, whose `Forwarded` is dropped), and on a gate the
+//! verified identity headers set after any client-supplied copies are dropped.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
@@ -10,6 +11,7 @@ use super::client::ConnInfo;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 const CLIENT_CERT: HeaderName = HeaderName::from_static("client-cert");
 const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain");
@@ -35,13 +37,15 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 const GRPC_TRAILERS: HeaderValue =
     HeaderValue::from_static("grpc-status, grpc-message, grpc-status-details-bin");
 
-/// Rewrite a request's headers for its upstream; `tls` says whether it came over TLS, and
-/// `authority` is its host as the client sent it.
+/// Rewrite a request's headers for its upstream; `tls` says whether it came over TLS,
+/// `authority` is its host as the client sent it, and `trusted` whether the client may tell
+/// us whom it forwards for (see [`trusts`]).
 pub(crate) fn rewrite_request(
     req: &mut Request<Incoming>,
     conn: &ConnInfo,
     tls: bool,
     authority: &HeaderValue,
+    trusted: bool,
 ) {
     let version = req.version();
     let headers = req.headers_mut();
@@ -60,9 +64,11 @@ pub(crate) fn rewrite_request(
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 
-    // Only a verified peer (a gate's authenticated client, i.e. the edge) may tell us who it
-    // forwarded for; anyone else's claims are replaced.
-    let trusted = conn.verified().is_some();
+    // Only a trusted client may tell us whom it forwards for; anyone else's claims are
+    // replaced (X-Forwarded-*) or dropped (Forwarded, which we do not write).
+    if present.forwarded && !trusted {
+        headers.remove(FORWARDED);
+    }
     let prior = if trusted && present.forwarded_for {
         headers.get(&X_FORWARDED_FOR)
     } else {
@@ -106,6 +112,13 @@ pub(crate) fn rewrite_request(
     }
 }
 
+/// Whether the client of `conn` may tell us whom it forwards for (keep and extend its
+/// `X-Forwarded-For`, keep its `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`): a
+/// gate's verified client (the edge), or a client in the listener's `trusted_proxies`.
+pub(crate) fn trusts(conn: &ConnInfo, listener: &farmgate_config::Listener) -> bool {
+    conn.verified().is_some() || listener.trusts_forwarding(conn.peer.ip())
+}
+
 /// Which of the headers the proxy removes or sets a message carries, learnt in one pass over
 /// its names, so that hashed lookups happen only for those present: most messages carry none
 /// of them, or only `Connection: keep-alive`.
@@ -118,6 +131,8 @@ struct Present {
     forwarded_for: bool,
     forwarded_proto: bool,
     forwarded_host: bool,
+    /// RFC 7239 `Forwarded`.
+    forwarded: bool,
     /// Any of the client-identity headers.
     identity: bool,
     host: bool,
@@ -161,6 +176,7 @@ impl Present {
             "x-forwarded-for" => &mut self.forwarded_for,
             "x-forwarded-proto" => &mut self.forwarded_proto,
             "x-forwarded-host" => &mut self.forwarded_host,
+            "forwarded" => &mut self.forwarded,
             "x-forwarded-client-cert" | "client-cert" | "client-cert-chain" => {
                 // Removal is harmless either way: keep the flag set.
                 self.identity |= there;

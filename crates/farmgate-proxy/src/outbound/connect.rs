@@ -1,16 +1,21 @@
-//! Opening connections to backends: TCP, then TLS with the upstream's client identity.
+//! Opening connections to backends: TCP, the PROXY header of `send_proxy`, then TLS with the
+//! upstream's client identity.
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use farmgate_config::Address;
+use farmgate_config::{Address, ProxyVersion};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::rt::TokioIo;
+use ppp::{v1, v2};
 use rustls_pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -64,6 +69,34 @@ pub(crate) enum ConnectError {
     },
 }
 
+/// The client a request to a `send_proxy` upstream is relayed for: what the PROXY header of
+/// a connection opened for it names, and which pooled connections it may reuse (those opened
+/// for this same client connection: see `pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Relayed {
+    /// The client's address and port (as a PROXY header in front of us named it, if one did).
+    pub(crate) client: SocketAddr,
+    /// The address it connected to.
+    pub(crate) destination: SocketAddr,
+}
+
+tokio::task_local! {
+    /// Set by [`relaying`] around a request's dispatch to a `send_proxy` upstream.
+    static RELAYED: Relayed;
+}
+
+/// Run `dispatch` (a request's way to a `send_proxy` upstream) on behalf of `relayed`: the
+/// connections it opens name that client, and it reuses only connections that do.
+pub(crate) async fn relaying<F: Future>(relayed: Relayed, dispatch: F) -> F::Output {
+    RELAYED.scope(relayed, dispatch).await
+}
+
+/// The client the request being sent is relayed for (see [`relaying`]); `None` outside a
+/// `send_proxy` dispatch, e.g. for a health check.
+pub(crate) fn relayed() -> Option<Relayed> {
+    RELAYED.try_with(|r| *r).ok()
+}
+
 /// How connections to one upstream's servers are made.
 #[derive(Clone, Debug)]
 pub(crate) struct Connector {
@@ -78,6 +111,8 @@ struct Inner {
     connect_timeout: Duration,
     /// TLS connections must select HTTP/2 (ALPN `h2`).
     require_h2: bool,
+    /// `send_proxy`: each connection starts with a PROXY header of this version.
+    send_proxy: Option<ProxyVersion>,
     /// Connections opened so far (each is a TCP connect and, with TLS, a full handshake).
     opened: AtomicU64,
     /// Connections open now.
@@ -90,6 +125,7 @@ impl Connector {
         server_name: Option<ServerName<'static>>,
         connect_timeout: Duration,
         require_h2: bool,
+        send_proxy: Option<ProxyVersion>,
     ) -> Connector {
         Connector {
             inner: Arc::new(Inner {
@@ -97,6 +133,7 @@ impl Connector {
                 server_name,
                 connect_timeout,
                 require_h2,
+                send_proxy,
                 opened: AtomicU64::new(0),
                 open: Arc::new(AtomicI64::new(0)),
             }),
@@ -162,12 +199,22 @@ impl Inner {
                 (TcpStream::connect(first).await, Some(host.as_str()))
             }
         };
-        let tcp = tcp.map_err(|source| ConnectError::Tcp {
+        let mut tcp = tcp.map_err(|source| ConnectError::Tcp {
             addr: addr.to_owned(),
             source,
         })?;
         // Requests and responses are written whole; waiting for more data only adds latency.
         let _ = tcp.set_nodelay(true);
+        if let Some(version) = self.send_proxy {
+            // Before any TLS byte: the server reads it first (nginx `listen ... proxy_protocol`).
+            let header = proxy_header(version, relayed());
+            tcp.write_all(&header)
+                .await
+                .map_err(|source| ConnectError::Tcp {
+                    addr: addr.to_owned(),
+                    source,
+                })?;
+        }
         let Some(tls) = &self.tls else {
             return Ok(Io::Plain(TokioIo::new(tcp)));
         };
@@ -212,6 +259,57 @@ impl Inner {
             });
         }
         Ok(Io::Tls(Box::new(TokioIo::new(stream))))
+    }
+}
+
+/// The PROXY header of `version` naming `relayed`; without it (a connection the proxy opens
+/// for itself, such as a health check's) a v2 `LOCAL` header or v1 `PROXY UNKNOWN`, which
+/// tell the server to take the connection's own addresses.
+fn proxy_header(version: ProxyVersion, relayed: Option<Relayed>) -> Vec<u8> {
+    let addresses = relayed.map(|r| same_family(r.client, r.destination));
+    match version {
+        ProxyVersion::V1 => {
+            let addresses = addresses.map_or(v1::Addresses::Unknown, v1::Addresses::from);
+            addresses.to_string().into_bytes()
+        }
+        ProxyVersion::V2 => {
+            let (command, protocol, addresses) = match addresses {
+                Some(pair) => (
+                    v2::Command::Proxy,
+                    v2::Protocol::Stream,
+                    v2::Addresses::from(pair),
+                ),
+                None => (
+                    v2::Command::Local,
+                    v2::Protocol::Unspecified,
+                    v2::Addresses::Unspecified,
+                ),
+            };
+            let header =
+                v2::Builder::with_addresses(v2::Version::Two | command, protocol, addresses);
+            // Only a payload over 64 KiB fails; addresses alone are 36 bytes at most.
+            header.build().unwrap_or_default()
+        }
+    }
+}
+
+/// `client` and `destination` in one address family, as a PROXY header carries them: IPv4
+/// when both are IPv4 (or IPv4-mapped), else both IPv6.
+fn same_family(client: SocketAddr, destination: SocketAddr) -> (SocketAddr, SocketAddr) {
+    let v4 = |a: SocketAddr| match a {
+        SocketAddr::V4(_) => Some(a),
+        SocketAddr::V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| SocketAddr::from((ip, v6.port()))),
+    };
+    let v6 = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
+        SocketAddr::V6(_) => a,
+    };
+    match (v4(client), v4(destination)) {
+        (Some(c), Some(d)) => (c, d),
+        _ => (v6(client), v6(destination)),
     }
 }
 
@@ -295,5 +393,64 @@ impl Write for Conn {
             Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use super::*;
+
+    fn relayed(client: &str, destination: &str) -> Option<Relayed> {
+        Some(Relayed {
+            client: client.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+        })
+    }
+
+    #[test]
+    fn v1_names_the_client_or_says_unknown() {
+        let header = proxy_header(ProxyVersion::V1, relayed("192.0.2.7:51234", "10.0.0.1:443"));
+        assert_eq!(header, b"PROXY TCP4 192.0.2.7 10.0.0.1 51234 443\r\n");
+        assert_eq!(proxy_header(ProxyVersion::V1, None), b"PROXY UNKNOWN\r\n");
+    }
+
+    #[test]
+    fn v2_names_the_client_or_says_local() {
+        let header = proxy_header(ProxyVersion::V2, relayed("192.0.2.7:51234", "10.0.0.1:443"));
+        let parsed = v2::Header::try_from(header.as_slice()).unwrap();
+        assert_eq!(parsed.command, v2::Command::Proxy);
+        assert_eq!(
+            parsed.addresses,
+            v2::Addresses::from((
+                "192.0.2.7:51234".parse::<SocketAddr>().unwrap(),
+                "10.0.0.1:443".parse::<SocketAddr>().unwrap()
+            ))
+        );
+        let local = proxy_header(ProxyVersion::V2, None);
+        let parsed = v2::Header::try_from(local.as_slice()).unwrap();
+        assert_eq!(parsed.command, v2::Command::Local);
+        assert_eq!(parsed.len(), local.len());
+    }
+
+    #[test]
+    fn mixed_families_become_one() {
+        let (c, d) = same_family(
+            "[::ffff:192.0.2.7]:1".parse().unwrap(),
+            "10.0.0.1:2".parse().unwrap(),
+        );
+        assert_eq!(
+            (c.to_string(), d.to_string()),
+            ("192.0.2.7:1".into(), "10.0.0.1:2".into())
+        );
+        let (c, d) = same_family(
+            "192.0.2.7:1".parse().unwrap(),
+            "[2001:db8::1]:2".parse().unwrap(),
+        );
+        assert_eq!(
+            (c.to_string(), d.to_string()),
+            ("[::ffff:192.0.2.7]:1".into(), "[2001:db8::1]:2".into())
+        );
     }
 }

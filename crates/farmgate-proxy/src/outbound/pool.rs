@@ -8,6 +8,11 @@
 //! has been read to its end. A body dropped before its end takes the connection with it, since
 //! the connection still holds unread bytes.
 //!
+//! A connection to a `send_proxy` upstream began with a PROXY header naming one client
+//! connection: it is reused only for requests of that same client connection, so the header
+//! is true of every request it carries (HAProxy likewise keys its server connections on the
+//! PROXY header they were opened with). Other requests, and health checks, open their own.
+//!
 //! Idle connections that no request needed for a while are surplus: at every sweep (the
 //! runtime runs one every few seconds), half of those that stayed idle through the whole interval are closed (as HAProxy's
 //! `pool-purge-delay` does), keeping the most recently used one per worker until the upstream's
@@ -32,7 +37,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::connect::Connector;
+use super::connect::{Connector, Relayed, relayed};
 use super::send::{
     RequestBody, SLOTS, SendError, bodyless, closed_under_us, copy, is_idempotent, worker,
 };
@@ -93,6 +98,19 @@ impl<T> IdleList<T> {
         idle
     }
 
+    /// The most recently used one that `fits`, taken out.
+    fn take(&mut self, fits: impl Fn(&T) -> bool) -> Option<T> {
+        match self.conns.last() {
+            // Nearly always: the top one (every connection fits where send_proxy is off).
+            Some(top) if fits(top) => self.pop(),
+            _ => {
+                let at = self.conns.iter().rposition(fits)?;
+                self.untouched = self.untouched.min(at);
+                Some(self.conns.remove(at))
+            }
+        }
+    }
+
     /// Close the oldest `n`.
     fn drop_oldest(&mut self, n: usize) {
         self.conns.drain(..n);
@@ -116,6 +134,8 @@ struct Idle<B> {
     since: Instant,
     /// How long it may stay idle: the upstream's idle timeout, or less if the server said so.
     limit: Duration,
+    /// With `send_proxy`, the client connection its PROXY header names.
+    relayed: Option<Relayed>,
 }
 
 impl<B> Idle<B> {
@@ -154,9 +174,14 @@ impl<B: RequestBody> Pool<B> {
         kept: Option<&http::request::Parts>,
     ) -> Result<Response<PooledBody<B>>, SendError> {
         let replayable = http_body::Body::is_end_stream(req.body()) && is_idempotent(req.method());
+        let relayed = relayed();
         let mut fresh = false;
         loop {
-            let idle = if fresh { None } else { self.take_idle().await };
+            let idle = if fresh {
+                None
+            } else {
+                self.take_idle(relayed).await
+            };
             let (mut sender, reused) = match idle {
                 Some(sender) => (sender, true),
                 None => (self.connect().await?, false),
@@ -168,7 +193,8 @@ impl<B: RequestBody> Pool<B> {
                     let (parts, body) = response.into_parts();
                     let limit = keep_alive_limit(&parts.headers)
                         .map_or(self.idle_timeout, |l| l.min(self.idle_timeout));
-                    let body = PooledBody::new(body, Checkin::new(self, sender, limit));
+                    let checkin = Checkin::new(self, sender, limit, relayed);
+                    let body = PooledBody::new(body, checkin);
                     return Ok(Response::from_parts(parts, body));
                 }
                 Err(mut e) => {
@@ -198,10 +224,10 @@ impl<B: RequestBody> Pool<B> {
         }
     }
 
-    /// The most recently used idle connection that is still open and ready.
-    async fn take_idle(&self) -> Option<http1::SendRequest<B>> {
+    /// The most recently used idle connection for `relayed` that is still open and ready.
+    async fn take_idle(&self, relayed: Option<Relayed>) -> Option<http1::SendRequest<B>> {
         loop {
-            let idle = self.lock().pop()?;
+            let idle = self.lock().take(|i| i.relayed == relayed)?;
             if idle.sender.is_closed() || idle.expired(Instant::now()) {
                 continue;
             }
@@ -234,7 +260,7 @@ impl<B: RequestBody> Pool<B> {
         Ok(sender)
     }
 
-    fn checkin(&self, sender: http1::SendRequest<B>, limit: Duration) {
+    fn checkin(&self, sender: http1::SendRequest<B>, limit: Duration, relayed: Option<Relayed>) {
         if sender.is_closed() {
             return;
         }
@@ -247,6 +273,7 @@ impl<B: RequestBody> Pool<B> {
             sender,
             since: now,
             limit,
+            relayed,
         });
     }
 
@@ -279,19 +306,27 @@ struct Checkin<B: RequestBody> {
     sender: http1::SendRequest<B>,
     /// How long it may then stay idle.
     limit: Duration,
+    /// Whose connection it is, with `send_proxy`.
+    relayed: Option<Relayed>,
 }
 
 impl<B: RequestBody> Checkin<B> {
-    fn new(pool: &Arc<Pool<B>>, sender: http1::SendRequest<B>, limit: Duration) -> Checkin<B> {
+    fn new(
+        pool: &Arc<Pool<B>>,
+        sender: http1::SendRequest<B>,
+        limit: Duration,
+        relayed: Option<Relayed>,
+    ) -> Checkin<B> {
         Checkin {
             pool: pool.clone(),
             sender,
             limit,
+            relayed,
         }
     }
 
     fn finish(self) {
-        self.pool.checkin(self.sender, self.limit);
+        self.pool.checkin(self.sender, self.limit, self.relayed);
     }
 }
 
@@ -441,6 +476,17 @@ mod tests {
         idle.conns.extend(taken.into_iter().rev());
         assert_eq!(idle.sweep(), 3, "half of the five left alone, rounded up");
         assert_eq!(idle.conns, [3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn a_connection_is_taken_only_by_what_it_fits() {
+        let mut idle = list(6);
+        idle.sweep();
+        assert_eq!(idle.take(|&c| c % 2 == 0), Some(4), "the newest that fits");
+        assert_eq!(idle.conns, [0, 1, 2, 3, 5]);
+        assert_eq!(idle.take(|&c| c == 5), Some(5), "the top, as pop takes it");
+        assert_eq!(idle.take(|&c| c > 9), None);
+        assert_eq!(idle.sweep(), 2, "half of the three left alone, rounded up");
     }
 
     #[test]

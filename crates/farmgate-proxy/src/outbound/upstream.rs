@@ -139,7 +139,13 @@ impl UpstreamRt {
             None => (None, None),
         };
         let h2 = config.protocol == Protocol::H2;
-        let connector = Connector::new(tls, server_name, config.timeouts.connect, h2);
+        let connector = Connector::new(
+            tls,
+            server_name,
+            config.timeouts.connect,
+            h2,
+            config.send_proxy,
+        );
         let servers: Vec<ServerRt> = config
             .servers
             .iter()
