@@ -2,7 +2,9 @@
 //! answers to ACME tls-alpn-01 validations.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use farmgate_config::{Challenge, ListenerCerts, ListenerTls};
@@ -53,7 +55,7 @@ impl AlpnChallenges {
         &self,
         fallback: impl Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync + 'static,
     ) {
-        *self.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fallback));
+        *self.fallback.lock() = Some(Arc::new(fallback));
     }
 
     /// Answer validations for `server_name` (lower-case) with `key` until [`Self::remove`].
@@ -71,17 +73,12 @@ impl AlpnChallenges {
         if let Some(posted) = self.locked().get(server_name).cloned() {
             return Some(posted);
         }
-        let fallback = self
-            .fallback
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
+        let fallback = self.fallback.lock().clone()?;
         fallback(server_name)
     }
 
-    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {
-        // A panic while holding the lock cannot leave the map half-changed: keep going.
-        self.certs.lock().unwrap_or_else(|e| e.into_inner())
+    fn locked(&self) -> MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {
+        self.certs.lock()
     }
 }
 
