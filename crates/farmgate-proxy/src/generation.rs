@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::error::{BuildError, LoadError};
-use crate::outbound::{Queue, ServerStats, UpstreamRt, now_ms};
+use crate::outbound::{Discovery, Queue, ServerSource, ServerStats, UpstreamRt, now_ms};
 
 pub(crate) use certificate::{InUse, Role};
 pub(crate) use listener::ListenerRt;
@@ -53,6 +53,8 @@ pub struct Lasting {
     server_stats: Arc<Mutex<BTreeMap<ServerKey, Arc<ServerStats>>>>,
     /// Each capped upstream's queue, with its servers' slots, by upstream name.
     queues: Arc<Mutex<BTreeMap<String, Arc<Queue>>>>,
+    /// Each discovered upstream's DNS answers and failures, by upstream name.
+    discoveries: Arc<Mutex<BTreeMap<String, Arc<Discovery>>>>,
     /// Generations built with this state and not yet dropped.
     alive: Arc<watch::Sender<usize>>,
 }
@@ -67,6 +69,7 @@ impl Default for Lasting {
             gate_stats: Arc::default(),
             server_stats: Arc::default(),
             queues: Arc::default(),
+            discoveries: Arc::default(),
             alive: Arc::new(watch::channel(0).0),
         }
     }
@@ -109,6 +112,24 @@ impl Lasting {
         queues.entry(upstream.to_owned()).or_default().clone()
     }
 
+    /// What DNS answered upstream `upstream` so far, the same for every generation (a reload
+    /// that changes the question starts it afresh: `Discovery::ask`).
+    fn discovery(&self, upstream: &str) -> Arc<Discovery> {
+        let mut discoveries = self.discoveries.lock();
+        discoveries.entry(upstream.to_owned()).or_default().clone()
+    }
+
+    /// Forget the discovery state of upstreams `config` does not discover; called when a
+    /// generation built from `config` is swapped in.
+    fn keep_discoveries(&self, config: &Config) {
+        self.discoveries.lock().retain(|upstream, _| {
+            config
+                .upstreams
+                .iter()
+                .any(|u| u.name == *upstream && u.discover.is_some())
+        });
+    }
+
     /// Forget the queues of upstreams `config` does not cap (requests holding their slots
     /// keep them); called when a generation built from `config` is swapped in.
     fn keep_queues(&self, config: &Config) {
@@ -120,14 +141,40 @@ impl Lasting {
         });
     }
 
-    /// Forget the counters of servers `config` no longer has (generations still serving them
-    /// keep theirs until they end).
+    /// Forget the counters of servers `config` no longer lists (generations still serving
+    /// them keep theirs until they end). Those of a discovered upstream go as DNS drops them
+    /// ([`UpstreamServers::keep`]).
     fn keep_server_stats(&self, config: &Config) {
         self.server_stats.lock().retain(|(upstream, address), _| {
             config.upstreams.iter().any(|u| {
-                u.name == *upstream && u.servers.iter().any(|s| s.address.to_string() == *address)
+                u.name == *upstream
+                    && (u.discover.is_some()
+                        || u.servers.iter().any(|s| s.address.to_string() == *address))
             })
         });
+    }
+}
+
+/// What outlives generations for the servers of one upstream: its part of [`Lasting`], by
+/// server address.
+#[derive(Debug)]
+struct UpstreamServers {
+    lasting: Lasting,
+    upstream: String,
+}
+
+impl ServerSource for UpstreamServers {
+    fn stats(&self, address: &str) -> Arc<ServerStats> {
+        self.lasting.server_stats(&self.upstream, address)
+    }
+
+    fn keep(&self, addresses: &[&str]) {
+        self.lasting
+            .server_stats
+            .lock()
+            .retain(|(upstream, address), _| {
+                *upstream != self.upstream || addresses.contains(&address.as_str())
+            });
     }
 }
 
@@ -188,7 +235,12 @@ impl Generation {
             .iter()
             .map(|u| {
                 let queue = u.max_connections_per_server.map(|_| lasting.queue(&u.name));
-                UpstreamRt::build(u, &|address| lasting.server_stats(&u.name, address), queue)
+                let discovery = u.discover.as_ref().map(|_| lasting.discovery(&u.name));
+                let source = Arc::new(UpstreamServers {
+                    lasting: lasting.clone(),
+                    upstream: u.name.clone(),
+                });
+                UpstreamRt::build(u, source, queue, discovery)
             })
             .collect::<Result<Vec<_>, _>>()?;
         lasting.keep_server_stats(&config);
@@ -207,25 +259,26 @@ impl Generation {
 
     /// Take over what the running generation `old` knows and this one must not forget: the
     /// health of every server they share (same upstream name, same address), so a reload
-    /// neither revives a dead server nor forgets an ejection. And, as this generation is about
-    /// to be swapped in, put its `max_connections_per_server` on the slots the generations
-    /// share (not when it is built: a reload that fails later must change nothing).
+    /// neither revives a dead server nor forgets an ejection; and the servers DNS found for
+    /// an upstream both discover alike, so the reload leaves no window without servers. And,
+    /// as this generation is about to be swapped in, put its `max_connections_per_server` on
+    /// the slots the generations share (not when it is built: a reload that fails later must
+    /// change nothing).
     pub(crate) fn inherit(&self, old: &Generation) {
         self.lasting.keep_queues(&self.config);
+        self.lasting.keep_discoveries(&self.config);
         for upstream in &self.upstreams {
+            upstream.take_servers(old.upstream_named(&upstream.name));
             upstream.apply_cap();
         }
         for upstream in &self.upstreams {
             let Some(previous) = old.upstream_named(&upstream.name) else {
                 continue;
             };
-            for server in &upstream.servers {
-                if let Some(before) = previous
-                    .servers
-                    .iter()
-                    .find(|s| s.address == server.address)
-                {
-                    server.health.inherit(&before.health);
+            let before = previous.servers();
+            for server in &upstream.servers().servers {
+                if let Some(b) = before.servers.iter().find(|b| b.address == server.address) {
+                    server.health.inherit(&b.health);
                 }
             }
         }
@@ -317,8 +370,8 @@ impl Generation {
 
     /// The health of server `address` of upstream `upstream`, if both exist.
     pub fn server_state(&self, upstream: &str, address: &str) -> Option<ServerState> {
-        let u = self.upstream_named(upstream)?;
-        let s = u.servers.iter().find(|s| &*s.address == address)?;
+        let servers = self.upstream_named(upstream)?.servers();
+        let s = servers.servers.iter().find(|s| &*s.address == address)?;
         Some(ServerState {
             up: s.health.is_up(),
             ejected: s.health.is_ejected(now_ms()),
@@ -335,7 +388,7 @@ impl Generation {
         &self.upstreams[id.index()]
     }
 
-    fn upstream_named(&self, name: &str) -> Option<&UpstreamRt> {
+    pub(crate) fn upstream_named(&self, name: &str) -> Option<&UpstreamRt> {
         self.upstreams.iter().find(|u| &*u.name == name)
     }
 

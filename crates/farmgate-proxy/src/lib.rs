@@ -28,10 +28,10 @@ mod runtime;
 pub use error::{BuildError, LoadError, ProxyError};
 pub use generation::{Generation, Lasting, ServerState};
 pub use runtime::{
-    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, Drained, FactStatus,
-    FailureStatus, LastReload, ListenerRole, ListenerStatus, RefusalCount, RefusedStatus,
-    ReloadError, ReloadObserver, Reloads, Server, ServerHealth, ServerStatus, Status,
-    TrafficStatus, UpstreamStatus, UpstreamTlsStatus, WarningStatus, Workers,
+    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, DiscoveryFailureCount,
+    DiscoveryStatus, Drained, FactStatus, FailureStatus, LastReload, ListenerRole, ListenerStatus,
+    RefusalCount, RefusedStatus, ReloadError, ReloadObserver, Reloads, Server, ServerHealth,
+    ServerStatus, Status, TrafficStatus, UpstreamStatus, UpstreamTlsStatus, WarningStatus, Workers,
 };
 
 /// Reloading: on request (SIGHUP) and whenever the configuration file or any file it names

@@ -7,6 +7,7 @@
 
 mod body;
 mod connect;
+mod discover;
 mod failure;
 mod health;
 mod multiplex;
@@ -14,13 +15,16 @@ mod pool;
 mod queue;
 mod retry;
 mod send;
+mod set;
 mod stats;
 mod upstream;
 
 pub(crate) use body::{Body, BodyError, ClientBody};
+pub(crate) use discover::{Change, Discovery, Known, Resolver};
 pub(crate) use failure::{Chain, ClientBodyError, UpstreamFailure};
 pub(crate) use health::now_ms;
 pub(crate) use queue::{Queue, holding};
 pub(crate) use send::set_worker;
+pub(crate) use set::{ServerRt, ServerSet, ServerSource};
 pub(crate) use stats::{LastFailure, LastMinute, SAMPLE_EVERY, ServerStats};
-pub(crate) use upstream::{Outgoing, ServerRt, UpstreamRt};
+pub(crate) use upstream::{Outgoing, UpstreamRt};

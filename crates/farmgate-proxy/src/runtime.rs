@@ -17,9 +17,10 @@ mod workers;
 pub use reload::{ReloadCounts, ReloadError, ReloadFailure};
 pub use server::{Drained, ReloadObserver, Server};
 pub use status::{
-    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, FactStatus, FailureStatus,
-    LastReload, ListenerRole, ListenerStatus, RefusalCount, RefusedStatus, Reloads, ServerHealth,
-    ServerStatus, Status, TrafficStatus, UpstreamStatus, UpstreamTlsStatus, WarningStatus,
+    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, DiscoveryFailureCount,
+    DiscoveryStatus, FactStatus, FailureStatus, LastReload, ListenerRole, ListenerStatus,
+    RefusalCount, RefusedStatus, Reloads, ServerHealth, ServerStatus, Status, TrafficStatus,
+    UpstreamStatus, UpstreamTlsStatus, WarningStatus,
 };
 pub use watch::watch;
 pub use workers::Workers;
