@@ -27,6 +27,8 @@ mod interop_compat;
 #[cfg(feature = "interop")]
 mod interop_dashboard;
 #[cfg(feature = "interop")]
+mod interop_discovery;
+#[cfg(feature = "interop")]
 mod interop_package;
 #[cfg(feature = "interop")]
 mod interop_websocket;
