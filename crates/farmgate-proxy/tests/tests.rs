@@ -11,6 +11,7 @@ mod layers;
 mod acme;
 mod chain;
 mod compat;
+mod discovery;
 mod every_request;
 mod failures;
 mod floods;

@@ -287,6 +287,13 @@ async fn gates_are_followed_through_dns_under_load_without_a_failed_request() {
     until("traffic on the added gate", || o3.requests() > 0).await;
     assert_eq!(serving(&edge).len(), 3);
 
+    // A reload that asks DNS the same question starts with the servers DNS last gave, up:
+    // no moment without servers.
+    edge.reload_from(&pki.dir().join("edge.toml"))
+        .await
+        .unwrap();
+    assert_eq!(serving(&edge).len(), 3, "{:#?}", farm(&edge));
+
     // A gate gone from DNS takes no new request.
     dns.hosts(&hosts(&["127.0.0.12", "127.0.0.13"]));
     until("the removed gate out of the set", || {

@@ -105,7 +105,7 @@ fn spawn_check(
             }
             match &verdict {
                 Ok(()) => {
-                    tracing::info!(upstream = %upstream.name, server = %server.address, "server is up: {} health check(s) passed", config.rise)
+                    tracing::info!(upstream = %upstream.name, server = %server.address, "server is up again: {} health checks passed", config.rise)
                 }
                 Err(why) => {
                     tracing::warn!(upstream = %upstream.name, server = %server.address, "server marked down after {} failed health checks: {}", config.fall, Chain(why))
@@ -141,6 +141,8 @@ pub(crate) fn spawn_discovery(
         let changed = changed.clone();
         let name = upstream.name.clone();
         let mut stopping = shared.stopping.subscribe();
+        // A reload ends this task at once, rather than when its next lookup is due.
+        let mut reloaded = shared.reloaded.subscribe();
         let bounds = (discover.min_ttl, discover.max_ttl);
         tokio::spawn(async move {
             discovery.ask(&discover);
@@ -205,8 +207,16 @@ pub(crate) fn spawn_discovery(
                     }
                 };
                 drop(generation);
+                reloaded.borrow_and_update();
                 tokio::select! {
                     _ = tokio::time::sleep(next) => {}
+                    _ = reloaded.changed() => {
+                        if current(&shared, &weak).is_none() {
+                            return;
+                        }
+                        // Another reload's news, with this generation still serving: the
+                        // lookup is due as planned; asking early does no harm.
+                    }
                     _ = stopping.changed() => return,
                 }
             }
