@@ -113,6 +113,16 @@ impl Clock {
         Clock::System(Instant::now())
     }
 
+    /// A clock with the same time base, for a balancer that carries estimates made on this
+    /// one's.
+    pub(crate) fn same(&self) -> Clock {
+        match self {
+            Clock::System(epoch) => Clock::System(*epoch),
+            #[cfg(test)]
+            Clock::Manual(ms) => Clock::Manual(AtomicU32::new(ms.load(Ordering::Relaxed))),
+        }
+    }
+
     pub(crate) fn now(&self) -> u32 {
         match self {
             // Truncation is the intended wrap-around.

@@ -66,7 +66,7 @@ impl Load {
     fn of(index: usize, server: &Server) -> Load {
         Load {
             server: index,
-            in_flight: server.in_flight.load(Ordering::Relaxed) as u64,
+            in_flight: server.load.in_flight.load(Ordering::Relaxed) as u64,
             weight: u64::from(server.weight),
         }
     }

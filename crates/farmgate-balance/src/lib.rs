@@ -20,6 +20,11 @@
 //!   unchanged, on every edge and across restarts; when a server becomes ineligible, only its keys
 //!   move, spread over the others. Without a key it falls back to round robin.
 //!
+//! When the set of servers changes (DNS discovery finds others), [`Balancer::successor`] builds
+//! the balancer of the new set and carries over, for every server that stays (same name), its
+//! requests in flight and its latency estimate: a request that started on the old balancer ends
+//! on the state the new one reads. Only the policy's own layout (the schedule, the ring) is new.
+//!
 //! The request path takes no lock and allocates nothing: a pick reads and bumps a few atomics
 //! (one per server scanned), and the [`Ticket`] it returns counts the request as in flight until it
 //! is dropped. [`Ticket::finish`] records the request's latency and outcome for [`Policy::P2cEwma`].
@@ -45,6 +50,7 @@ mod random;
 mod ring;
 mod round_robin;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -77,6 +83,8 @@ pub struct Balancer {
     /// the fallback of [`Policy::Hash`] for requests without a key.
     round_robin: RoundRobin,
     clock: Clock,
+    /// Each server's name, for [`Balancer::successor`].
+    names: Box<[Box<[u8]>]>,
 }
 
 impl Balancer {
@@ -122,6 +130,44 @@ impl Balancer {
         policy: Policy,
         servers: impl IntoIterator<Item = (N, u32)>,
     ) -> Balancer {
+        Balancer::build(policy, servers, Clock::system(), |_| None)
+    }
+
+    /// The balancer of a new list of servers (`(name, weight)`, as [`Balancer::with_names`]),
+    /// with this one's policy, that keeps each server's requests in flight and latency estimate
+    /// where this one has a server of the same name: what a change of the set must not forget.
+    /// Tickets taken from this balancer count on the servers they were taken for, in both.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use farmgate_balance::{Balancer, Policy};
+    ///
+    /// let old = Balancer::with_names(Policy::LeastRequests, [("10.0.0.11:8443", 1), ("10.0.0.12:8443", 1)]);
+    /// let ticket = old.pick(None, |i| i == 1).expect("server 1 is eligible");
+    /// // 10.0.0.11 leaves, 10.0.0.13 comes: 10.0.0.12 is now server 0, its request still in flight.
+    /// let new = old.successor([("10.0.0.12:8443", 1), ("10.0.0.13:8443", 1)]);
+    /// assert_eq!((new.in_flight(0), new.in_flight(1)), (1, 0));
+    /// ticket.finish(Duration::from_millis(3), false);
+    /// assert_eq!(new.in_flight(0), 0);
+    /// ```
+    pub fn successor<N: AsRef<[u8]>>(
+        &self,
+        servers: impl IntoIterator<Item = (N, u32)>,
+    ) -> Balancer {
+        Balancer::build(self.policy(), servers, self.clock.same(), |name| {
+            let i = self.names.iter().position(|n| **n == *name)?;
+            Some(self.servers[i].load.clone())
+        })
+    }
+
+    /// A balancer over `servers`, each server's load taken from `carried` by its name when it
+    /// has one there, else new.
+    fn build<N: AsRef<[u8]>>(
+        policy: Policy,
+        servers: impl IntoIterator<Item = (N, u32)>,
+        clock: Clock,
+        carried: impl Fn(&[u8]) -> Option<Arc<Load>>,
+    ) -> Balancer {
         let servers: Vec<(N, u32)> = servers
             .into_iter()
             .map(|(name, weight)| (name, weight.max(1)))
@@ -135,9 +181,19 @@ impl Balancer {
         };
         Balancer {
             selector,
-            servers: weights.iter().map(|&weight| Server::new(weight)).collect(),
+            servers: servers
+                .iter()
+                .map(|(name, weight)| Server {
+                    weight: *weight,
+                    load: carried(name.as_ref()).unwrap_or_default(),
+                })
+                .collect(),
             round_robin: RoundRobin::new(&weights),
-            clock: Clock::system(),
+            clock,
+            names: servers
+                .iter()
+                .map(|(name, _)| Box::from(name.as_ref()))
+                .collect(),
         }
     }
 
@@ -165,7 +221,7 @@ impl Balancer {
     pub fn in_flight(&self, server: usize) -> usize {
         self.servers
             .get(server)
-            .map_or(0, |s| s.in_flight.load(Ordering::Relaxed))
+            .map_or(0, |s| s.load.in_flight.load(Ordering::Relaxed))
     }
 
     /// Pick a server among those for which `eligible(i)` holds, or `None` if none does.
@@ -203,6 +259,7 @@ impl Balancer {
             (Selector::Hash(ring), Some(key)) => ring.pick(key, eligible),
         }?;
         self.servers[server]
+            .load
             .in_flight
             .fetch_add(1, Ordering::Relaxed);
         Some(Ticket {
@@ -251,6 +308,7 @@ impl Ticket<'_> {
         if let Selector::P2cEwma = self.balancer.selector {
             let now = self.balancer.clock.now();
             self.balancer.servers[self.server]
+                .load
                 .latency
                 .observe(latency, failed, now);
         }
@@ -260,6 +318,7 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         self.balancer.servers[self.server]
+            .load
             .in_flight
             .fetch_sub(1, Ordering::Relaxed);
     }
@@ -275,21 +334,27 @@ enum Selector {
 }
 
 /// One server's weight and live statistics.
+#[derive(Debug)]
+struct Server {
+    weight: u32,
+    /// Shared with the balancers before and after this one that have the same server.
+    load: Arc<Load>,
+}
+
+/// What one server is doing: the part of its state that outlives a change of the set.
 ///
 /// Aligned to its own cache lines (128 bytes covers adjacent-line prefetch), so that threads
 /// counting requests on different servers do not contend.
 #[derive(Debug)]
 #[repr(align(128))]
-struct Server {
-    weight: u32,
+struct Load {
     in_flight: AtomicUsize,
     latency: PeakEwma,
 }
 
-impl Server {
-    fn new(weight: u32) -> Server {
-        Server {
-            weight,
+impl Default for Load {
+    fn default() -> Self {
+        Load {
             in_flight: AtomicUsize::new(0),
             latency: PeakEwma::new(),
         }
@@ -414,6 +479,49 @@ mod tests {
             .filter_map(|_| b.pick(None, |_| true).map(|t| t.server()))
             .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn a_successor_keeps_the_load_of_the_servers_that_stay() {
+        let old = Balancer::with_manual_clock(Policy::P2cEwma, &[1, 1, 1]);
+        old.clock.advance(Duration::from_secs(1));
+        let slow = old.pick(None, |i| i == 2);
+        if let Some(t) = old.pick(None, |i| i == 1) {
+            t.finish(Duration::from_millis(40), false);
+        }
+        // Server "0" leaves, "1" and "2" stay (in another order), "3" comes.
+        let new = old.successor([("2", 1), ("3", 1), ("1", 1)]);
+        assert_eq!(new.policy(), Policy::P2cEwma);
+        assert_eq!(new.len(), 3);
+        assert_eq!(
+            (new.in_flight(0), new.in_flight(1), new.in_flight(2)),
+            (1, 0, 0)
+        );
+        let now = new.clock.now();
+        assert_eq!(now, old.clock.now(), "one time base for carried estimates");
+        let estimate = |i: usize| new.servers[i].load.latency.estimate(now);
+        assert!(
+            estimate(2).is_some_and(|e| e > 30e6),
+            "the 40 ms answer stays"
+        );
+        assert_eq!(estimate(1), None, "a new server has none");
+        // The old request ends on the old balancer and is gone from the new one too.
+        drop(slow);
+        assert_eq!(new.in_flight(0), 0);
+        assert_eq!(old.in_flight(2), 0);
+    }
+
+    #[test]
+    fn a_successor_rebuilds_the_ring_for_the_new_set() {
+        let old = Balancer::with_names(Policy::Hash, [("a", 1), ("b", 1), ("c", 1)]);
+        let new = old.successor([("a", 1), ("b", 1)]);
+        let fresh = Balancer::with_names(Policy::Hash, [("a", 1), ("b", 1)]);
+        for key in keys().flatten() {
+            assert_eq!(
+                new.pick(Some(&key), |_| true).map(|t| t.server()),
+                fresh.pick(Some(&key), |_| true).map(|t| t.server()),
+            );
+        }
     }
 
     #[test]

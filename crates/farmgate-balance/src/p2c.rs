@@ -49,8 +49,8 @@ pub(crate) fn pick(
 }
 
 fn cost(server: &Server, now: u32) -> f64 {
-    let in_flight = server.in_flight.load(Ordering::Relaxed) as f64;
-    let cost = match server.latency.estimate(now) {
+    let in_flight = server.load.in_flight.load(Ordering::Relaxed) as f64;
+    let cost = match server.load.latency.estimate(now) {
         Some(estimate) => estimate * (in_flight + 1.0),
         None if in_flight == 0.0 => 0.0,
         None => UNMEASURED_BUSY_NS + in_flight,

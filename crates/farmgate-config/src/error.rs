@@ -146,6 +146,10 @@ pub enum Form {
     HeaderValue,
     /// `acme.eab.kid`.
     EabKid,
+    /// `discover.srv`.
+    SrvName,
+    /// `discover.resolver`.
+    Resolver,
 }
 
 impl fmt::Display for Form {
@@ -192,6 +196,13 @@ impl fmt::Display for Form {
             Form::HeaderValue => {
                 f.write_str("a header value; write visible ASCII and spaces, without line breaks")
             }
+            Form::SrvName => f.write_str(
+                "a DNS name to ask SRV records of; write e.g. \"_gate._tcp.farm.internal\"",
+            ),
+            Form::Resolver => f.write_str(
+                "a DNS server's address; write IP or IP:PORT, e.g. \"10.0.0.2:53\", or remove \
+                 the key to use the system's resolver",
+            ),
         }
     }
 }
@@ -235,6 +246,24 @@ pub enum Incomplete {
     /// A server table without `address`.
     #[error("missing required key `address` in a server")]
     ServerAddress,
+    /// An upstream with neither `servers` nor `discover`.
+    #[error(
+        "missing required key `servers` or `discover`: list the servers, e.g. servers = \
+         [\"10.0.0.11:8443\"], or find them through DNS, e.g. discover = {{ dns = \
+         \"gates.farm.internal\", port = 8443 }}"
+    )]
+    Servers,
+    /// `discover` with neither `dns` nor `srv`.
+    #[error(
+        "missing required key `dns` or `srv`: write discover = {{ dns = \"NAME\", port = N }} \
+         (A/AAAA records) or discover = {{ srv = \"_service._tcp.NAME\" }} (SRV records)"
+    )]
+    DiscoverName,
+    /// `discover.dns` without `port`.
+    #[error(
+        "missing required key `port`: A and AAAA records carry no port; write e.g. port = 8443"
+    )]
+    DiscoverPort,
 }
 
 /// What is empty where it must not be.
@@ -325,6 +354,12 @@ pub enum OutOfRange {
         found: i64,
         /// The largest allowed.
         max: u32,
+    },
+    /// A port of 0 or above 65535.
+    #[error("port must be from 1 to 65535, not {found}")]
+    Port {
+        /// The value as written.
+        found: i64,
     },
     /// `max_request_header` below what a request line needs, or above what is sane.
     #[error(
@@ -463,6 +498,24 @@ pub enum Rule {
          a certificate"
     )]
     CompatNeedsExactEntry,
+    /// `servers` and `discover` in one upstream.
+    #[error(
+        "servers and discover are mutually exclusive: list the servers, or find them through \
+         DNS; remove one of them"
+    )]
+    ServersAndDiscover,
+    /// `dns` and `srv` in one `discover`.
+    #[error(
+        "dns and srv are mutually exclusive: dns finds addresses (A/AAAA) on one port, srv finds \
+         addresses with their ports and weights; remove one of them"
+    )]
+    DnsAndSrv,
+    /// `port` with `srv`.
+    #[error("SRV records carry each server's port; remove port")]
+    SrvWithPort,
+    /// `min_ttl` above `max_ttl`.
+    #[error("min_ttl must not be longer than max_ttl")]
+    TtlOrder,
     /// A wildcard entry under `eku = "client_or_server_auth"`.
     #[error("{0:?}: eku = \"client_or_server_auth\" only accepts exact names, not wildcards")]
     CompatWildcard(String),
@@ -893,6 +946,61 @@ mod tests {
                     defined: Vec::new(),
                 },
                 "no upstream named \"farn\" (none is defined)",
+            ),
+            (
+                Problem::Incomplete(Incomplete::Servers),
+                "missing required key `servers` or `discover`: list the servers, e.g. servers = \
+                 [\"10.0.0.11:8443\"], or find them through DNS, e.g. discover = { dns = \
+                 \"gates.farm.internal\", port = 8443 }",
+            ),
+            (
+                Problem::Incomplete(Incomplete::DiscoverName),
+                "missing required key `dns` or `srv`: write discover = { dns = \"NAME\", port = \
+                 N } (A/AAAA records) or discover = { srv = \"_service._tcp.NAME\" } (SRV \
+                 records)",
+            ),
+            (
+                Problem::Incomplete(Incomplete::DiscoverPort),
+                "missing required key `port`: A and AAAA records carry no port; write e.g. port \
+                 = 8443",
+            ),
+            (
+                Problem::OutOfRange(OutOfRange::Port { found: 0 }),
+                "port must be from 1 to 65535, not 0",
+            ),
+            (
+                Problem::Rule(Rule::ServersAndDiscover),
+                "servers and discover are mutually exclusive: list the servers, or find them \
+                 through DNS; remove one of them",
+            ),
+            (
+                Problem::Rule(Rule::DnsAndSrv),
+                "dns and srv are mutually exclusive: dns finds addresses (A/AAAA) on one port, \
+                 srv finds addresses with their ports and weights; remove one of them",
+            ),
+            (
+                Problem::Rule(Rule::SrvWithPort),
+                "SRV records carry each server's port; remove port",
+            ),
+            (
+                Problem::Rule(Rule::TtlOrder),
+                "min_ttl must not be longer than max_ttl",
+            ),
+            (
+                Problem::Malformed {
+                    found: "_gate".into(),
+                    expected: Form::SrvName,
+                },
+                "\"_gate\" is not a DNS name to ask SRV records of; write e.g. \
+                 \"_gate._tcp.farm.internal\"",
+            ),
+            (
+                Problem::Malformed {
+                    found: "dns.local".into(),
+                    expected: Form::Resolver,
+                },
+                "\"dns.local\" is not a DNS server's address; write IP or IP:PORT, e.g. \
+                 \"10.0.0.2:53\", or remove the key to use the system's resolver",
             ),
             (
                 Problem::UnknownServerKey {

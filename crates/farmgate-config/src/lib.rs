@@ -63,8 +63,8 @@ pub use net::{Address, IpRange};
 pub use spelling::Expected;
 use spelling::spelled;
 pub use upstream::{
-    Backend, Balance, HashKey, Health, MAX_WEIGHT, Protocol, ProxyVersion, Timeouts, Upstream,
-    UpstreamId, UpstreamTls,
+    Backend, Balance, DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, Discover, HashKey, Health, Lookup,
+    MAX_WEIGHT, Protocol, ProxyVersion, Timeouts, Upstream, UpstreamId, UpstreamTls,
 };
 
 /// A complete, validated configuration.

@@ -172,6 +172,7 @@ pub(crate) struct RawUpstream {
     /// Strings (`"10.0.0.1:8443"`) or tables (`{ address = "...", weight = 2 }`), read by hand so
     /// that a mistake in either form gets a precise message.
     pub servers: Option<S<Vec<S<toml::Value>>>>,
+    pub discover: Option<S<RawDiscover>>,
     pub balance: Option<S<String>>,
     pub protocol: Option<S<String>>,
     pub hash_key: Option<S<String>>,
@@ -181,6 +182,17 @@ pub(crate) struct RawUpstream {
     pub health: Option<S<RawHealth>>,
     pub timeouts: Option<S<RawTimeouts>>,
     pub tls: Option<S<RawUpstreamTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDiscover {
+    pub dns: Option<S<String>>,
+    pub srv: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub resolver: Option<S<String>>,
+    pub min_ttl: Option<S<String>>,
+    pub max_ttl: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

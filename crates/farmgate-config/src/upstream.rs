@@ -1,6 +1,7 @@
 //! Upstreams: pools of servers with their balancing, health, timeouts and TLS/mTLS policy.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::spelling::{Expected, spelled};
@@ -30,8 +31,11 @@ impl UpstreamId {
 pub struct Upstream {
     /// The name routes refer to.
     pub name: String,
-    /// The servers, at least one.
+    /// The servers listed in `servers`: at least one, or none when they are found through
+    /// DNS ([`Upstream::discover`]; the two keys are mutually exclusive).
     pub servers: Vec<Backend>,
+    /// Where the servers are found at run time (`discover`), instead of `servers`.
+    pub discover: Option<Discover>,
     /// How a server is chosen for each request.
     pub balance: Balance,
     /// The HTTP version spoken to the servers.
@@ -64,6 +68,76 @@ pub struct Backend {
     pub address: Address,
     /// Relative share of requests (≥ 1).
     pub weight: u32,
+}
+
+/// The shortest time a DNS answer is kept by default (`discover.min_ttl`).
+pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(1);
+/// The longest time a DNS answer is kept by default (`discover.max_ttl`).
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(300);
+
+/// An upstream's servers found through DNS (`discover`), looked up again as the answer's TTL
+/// says, within `[min_ttl, max_ttl]`.
+#[derive(Debug, Clone)]
+pub struct Discover {
+    /// What is looked up.
+    pub lookup: Lookup,
+    /// The DNS server asked (`resolver`); `None`: the system's, from `/etc/resolv.conf`.
+    pub resolver: Option<SocketAddr>,
+    /// An answer is kept at least this long, whatever its TTL.
+    pub min_ttl: Duration,
+    /// And at most this long.
+    pub max_ttl: Duration,
+    /// Where the table is written.
+    pub at: Location,
+}
+
+impl Discover {
+    /// Whether `other` asks the same question of the same server with the same TTL bounds:
+    /// then what one found still answers the other (a reload keeps it). Where each is written
+    /// does not matter.
+    pub fn asks_like(&self, other: &Discover) -> bool {
+        self.lookup == other.lookup
+            && self.resolver == other.resolver
+            && self.min_ttl == other.min_ttl
+            && self.max_ttl == other.max_ttl
+    }
+}
+
+/// The DNS question of [`Discover`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// `dns = NAME, port = N`: every A and AAAA record of NAME, each a server on `port`.
+    Dns {
+        /// The name, lower-case, without a trailing dot.
+        name: String,
+        /// The servers' port.
+        port: u16,
+    },
+    /// `srv = NAME`: the SRV records of NAME of the lowest priority; each target's addresses
+    /// are servers on the record's port, with its weight.
+    Srv {
+        /// The name, lower-case, without a trailing dot.
+        name: String,
+    },
+}
+
+impl Lookup {
+    /// The name looked up.
+    pub fn name(&self) -> &str {
+        match self {
+            Lookup::Dns { name, .. } | Lookup::Srv { name } => name,
+        }
+    }
+}
+
+/// As logs and `/status` show it: `dns gates.farm.internal port 8443`, `srv _gate._tcp.farm.internal`.
+impl fmt::Display for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lookup::Dns { name, port } => write!(f, "dns {name} port {port}"),
+            Lookup::Srv { name } => write!(f, "srv {name}"),
+        }
+    }
 }
 
 /// How requests are spread over an upstream's servers.

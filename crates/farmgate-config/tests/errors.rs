@@ -4,7 +4,7 @@ use std::path::Path;
 
 use farmgate_config::Config;
 
-const FILE: &str = "/etc/farmgate/edge.toml";
+pub(crate) const FILE: &str = "/etc/farmgate/edge.toml";
 
 /// The single error for `text`, as printed.
 #[track_caller]
@@ -35,8 +35,9 @@ servers = ["127.0.0.1:8080"]
     )
 }
 
+/// That `message` is about `key` at `line` of [`FILE`], and says `words`.
 #[track_caller]
-fn assert_at(message: &str, line: usize, key: &str, words: &str) {
+pub(crate) fn assert_at(message: &str, line: usize, key: &str, words: &str) {
     let prefix = format!("{FILE}:{line}: {key}:");
     assert!(
         message.starts_with(&prefix),

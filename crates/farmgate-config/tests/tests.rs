@@ -3,6 +3,7 @@
 
 mod acme;
 mod balancers;
+mod discover;
 mod errors;
 mod headers;
 mod limits;

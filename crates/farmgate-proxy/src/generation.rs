@@ -26,7 +26,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::error::{BuildError, LoadError};
-use crate::outbound::{Drain, Queue, ServerRt, ServerStats, UpstreamRt, now_ms};
+use crate::outbound::{
+    Discovery, Drain, Queue, ServerRt, ServerSource, ServerStats, UpstreamRt, now_ms,
+};
 
 pub(crate) use certificate::{InUse, Role};
 pub(crate) use listener::ListenerRt;
@@ -58,6 +60,8 @@ pub struct Lasting {
     drains: Arc<Mutex<BTreeMap<ServerKey, Arc<Drain>>>>,
     /// Each capped upstream's queue, with its servers' slots, by upstream name.
     queues: Arc<Mutex<BTreeMap<String, Arc<Queue>>>>,
+    /// Each discovered upstream's DNS answers and failures, by upstream name.
+    discoveries: Arc<Mutex<BTreeMap<String, Arc<Discovery>>>>,
     /// Generations built with this state and not yet dropped.
     alive: Arc<watch::Sender<usize>>,
 }
@@ -73,6 +77,7 @@ impl Default for Lasting {
             server_stats: Arc::default(),
             drains: Arc::default(),
             queues: Arc::default(),
+            discoveries: Arc::default(),
             alive: Arc::new(watch::channel(0).0),
         }
     }
@@ -132,6 +137,24 @@ impl Lasting {
         queues.entry(upstream.to_owned()).or_default().clone()
     }
 
+    /// What DNS answered upstream `upstream` so far, the same for every generation (a reload
+    /// that changes the question starts it afresh: `Discovery::ask`).
+    fn discovery(&self, upstream: &str) -> Arc<Discovery> {
+        let mut discoveries = self.discoveries.lock();
+        discoveries.entry(upstream.to_owned()).or_default().clone()
+    }
+
+    /// Forget the discovery state of upstreams `config` does not discover; called when a
+    /// generation built from `config` is swapped in.
+    fn keep_discoveries(&self, config: &Config) {
+        self.discoveries.lock().retain(|upstream, _| {
+            config
+                .upstreams
+                .iter()
+                .any(|u| u.name == *upstream && u.discover.is_some())
+        });
+    }
+
     /// Forget the queues of upstreams `config` does not cap (requests holding their slots
     /// keep them); called when a generation built from `config` is swapped in.
     fn keep_queues(&self, config: &Config) {
@@ -143,8 +166,9 @@ impl Lasting {
         });
     }
 
-    /// Forget the counters of servers `config` no longer has (generations still serving them
-    /// keep theirs until they end).
+    /// Forget the counters of servers `config` no longer lists (generations still serving
+    /// them keep theirs until they end). Those of a discovered upstream go as DNS drops them
+    /// ([`UpstreamServers::keep`]).
     fn keep_server_stats(&self, config: &Config) {
         self.server_stats
             .lock()
@@ -152,12 +176,41 @@ impl Lasting {
     }
 }
 
-/// Whether `config` has server `address` in upstream `upstream`.
+/// Whether `config` may have server `address` in upstream `upstream`: it lists it, or the
+/// upstream's servers come from DNS (whose state goes as DNS drops them).
 fn has_server(config: &Config, upstream: &str, address: &str) -> bool {
-    config
-        .upstreams
-        .iter()
-        .any(|u| u.name == *upstream && u.servers.iter().any(|s| s.address.to_string() == *address))
+    config.upstreams.iter().any(|u| {
+        u.name == *upstream
+            && (u.discover.is_some() || u.servers.iter().any(|s| s.address.to_string() == *address))
+    })
+}
+
+/// What outlives generations for the servers of one upstream: its part of [`Lasting`], by
+/// server address.
+#[derive(Debug)]
+struct UpstreamServers {
+    lasting: Lasting,
+    upstream: String,
+}
+
+impl ServerSource for UpstreamServers {
+    fn stats(&self, address: &str) -> Arc<ServerStats> {
+        self.lasting.server_stats(&self.upstream, address)
+    }
+
+    fn drain(&self, address: &str) -> Arc<Drain> {
+        self.lasting.drain(&self.upstream, address)
+    }
+
+    fn keep(&self, addresses: &[&str]) {
+        // Drains stay: an operator's drain holds for an address DNS gives back later.
+        self.lasting
+            .server_stats
+            .lock()
+            .retain(|(upstream, address), _| {
+                *upstream != self.upstream || addresses.contains(&address.as_str())
+            });
+    }
 }
 
 /// A configuration put to work: TLS configurations loaded, verifiers and pools built. Building
@@ -217,12 +270,12 @@ impl Generation {
             .iter()
             .map(|u| {
                 let queue = u.max_connections_per_server.map(|_| lasting.queue(&u.name));
-                UpstreamRt::build(
-                    u,
-                    &|address| lasting.server_stats(&u.name, address),
-                    &|address| lasting.drain(&u.name, address),
-                    queue,
-                )
+                let discovery = u.discover.as_ref().map(|_| lasting.discovery(&u.name));
+                let source = Arc::new(UpstreamServers {
+                    lasting: lasting.clone(),
+                    upstream: u.name.clone(),
+                });
+                UpstreamRt::build(u, source, queue, discovery)
             })
             .collect::<Result<Vec<_>, _>>()?;
         lasting.keep_server_stats(&config);
@@ -241,28 +294,28 @@ impl Generation {
 
     /// Take over what the running generation `old` knows and this one must not forget: the
     /// health of every server they share (same upstream name, same address), so a reload
-    /// neither revives a dead server nor forgets an ejection. And, as this generation is about
-    /// to be swapped in, put its `max_connections_per_server` on the slots the generations
-    /// share, and forget the drains of servers it no longer has (not when it is built: a
-    /// reload that fails later must change nothing). Drains of the servers it keeps need no
-    /// copy: they are the same [`Lasting`] ones.
+    /// neither revives a dead server nor forgets an ejection; and the servers DNS found for
+    /// an upstream both discover alike, so the reload leaves no window without servers. And,
+    /// as this generation is about to be swapped in, put its `max_connections_per_server` on
+    /// the slots the generations share, and forget the drains of servers it no longer has (not
+    /// when it is built: a reload that fails later must change nothing). Drains of the servers
+    /// it keeps need no copy: they are the same [`Lasting`] ones.
     pub(crate) fn inherit(&self, old: &Generation) {
         self.lasting.keep_queues(&self.config);
         self.lasting.keep_drains(&self.config);
+        self.lasting.keep_discoveries(&self.config);
         for upstream in &self.upstreams {
+            upstream.take_servers(old.upstream_named(&upstream.name));
             upstream.apply_cap();
         }
         for upstream in &self.upstreams {
             let Some(previous) = old.upstream_named(&upstream.name) else {
                 continue;
             };
-            for server in &upstream.servers {
-                if let Some(before) = previous
-                    .servers
-                    .iter()
-                    .find(|s| s.address == server.address)
-                {
-                    server.health.inherit(&before.health);
+            let before = previous.servers();
+            for server in &upstream.servers().servers {
+                if let Some(b) = before.servers.iter().find(|b| b.address == server.address) {
+                    server.health.inherit(&b.health);
                 }
             }
         }
@@ -371,18 +424,23 @@ impl Generation {
         &self.upstreams[id.index()]
     }
 
-    /// Server `address` of upstream `upstream`, with its upstream, if both exist.
+    /// Server `address` of upstream `upstream` as it is now, with its upstream, if both exist.
     pub(crate) fn server_named(
         &self,
         upstream: &str,
         address: &str,
-    ) -> Option<(&UpstreamRt, &ServerRt)> {
+    ) -> Option<(&UpstreamRt, Arc<ServerRt>)> {
         let u = self.upstream_named(upstream)?;
-        let s = u.servers.iter().find(|s| &*s.address == address)?;
+        let s = u
+            .servers()
+            .servers
+            .iter()
+            .find(|s| &*s.address == address)?
+            .clone();
         Some((u, s))
     }
 
-    fn upstream_named(&self, name: &str) -> Option<&UpstreamRt> {
+    pub(crate) fn upstream_named(&self, name: &str) -> Option<&UpstreamRt> {
         self.upstreams.iter().find(|u| &*u.name == name)
     }
 

@@ -28,11 +28,11 @@ mod runtime;
 pub use error::{BuildError, LoadError, ProxyError};
 pub use generation::{Generation, Lasting, ServerState};
 pub use runtime::{
-    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, DrainAnswer, Drained, FactStatus,
-    FailureStatus, LastReload, ListenerRole, ListenerStatus, RefusalCount, RefusedStatus,
-    ReloadError, ReloadObserver, Reloads, Server, ServerHealth, ServerRotation, ServerStatus,
-    Status, TrafficStatus, UpstreamServers, UpstreamStatus, UpstreamTlsStatus, Upstreams,
-    WarningStatus, Workers,
+    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, DiscoveryFailureCount,
+    DiscoveryStatus, DrainAnswer, Drained, FactStatus, FailureStatus, LastReload, ListenerRole,
+    ListenerStatus, RefusalCount, RefusedStatus, ReloadError, ReloadObserver, Reloads, Server,
+    ServerHealth, ServerRotation, ServerStatus, Status, TrafficStatus, UpstreamServers,
+    UpstreamStatus, UpstreamTlsStatus, Upstreams, WarningStatus, Workers,
 };
 
 /// Reloading: on request (SIGHUP) and whenever the configuration file or any file it names

@@ -9,6 +9,7 @@
 
 mod body;
 mod connect;
+mod discover;
 mod drain;
 mod failure;
 mod health;
@@ -17,15 +18,18 @@ mod pool;
 mod queue;
 mod retry;
 mod send;
+mod set;
 mod stats;
 mod upstream;
 
 pub(crate) use body::{Body, BodyError, ClientBody, holding};
 pub(crate) use connect::{Relayed, relaying};
+pub(crate) use discover::{Change, Discovery, Known, Resolver};
 pub(crate) use drain::Drain;
 pub(crate) use failure::{Chain, ClientBodyError, UpstreamFailure};
 pub(crate) use health::now_ms;
 pub(crate) use queue::Queue;
 pub(crate) use send::set_worker;
+pub(crate) use set::{ServerRt, ServerSet, ServerSource};
 pub(crate) use stats::{LastFailure, LastMinute, SAMPLE_EVERY, ServerStats};
-pub(crate) use upstream::{Outgoing, ServerRt, UpstreamRt};
+pub(crate) use upstream::{Outgoing, UpstreamRt};

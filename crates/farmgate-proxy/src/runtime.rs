@@ -18,10 +18,11 @@ mod workers;
 pub use reload::{ReloadCounts, ReloadError, ReloadFailure};
 pub use server::{Drained, ReloadObserver, Server};
 pub use status::{
-    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, DrainAnswer, FactStatus,
-    FailureStatus, LastReload, ListenerRole, ListenerStatus, RefusalCount, RefusedStatus, Reloads,
-    ServerHealth, ServerRotation, ServerStatus, Status, TrafficStatus, UpstreamServers,
-    UpstreamStatus, UpstreamTlsStatus, Upstreams, WarningStatus,
+    AcmeStatus, CertificateStatus, ClientAuthStatus, CompatCount, DiscoveryFailureCount,
+    DiscoveryStatus, DrainAnswer, FactStatus, FailureStatus, LastReload, ListenerRole,
+    ListenerStatus, RefusalCount, RefusedStatus, Reloads, ServerHealth, ServerRotation,
+    ServerStatus, Status, TrafficStatus, UpstreamServers, UpstreamStatus, UpstreamTlsStatus,
+    Upstreams, WarningStatus,
 };
 pub use watch::watch;
 pub use workers::Workers;

@@ -12,6 +12,7 @@ mod acme;
 mod balancers;
 mod chain;
 mod compat;
+mod discovery;
 mod drain;
 mod every_request;
 mod failures;

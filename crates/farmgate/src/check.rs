@@ -257,13 +257,26 @@ fn summary(path: &Path, generation: &Generation) -> String {
         let _ = writeln!(out, "    {}", limits(l));
     }
     for u in &config.upstreams {
-        let _ = write!(
-            out,
-            "  upstream {:?}: {} server(s), {}",
-            u.name,
-            u.servers.len(),
-            u.balance
-        );
+        let _ = match &u.discover {
+            Some(d) => write!(
+                out,
+                "  upstream {:?}: servers from DNS ({}, asking {}, TTL kept within {:?} to {:?}), {}",
+                u.name,
+                d.lookup,
+                d.resolver
+                    .map_or_else(|| "the system's resolver".to_owned(), |r| r.to_string()),
+                d.min_ttl,
+                d.max_ttl,
+                u.balance
+            ),
+            None => write!(
+                out,
+                "  upstream {:?}: {} server(s), {}",
+                u.name,
+                u.servers.len(),
+                u.balance
+            ),
+        };
         match u.max_connections_per_server {
             Some(n) => {
                 let _ = write!(

@@ -79,6 +79,27 @@ fn check_summarises_a_valid_gate() {
 }
 
 #[test]
+fn check_says_where_a_discovered_upstream_finds_its_servers_without_asking_dns() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let config = gate_config(pki.dir(), &backend.cert, &backend.key, &pki.ca_file());
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "servers = [\"127.0.0.1:8080\"]",
+        // A resolver nothing answers at: `check` builds what `run` would, and asks no DNS.
+        "discover = { srv = \"_app._tcp.farm.test\", resolver = \"127.0.0.1:9\", min_ttl = \"5s\" }",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = check(&config);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "upstream \"app\": servers from DNS (srv _app._tcp.farm.test, asking 127.0.0.1:9, TTL kept within 5s to 300s)"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn unreadable_certificate_is_reported_with_file_line_and_key() {
     let pki = TestPki::new();
     let backend = pki.server("backend.farm.test");

@@ -96,7 +96,6 @@ fn the_gate_sidecar_configuration_passes_check() {
 /// Every ConfigMap, the edge's included: it uses `proxy_protocol`, `ticket_keys` and
 /// `discover` (issue 15, items 1, 3 and 4), exactly as the issue spells them.
 #[test]
-#[ignore = "the edge's configuration needs proxy_protocol, ticket_keys and discover (issue 15), not on main yet: run with --ignored once they land"]
 fn every_kubernetes_configuration_passes_check() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();

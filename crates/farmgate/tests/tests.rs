@@ -30,6 +30,8 @@ mod interop_compat;
 #[cfg(feature = "interop")]
 mod interop_dashboard;
 #[cfg(feature = "interop")]
+mod interop_discovery;
+#[cfg(feature = "interop")]
 mod interop_graded;
 #[cfg(feature = "interop")]
 mod interop_kubernetes;

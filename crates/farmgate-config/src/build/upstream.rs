@@ -1,15 +1,22 @@
 //! `[upstream.NAME]`: pools of servers, their balancing, health checks, timeouts and TLS.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use farmgate_identity::DnsName;
+
 use super::Builder;
-use crate::raw::{RawHealth, RawTimeouts, RawUpstream, RawUpstreamTls, S};
+use crate::raw::{RawDiscover, RawHealth, RawTimeouts, RawUpstream, RawUpstreamTls, S};
 use crate::upstream::BalanceKind;
 use crate::{
-    Address, Backend, Balance, Duplicate, Empty, Form, HashKey, Health, HostPattern, Incomplete,
-    MAX_WEIGHT, OutOfRange, Problem, Protocol, Rule, Timeouts, Trust, Upstream, UpstreamTls,
+    Address, Backend, Balance, DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, Discover, Duplicate, Empty, Form,
+    HashKey, Health, HostPattern, Incomplete, Lookup, MAX_WEIGHT, OutOfRange, Problem, Protocol,
+    Rule, Timeouts, Trust, Upstream, UpstreamTls,
 };
+
+/// The port a `resolver` written without one listens on.
+const DNS_PORT: u16 = 53;
 
 impl Builder<'_> {
     pub(super) fn upstream(&mut self, name: &S<String>, raw: &S<RawUpstream>) -> Upstream {
@@ -24,11 +31,23 @@ impl Builder<'_> {
                 self.problem(list.span(), format!("{prefix}.servers"), problem);
                 Vec::new()
             }
-            None => {
-                self.problem(raw.span(), prefix.clone(), Problem::Missing("servers"));
-                Vec::new()
-            }
+            None => Vec::new(),
         };
+        let discover = u
+            .discover
+            .as_ref()
+            .and_then(|d| self.discover(d, &format!("{prefix}.discover")));
+        match (&u.servers, &u.discover) {
+            (Some(_), Some(d)) => {
+                let problem = Problem::Rule(Rule::ServersAndDiscover);
+                self.problem(d.span(), format!("{prefix}.discover"), problem);
+            }
+            (None, None) => {
+                let problem = Problem::Incomplete(Incomplete::Servers);
+                self.problem(raw.span(), prefix.clone(), problem);
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+        }
         let balance = self.balance(u, &prefix);
         let protocol = u
             .protocol
@@ -74,6 +93,7 @@ impl Builder<'_> {
         Upstream {
             name: name.get_ref().clone(),
             servers,
+            discover,
             balance,
             protocol,
             max_connections_per_server,
@@ -147,6 +167,121 @@ impl Builder<'_> {
             servers.push(Backend { address, weight });
         }
         servers
+    }
+
+    fn discover(&mut self, raw: &S<RawDiscover>, key: &str) -> Option<Discover> {
+        let d = raw.get_ref();
+        let lookup = match (&d.dns, &d.srv) {
+            (Some(_), Some(srv)) => {
+                let problem = Problem::Rule(Rule::DnsAndSrv);
+                self.problem(srv.span(), format!("{key}.srv"), problem);
+                None
+            }
+            (None, None) => {
+                let problem = Problem::Incomplete(Incomplete::DiscoverName);
+                self.problem(raw.span(), key, problem);
+                None
+            }
+            (Some(dns), None) => {
+                let name = self.discover_name(dns, &format!("{key}.dns"));
+                let port = match &d.port {
+                    Some(p) => self.port(p, &format!("{key}.port")),
+                    None => {
+                        let problem = Problem::Incomplete(Incomplete::DiscoverPort);
+                        self.problem(raw.span(), key, problem);
+                        None
+                    }
+                };
+                name.zip(port)
+                    .map(|(name, port)| Lookup::Dns { name, port })
+            }
+            (None, Some(srv)) => {
+                if let Some(p) = &d.port {
+                    let problem = Problem::Rule(Rule::SrvWithPort);
+                    self.problem(p.span(), format!("{key}.port"), problem);
+                }
+                self.srv_name(srv, &format!("{key}.srv"))
+                    .map(|name| Lookup::Srv { name })
+            }
+        };
+        let resolver = d.resolver.as_ref().map(|r| {
+            let text = r.get_ref();
+            let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
+                let ip = text.parse::<IpAddr>().ok()?;
+                Some(SocketAddr::new(ip, DNS_PORT))
+            });
+            if parsed.is_none() {
+                self.malformed(r, &format!("{key}.resolver"), Form::Resolver);
+            }
+            parsed
+        });
+        let ttl = |b: &mut Self, v: &Option<S<String>>, k: &str, default: Duration| {
+            v.as_ref()
+                .map_or(Some(default), |t| b.duration(t, &format!("{key}.{k}")))
+        };
+        let min_ttl = ttl(self, &d.min_ttl, "min_ttl", DEFAULT_MIN_TTL);
+        let max_ttl = ttl(self, &d.max_ttl, "max_ttl", DEFAULT_MAX_TTL);
+        if let (Some(min), Some(max)) = (min_ttl, max_ttl)
+            && min > max
+        {
+            let span = d.min_ttl.as_ref().map_or(raw.span(), |t| t.span());
+            self.problem(
+                span,
+                format!("{key}.min_ttl"),
+                Problem::Rule(Rule::TtlOrder),
+            );
+            return None;
+        }
+        Some(Discover {
+            lookup: lookup?,
+            resolver: resolver.unwrap_or(None),
+            min_ttl: min_ttl?,
+            max_ttl: max_ttl?,
+            at: self.at(raw.span(), key),
+        })
+    }
+
+    /// `discover.dns`: a host name (not an address, not a wildcard), in canonical form.
+    fn discover_name(&mut self, value: &S<String>, key: &str) -> Option<String> {
+        let text = value.get_ref();
+        let name = DnsName::parse(text)
+            .ok()
+            .filter(|n| !n.is_wildcard() && text.parse::<IpAddr>().is_err());
+        if name.is_none() {
+            self.malformed(value, key, Form::DnsName);
+        }
+        name.map(Into::into)
+    }
+
+    /// `discover.srv`: a DNS name whose labels may hold `_` (`_gate._tcp.farm.internal`), in
+    /// canonical form.
+    fn srv_name(&mut self, value: &S<String>, key: &str) -> Option<String> {
+        let name = value
+            .get_ref()
+            .strip_suffix('.')
+            .unwrap_or(value.get_ref())
+            .to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.len() > 253 || !name.split('.').all(label_ok) {
+            self.malformed(value, key, Form::SrvName);
+            return None;
+        }
+        Some(name)
+    }
+
+    /// A TCP or UDP port: 1 to 65535.
+    fn port(&mut self, value: &S<i64>, key: &str) -> Option<u16> {
+        let found = *value.get_ref();
+        let port = u16::try_from(found).ok().filter(|p| *p != 0);
+        if port.is_none() {
+            let problem = Problem::OutOfRange(OutOfRange::Port { found });
+            self.problem(value.span(), key, problem);
+        }
+        port
     }
 
     fn balance(&mut self, u: &RawUpstream, prefix: &str) -> Balance {
@@ -243,7 +378,7 @@ impl Builder<'_> {
         let server_name = match &t.server_name {
             Some(n) => {
                 let name = n.get_ref().trim_end_matches('.').to_ascii_lowercase();
-                let valid = name.parse::<std::net::IpAddr>().is_ok()
+                let valid = name.parse::<IpAddr>().is_ok()
                     || matches!(HostPattern::parse(&name), Some(HostPattern::Exact(_)));
                 if !valid {
                     self.malformed(n, &format!("{key}.server_name"), Form::ServerName);

@@ -154,16 +154,16 @@ impl Connector {
 }
 
 impl Connector {
-    /// Open a connection to `address` (shown as `server` in errors): TCP, then TLS with this
+    /// Open a connection to `target` (shown as `server` in errors): TCP, then TLS with this
     /// upstream's client identity, within the connect timeout.
     pub(crate) async fn connect(
         &self,
-        address: &Address,
+        target: &Target,
         server: &str,
     ) -> Result<Conn, ConnectError> {
         let inner = &self.inner;
         let timeout = inner.connect_timeout;
-        match tokio::time::timeout(timeout, inner.connect(address, server)).await {
+        match tokio::time::timeout(timeout, inner.connect(target, server)).await {
             Ok(result) => {
                 let io = result?;
                 inner.opened.fetch_add(1, Ordering::Relaxed);
@@ -181,8 +181,19 @@ impl Connector {
     }
 }
 
+/// Where a server is and the name its certificate is checked against when the upstream names
+/// none (`tls.server_name`).
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) address: Address,
+    /// A discovered server's name (the name looked up, or its SRV target); `None`: the
+    /// address's own host (the IP address, or the name written in `servers`).
+    pub(crate) name: Option<ServerName<'static>>,
+}
+
 impl Inner {
-    async fn connect(&self, address: &Address, addr: &str) -> Result<Io, ConnectError> {
+    async fn connect(&self, target: &Target, addr: &str) -> Result<Io, ConnectError> {
+        let address = &target.address;
         let (tcp, host) = match address {
             Address::Socket(socket) => (TcpStream::connect(socket).await, None),
             Address::Name { host, port } => {
@@ -218,7 +229,7 @@ impl Inner {
         let Some(tls) = &self.tls else {
             return Ok(Io::Plain(TokioIo::new(tcp)));
         };
-        let server_name = match (&self.server_name, address) {
+        let server_name = match (self.server_name.as_ref().or(target.name.as_ref()), address) {
             (Some(name), _) => name.clone(),
             (None, Address::Socket(socket)) => ServerName::IpAddress(socket.ip().into()),
             (None, Address::Name { .. }) => {

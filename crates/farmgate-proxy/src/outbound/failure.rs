@@ -85,6 +85,9 @@ pub(crate) enum UpstreamFailure {
     /// Every server is down, ejected or drained.
     #[error("upstream {upstream}: no healthy server (all are down, ejected or drained)")]
     NoHealthyServer { upstream: Arc<str> },
+    /// A discovered upstream whose DNS lookup never answered: it has no server at all.
+    #[error("upstream {upstream}: no server yet, DNS has not answered ({lookup})")]
+    NotResolved { upstream: Arc<str>, lookup: String },
     /// The client's request body failed (over a limit, too slow, or the client went away),
     /// so the request to the server was aborted. Not the server's fault.
     #[error("request to backend {server} aborted")]
@@ -111,9 +114,9 @@ impl UpstreamFailure {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             UpstreamFailure::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamFailure::NoHealthyServer { .. } | UpstreamFailure::QueueTimeout { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            UpstreamFailure::NoHealthyServer { .. }
+            | UpstreamFailure::NotResolved { .. }
+            | UpstreamFailure::QueueTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamFailure::ClientBody { source, .. } => match client_body(source) {
                 Some(ClientBodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
                 Some(ClientBodyError::TooSlow { .. }) => StatusCode::REQUEST_TIMEOUT,
@@ -145,6 +148,7 @@ impl UpstreamFailure {
             UpstreamFailure::Reset { .. } => "reset",
             UpstreamFailure::ResponseTimeout { .. } => "response_timeout",
             UpstreamFailure::NoHealthyServer { .. } => "no_healthy_server",
+            UpstreamFailure::NotResolved { .. } => "not_resolved",
             UpstreamFailure::ClientBody { .. } => "client_body",
             UpstreamFailure::QueueTimeout { .. } => "queue_timeout",
         }
@@ -166,6 +170,7 @@ impl UpstreamFailure {
             | UpstreamFailure::Reset { .. } => true,
             UpstreamFailure::ResponseTimeout { .. }
             | UpstreamFailure::NoHealthyServer { .. }
+            | UpstreamFailure::NotResolved { .. }
             | UpstreamFailure::ClientBody { .. }
             | UpstreamFailure::QueueTimeout { .. } => false,
         }
@@ -463,6 +468,21 @@ mod tests {
         };
         assert!(connect.retryable(), "nothing reached the server");
         assert_eq!(connect.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn an_upstream_dns_never_answered_for_is_a_503_that_says_so() {
+        let failure = UpstreamFailure::NotResolved {
+            upstream: Arc::from("farm"),
+            lookup: "dns gates.farm.internal port 8443".into(),
+        };
+        assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failure.label(), "not_resolved");
+        assert!(!failure.retryable());
+        assert_eq!(
+            failure.to_string(),
+            "upstream farm: no server yet, DNS has not answered (dns gates.farm.internal port 8443)"
+        );
     }
 
     #[test]

@@ -53,6 +53,21 @@ impl Default for Health {
     }
 }
 
+impl Health {
+    /// The health of a server that joins a serving upstream (DNS discovery) with active checks
+    /// (`rise` passes to come up): down until its first check passes, so it takes no request
+    /// before a check has seen it answer. A failed first check leaves it needing `rise` passes
+    /// in a row, as any server that is down.
+    pub(crate) fn until_checked(rise: u32) -> Health {
+        let health = Health::default();
+        health.up.store(false, Ordering::Relaxed);
+        health
+            .streak
+            .store(rise.saturating_sub(1), Ordering::Relaxed);
+        health
+    }
+}
+
 /// What passive observation concluded.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Passive {
@@ -170,6 +185,19 @@ mod tests {
             Passive::Ejected(FIRST_EJECTION),
             "a success resets the backoff"
         );
+    }
+
+    #[test]
+    fn a_joining_server_comes_up_on_its_first_passing_check() {
+        let h = Health::until_checked(3);
+        assert!(!h.available(0), "no request before a check");
+        assert_eq!(h.checked(true, 3, 2), Some(true));
+        assert!(h.available(0));
+
+        let h = Health::until_checked(2);
+        assert_eq!(h.checked(false, 2, 3), None, "still down");
+        assert_eq!(h.checked(true, 2, 3), None, "then rise passes in a row");
+        assert_eq!(h.checked(true, 2, 3), Some(true));
     }
 
     #[test]

@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use farmgate_config::Address;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -23,7 +22,7 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::{Mutex, MutexGuard};
 
-use super::connect::Connector;
+use super::connect::{Connector, Target};
 use super::health::now_ms;
 use super::send::{RequestBody, SLOTS, SendError, bodyless, copy, worker};
 
@@ -35,7 +34,8 @@ const MAX_STREAMS: usize = 100;
 /// The HTTP/2 connections to one server.
 #[derive(Debug)]
 pub(crate) struct Multiplex<B> {
-    address: Address,
+    /// Where the connector connects.
+    target: Target,
     /// The address as text, for errors and logs.
     server: Arc<str>,
     connector: Connector,
@@ -88,13 +88,13 @@ impl Usage {
 
 impl<B: RequestBody> Multiplex<B> {
     pub(crate) fn new(
-        address: Address,
+        target: Target,
         server: Arc<str>,
         connector: Connector,
         idle_timeout: Duration,
     ) -> Multiplex<B> {
         Multiplex {
-            address,
+            target,
             server,
             connector,
             idle_timeout,
@@ -183,7 +183,7 @@ impl<B: RequestBody> Multiplex<B> {
     async fn open(&self) -> Result<(http2::SendRequest<B>, Arc<Usage>), SendError> {
         let io = self
             .connector
-            .connect(&self.address, &self.server)
+            .connect(&self.target, &self.server)
             .await
             .map_err(SendError::Connect)?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())

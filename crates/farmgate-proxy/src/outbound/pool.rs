@@ -30,14 +30,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use farmgate_config::Address;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::connect::{Connector, Relayed, relayed};
+use super::connect::{Connector, Relayed, Target, relayed};
 use super::send::{
     RequestBody, SLOTS, SendError, bodyless, closed_under_us, copy, is_idempotent, worker,
 };
@@ -52,7 +51,7 @@ const MAX_READ_BUFFER: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Pool<B> {
     /// Where the connector connects.
-    address: Address,
+    target: Target,
     /// The address as text, for errors and logs.
     server: Arc<str>,
     connector: Connector,
@@ -146,13 +145,13 @@ impl<B> Idle<B> {
 
 impl<B: RequestBody> Pool<B> {
     pub(crate) fn new(
-        address: Address,
+        target: Target,
         server: Arc<str>,
         connector: Connector,
         idle_timeout: Duration,
     ) -> Pool<B> {
         Pool {
-            address,
+            target,
             server,
             connector,
             idle_timeout,
@@ -243,7 +242,7 @@ impl<B: RequestBody> Pool<B> {
     async fn connect(&self) -> Result<http1::SendRequest<B>, SendError> {
         let io = self
             .connector
-            .connect(&self.address, &self.server)
+            .connect(&self.target, &self.server)
             .await
             .map_err(SendError::Connect)?;
         let (sender, connection) = http1::Builder::new()

@@ -2,11 +2,13 @@
 //! request with retries on other servers.
 
 use std::borrow::Cow;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use farmgate_admin::{Counter, Gauge, Histogram, Metrics};
-use farmgate_balance::{Balancer, Policy, Ticket};
+use farmgate_balance::{Policy, Ticket};
 use farmgate_config::{Balance, HashKey, Protocol, Upstream};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
@@ -16,57 +18,25 @@ use crate::error::BuildError;
 
 use super::body::Body;
 use super::connect::Connector;
-use super::drain::Drain;
+use super::discover::Discovery;
 use super::failure::{Chain, Seconds, UpstreamFailure};
-use super::health::{self, Health, Passive};
-use super::multiplex::Multiplex;
-use super::pool::Pool;
-use super::queue::{Queue, Slot, Slots, Take};
+use super::health::{self, Passive};
+use super::queue::{Queue, Slot, Take};
 use super::retry::{MAX_ATTEMPTS, RetryBudget};
 use super::send::{self, SendError};
-use super::stats::ServerStats;
-
-/// One server of an upstream.
-#[derive(Debug)]
-pub(crate) struct ServerRt {
-    /// `10.0.0.11:8443`, for logs.
-    pub(crate) address: Arc<str>,
-    /// The connections to this server.
-    conns: Conns,
-    pub(crate) health: Arc<Health>,
-    /// Requests, errors and response times; the same for every generation (see `stats`).
-    pub(crate) stats: Arc<ServerStats>,
-    /// Whether an operator drained it, and the requests on it now; the same for every
-    /// generation (see `drain`).
-    pub(crate) drain: Arc<Drain>,
-}
-
-impl ServerRt {
-    /// Whether the balancer may give it a request at `now` ([`health::now_ms`]): healthy, not
-    /// ejected, not drained.
-    pub(crate) fn takes_requests(&self, now: u64) -> bool {
-        self.health.available(now) && !self.drain.is_draining()
-    }
-}
-
-/// A server's connections, by the upstream's `protocol`.
-#[derive(Debug)]
-enum Conns {
-    /// HTTP/1.1 keep-alive connections, one request at a time each.
-    Http1(Arc<Pool<Body>>),
-    /// HTTP/2 connections, requests multiplexed.
-    H2(Multiplex<Body>),
-}
+use super::set::{Conns, Found, ServerMaker, ServerRt, ServerSet, ServerSource};
 
 /// An upstream ready to take requests.
 #[derive(Debug)]
 pub(crate) struct UpstreamRt {
     pub(crate) name: Arc<str>,
-    pub(crate) servers: Vec<ServerRt>,
-    balancer: Balancer,
+    servers: Servers,
+    /// What makes a server (connector, protocol, the counters that outlive generations).
+    maker: ServerMaker,
     hash_key: Option<HashKey>,
-    connector: Connector,
     pub(crate) config: Upstream,
+    /// With `discover`: the answers and failures, shared by generations asking alike.
+    pub(crate) discovery: Option<Arc<Discovery>>,
     retry_budget: RetryBudget,
     /// `max_connections_per_server`, if set.
     cap: Option<Cap>,
@@ -79,15 +49,69 @@ pub(crate) struct UpstreamRt {
     pub(crate) client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
-/// `max_connections_per_server` at work: the upstream's queue and each server's slots, the
-/// same for every generation (see `queue`).
+/// `max_connections_per_server` at work: the upstream's queue, the same for every generation
+/// (see `queue`); each server's slots are in its [`ServerSet`].
 #[derive(Debug)]
 struct Cap {
     /// `max_connections_per_server`.
     max: u32,
     queue: Arc<Queue>,
-    /// Each server's slots, indexed like `UpstreamRt::servers`.
-    slots: Vec<Arc<Slots>>,
+}
+
+/// An upstream's servers: listed ones, fixed for the generation's life, or discovered ones,
+/// replaced as DNS answers (one atomic load per request; see docs/architecture.md, "DNS
+/// discovery").
+#[derive(Debug)]
+enum Servers {
+    Listed(ServerSet),
+    Discovered(ArcSwap<ServerSet>),
+}
+
+/// The servers of an upstream as one request (or one look) sees them.
+#[derive(Debug)]
+pub(crate) enum Snapshot<'a> {
+    Listed(&'a ServerSet),
+    Discovered(Arc<ServerSet>),
+}
+
+impl Deref for Snapshot<'_> {
+    type Target = ServerSet;
+
+    fn deref(&self) -> &ServerSet {
+        match self {
+            Snapshot::Listed(set) => set,
+            Snapshot::Discovered(set) => set,
+        }
+    }
+}
+
+impl<'a> Snapshot<'a> {
+    /// Server `i` of the set, for as long as the caller needs it.
+    fn served(&self, i: usize) -> Served<'a> {
+        match self {
+            Snapshot::Listed(set) => Served::Listed(&set.servers[i]),
+            Snapshot::Discovered(set) => Served::Discovered(set.servers[i].clone()),
+        }
+    }
+}
+
+/// The server that answered a request: borrowed from a listed upstream, held from a
+/// discovered one (whose set may change while the response streams).
+#[derive(Debug)]
+pub(crate) enum Served<'a> {
+    Listed(&'a ServerRt),
+    Discovered(Arc<ServerRt>),
+}
+
+impl Deref for Served<'_> {
+    type Target = ServerRt;
+
+    fn deref(&self) -> &ServerRt {
+        match self {
+            Served::Listed(server) => server,
+            Served::Discovered(server) => server,
+        }
+    }
 }
 
 /// `farmgate_upstream_queue`, `farmgate_upstream_queue_seconds` and
@@ -107,14 +131,14 @@ pub(crate) struct Outgoing {
 }
 
 impl UpstreamRt {
-    /// Build `config`'s upstream; `stats` gives each server's counters by its address, `drain`
-    /// its drain, and `queue`, given when `max_connections_per_server` is set, the upstream's
-    /// queue and its servers' slots.
+    /// Build `config`'s upstream; `source` gives each server's counters by its address,
+    /// `queue`, given when `max_connections_per_server` is set, the upstream's queue and its
+    /// servers' slots, and `discovery`, given with `discover`, what DNS answered so far.
     pub(crate) fn build(
         config: &Upstream,
-        stats: &dyn Fn(&str) -> Arc<ServerStats>,
-        drain: &dyn Fn(&str) -> Arc<Drain>,
+        source: Arc<dyn ServerSource>,
         queue: Option<Arc<Queue>>,
+        discovery: Option<Arc<Discovery>>,
     ) -> Result<UpstreamRt, BuildError> {
         // ALPN offers only the protocol the upstream speaks: HTTP/1.1 carries the client's Host
         // header unchanged; `h2` is refused by a server that cannot speak it.
@@ -146,35 +170,7 @@ impl UpstreamRt {
             h2,
             config.send_proxy,
         );
-        let servers: Vec<ServerRt> = config
-            .servers
-            .iter()
-            .map(|s| {
-                let address: Arc<str> = Arc::from(s.address.to_string());
-                let (target, idle) = (s.address.clone(), config.timeouts.idle);
-                let conns = match config.protocol {
-                    Protocol::Http1 => Conns::Http1(Arc::new(Pool::new(
-                        target,
-                        address.clone(),
-                        connector.clone(),
-                        idle,
-                    ))),
-                    Protocol::H2 => Conns::H2(Multiplex::new(
-                        target,
-                        address.clone(),
-                        connector.clone(),
-                        idle,
-                    )),
-                };
-                ServerRt {
-                    conns,
-                    stats: stats(&address),
-                    drain: drain(&address),
-                    address,
-                    health: Arc::new(Health::default()),
-                }
-            })
-            .collect();
+        let maker = ServerMaker::new(connector, config.protocol, config.timeouts.idle, source);
         let client_chain = match config.tls.as_ref().and_then(|t| t.client_cert.as_ref()) {
             Some(pair) => farmgate_tls::load::certificates(&pair.certificate)?,
             None => Vec::new(),
@@ -185,31 +181,29 @@ impl UpstreamRt {
             Balance::P2cEwma => (Policy::P2cEwma, None),
             Balance::Hash(key) => (Policy::Hash, Some(key.clone())),
         };
-        let balancer = Balancer::with_names(
-            policy,
-            servers
-                .iter()
-                .zip(&config.servers)
-                .map(|(s, c)| (s.address.as_bytes().to_vec(), c.weight)),
-        );
         let cap = config
             .max_connections_per_server
             .zip(queue)
-            .map(|(max, queue)| Cap {
-                max,
-                slots: servers
-                    .iter()
-                    .map(|s| queue.slots(&s.address, max))
-                    .collect(),
-                queue,
-            });
+            .map(|(max, queue)| Cap { max, queue });
+        let cap_ref = cap.as_ref().map(|c| (&*c.queue, c.max));
+        let (servers, discovery) = match (&config.discover, discovery) {
+            (Some(_), Some(discovery)) => {
+                // Servers come when the generation serves (`inherit`, then each answer).
+                let empty = ArcSwap::from_pointee(ServerSet::empty(policy));
+                (Servers::Discovered(empty), Some(discovery))
+            }
+            _ => (
+                Servers::Listed(ServerSet::listed(&config.servers, policy, &maker, cap_ref)),
+                None,
+            ),
+        };
         Ok(UpstreamRt {
             name: Arc::from(config.name.as_str()),
             servers,
-            balancer,
+            maker,
             hash_key,
-            connector,
             config: config.clone(),
+            discovery,
             retry_budget: RetryBudget::default(),
             cap,
             response_seconds: OnceLock::new(),
@@ -218,19 +212,74 @@ impl UpstreamRt {
         })
     }
 
+    /// The servers now.
+    pub(crate) fn servers(&self) -> Snapshot<'_> {
+        match &self.servers {
+            Servers::Listed(set) => Snapshot::Listed(set),
+            Servers::Discovered(set) => Snapshot::Discovered(set.load_full()),
+        }
+    }
+
+    /// Serve `found` from now on (a discovered upstream; a listed one keeps its servers): the
+    /// servers that stay keep their state (see `set`), the others are forgotten here and in
+    /// what outlives generations once their requests end. Returns the new set.
+    pub(crate) fn discovered(&self, found: &[Found]) -> Option<Arc<ServerSet>> {
+        let Servers::Discovered(current) = &self.servers else {
+            return None;
+        };
+        let cap = self.cap.as_ref().map(|c| (&*c.queue, c.max));
+        let rise = self.config.health.as_ref().map(|h| h.rise);
+        let next = Arc::new(current.load().successor(found, &self.maker, rise, cap));
+        current.store(next.clone());
+        let addresses = next.addresses();
+        self.maker.source.keep(&addresses);
+        if let Some(cap) = &self.cap {
+            cap.queue.keep_servers(&addresses);
+        }
+        Some(next)
+    }
+
+    /// Take over the servers DNS last gave `old` (the same upstream in the running
+    /// generation), if both discover them alike: the new generation starts where the old one
+    /// is, with no window without servers. Each server is made anew for this generation (its
+    /// connections follow this configuration) and takes over its health, as listed servers do.
+    pub(crate) fn take_servers(&self, old: Option<&UpstreamRt>) {
+        let (Servers::Discovered(current), Some(discovery)) = (&self.servers, &self.discovery)
+        else {
+            return;
+        };
+        let Some(discover) = &self.config.discover else {
+            return;
+        };
+        discovery.ask(discover);
+        let same = old
+            .and_then(|old| old.config.discover.as_ref())
+            .is_some_and(|d| d.asks_like(discover));
+        let Some(answer) = discovery.last_good().filter(|_| same) else {
+            return;
+        };
+        let cap = self.cap.as_ref().map(|c| (&*c.queue, c.max));
+        // Health is taken over with the listed servers' (`Generation::inherit`).
+        let set = current
+            .load()
+            .successor(&answer.servers, &self.maker, None, cap);
+        current.store(Arc::new(set));
+    }
+
     /// Connections opened to this upstream's servers so far.
     pub(crate) fn connections_opened(&self) -> u64 {
-        self.connector.opened()
+        self.maker.connector.opened()
     }
 
     /// Connections to this upstream's servers open now (in use or idle in the pool).
     pub(crate) fn connections_open(&self) -> i64 {
-        self.connector.open()
+        self.maker.connector.open()
     }
 
     /// Close surplus idle connections to every server (see `pool`); returns how many.
     pub(crate) fn sweep_idle(&self) -> usize {
-        self.servers
+        self.servers()
+            .servers
             .iter()
             .map(|s| match &s.conns {
                 Conns::Http1(pool) => pool.sweep(),
@@ -242,19 +291,14 @@ impl UpstreamRt {
     /// Idle pooled connections to this upstream's servers.
     #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn idle_connections(&self) -> usize {
-        self.servers
+        self.servers()
+            .servers
             .iter()
             .map(|s| match &s.conns {
                 Conns::Http1(pool) => pool.idle(),
                 Conns::H2(multiplex) => multiplex.connections(),
             })
             .sum()
-    }
-
-    /// Requests on `server` now, whichever generation they started on, to the end of their
-    /// response body, and its open WebSockets (see `drain`).
-    pub(crate) fn in_flight(&self, server: usize) -> usize {
-        self.servers.get(server).map_or(0, |s| s.drain.in_flight())
     }
 
     /// Put this generation's `max_connections_per_server` on the slots it shares with the
@@ -264,11 +308,11 @@ impl UpstreamRt {
         let Some(cap) = &self.cap else {
             return;
         };
-        for slots in &cap.slots {
+        let set = self.servers();
+        for slots in &set.slots {
             slots.resize(cap.max);
         }
-        let addresses: Vec<&str> = self.servers.iter().map(|s| &*s.address).collect();
-        cap.queue.keep_servers(&addresses);
+        cap.queue.keep_servers(&set.addresses());
     }
 
     /// Requests waiting for a free slot now (`None`: no `max_connections_per_server`).
@@ -279,13 +323,6 @@ impl UpstreamRt {
     /// Requests answered `503` after `queue_timeout`, since start (`None`: no cap).
     pub(crate) fn queue_timeouts(&self) -> Option<u64> {
         self.cap.as_ref().map(|c| c.queue.timeouts())
-    }
-
-    /// Slots taken on `server` now, by every generation: its requests from the choice of the
-    /// server to the end of the response body, and its open WebSockets (`None`: no cap).
-    pub(crate) fn slots_in_use(&self, server: usize) -> Option<u32> {
-        let cap = self.cap.as_ref()?;
-        cap.slots.get(server).map(|s| s.in_use())
     }
 
     /// The bytes `balance = "hash"` hashes for this request, if any.
@@ -313,7 +350,16 @@ impl UpstreamRt {
         request: Outgoing,
         key: Option<&[u8]>,
         metrics: &Metrics,
-    ) -> Result<(Response<Body>, &ServerRt), UpstreamFailure> {
+    ) -> Result<(Response<Body>, Served<'_>), UpstreamFailure> {
+        let set = self.servers();
+        if set.is_empty()
+            && let Some(discover) = &self.config.discover
+        {
+            return Err(UpstreamFailure::NotResolved {
+                upstream: self.name.clone(),
+                lookup: discover.lookup.to_string(),
+            });
+        }
         let replayable = request.body.is_none() && send::is_idempotent(&request.parts.method);
         self.retry_budget.deposit();
         let Outgoing {
@@ -324,23 +370,23 @@ impl UpstreamRt {
             Protocol::Http1 => origin_form(&mut head.uri),
             Protocol::H2 => h2_form(&mut head, self.config.tls.is_some()),
         }
-        let attempts = MAX_ATTEMPTS.min(self.servers.len());
+        let attempts = MAX_ATTEMPTS.min(set.servers.len());
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let now = health::now_ms();
         let mut attempt = 0;
         let mut last_failure = None;
         loop {
             let picked = match &self.cap {
-                None => self
+                None => set
                     .balancer
                     .pick(key, |i| {
-                        self.servers[i].takes_requests(now) && !tried.contains(&i)
+                        set.servers[i].takes_requests(now) && !tried.contains(&i)
                     })
                     .map(|ticket| (ticket, None)),
                 // Only the first attempt waits for a slot; a retry takes one at once or is
                 // not made.
                 Some(cap) => self
-                    .slot(cap, key, &tried, attempt == 0, metrics)
+                    .slot(&set, cap, key, &tried, attempt == 0, metrics)
                     .await?
                     .map(|(ticket, slot)| (ticket, Some(slot))),
             };
@@ -352,8 +398,9 @@ impl UpstreamRt {
                     }),
                 );
             };
-            tried[attempt] = ticket.server();
-            let server = &self.servers[ticket.server()];
+            let chosen = ticket.server();
+            tried[attempt] = chosen;
+            let server = &set.servers[chosen];
             attempt += 1;
             if !(replayable && attempt < attempts) {
                 // The last possible attempt (the only one, for most requests) takes the head
@@ -366,14 +413,24 @@ impl UpstreamRt {
                     head.extensions.insert(protocol);
                 }
                 let req = Request::from_parts(head, body.take().unwrap_or_default());
-                let sent = self.attempt(server, ticket, slot, req, None, metrics).await;
-                return sent.map(|response| (response, server));
+                let sent = self
+                    .attempt(&set, server, ticket, slot, req, None, metrics)
+                    .await;
+                return sent.map(|response| (response, set.served(chosen)));
             }
             let sent = self
-                .attempt(server, ticket, slot, replay(&head), Some(&head), metrics)
+                .attempt(
+                    &set,
+                    server,
+                    ticket,
+                    slot,
+                    replay(&head),
+                    Some(&head),
+                    metrics,
+                )
                 .await;
             let failure = match sent {
-                Ok(response) => return Ok((response, server)),
+                Ok(response) => return Ok((response, set.served(chosen))),
                 Err(failure) => failure,
             };
             if !(failure.retryable() && self.withdraw_retry()) {
@@ -390,7 +447,8 @@ impl UpstreamRt {
     /// if `may_wait`, after waiting in the upstream's queue (see `queue`). `None`: no server
     /// can take it (or, for a retry, none has a free slot now).
     async fn slot<'a>(
-        &'a self,
+        &self,
+        set: &'a ServerSet,
         cap: &Cap,
         key: Option<&[u8]>,
         tried: &[usize],
@@ -398,7 +456,7 @@ impl UpstreamRt {
         metrics: &Metrics,
     ) -> Result<Option<(Ticket<'a>, Slot)>, UpstreamFailure> {
         if !may_wait || cap.queue.is_empty() {
-            match self.take_slot(cap, key, tried) {
+            match self.take_slot(set, key, tried) {
                 Take::Got(got) => return Ok(Some(got)),
                 Take::Full if may_wait => {}
                 Take::Full | Take::NoServer => return Ok(None),
@@ -417,7 +475,7 @@ impl UpstreamRt {
         let waited = cap
             .queue
             .wait(timeout, &queue_metrics.waiting, || {
-                self.take_slot(cap, key, tried)
+                self.take_slot(set, key, tried)
             })
             .await;
         queue_metrics.seconds.observe(started.elapsed());
@@ -438,28 +496,28 @@ impl UpstreamRt {
 
     /// One look for a healthy server not `tried` yet with a free slot, chosen by the balancer
     /// among those that have one; the slot taken with it.
-    fn take_slot(
+    fn take_slot<'a>(
         &self,
-        cap: &Cap,
+        set: &'a ServerSet,
         key: Option<&[u8]>,
         tried: &[usize],
-    ) -> Take<(Ticket<'_>, Slot)> {
+    ) -> Take<(Ticket<'a>, Slot)> {
         let now = health::now_ms();
-        let can_take = |i: usize| self.servers[i].takes_requests(now) && !tried.contains(&i);
+        let can_take = |i: usize| set.servers[i].takes_requests(now) && !tried.contains(&i);
         // Another request may take the last slot between the pick and the take: pick again,
         // as many times as there are servers at most.
-        for _ in 0..self.servers.len() {
-            let Some(ticket) = self
+        for _ in 0..set.servers.len() {
+            let Some(ticket) = set
                 .balancer
-                .pick(key, |i| can_take(i) && cap.slots[i].has_room())
+                .pick(key, |i| can_take(i) && set.slots[i].has_room())
             else {
                 break;
             };
-            if let Some(slot) = cap.slots[ticket.server()].try_take() {
+            if let Some(slot) = set.slots[ticket.server()].try_take() {
                 return Take::Got((ticket, slot));
             }
         }
-        if (0..self.servers.len()).any(can_take) {
+        if (0..set.servers.len()).any(can_take) {
             Take::Full
         } else {
             Take::NoServer
@@ -469,8 +527,10 @@ impl UpstreamRt {
     /// One attempt on `server`, its outcome counted: passive health, the balancer's ticket,
     /// response time or error metrics. A response counts in flight on `server`, and keeps
     /// `slot`, until its body ends; a failed attempt gives both back.
+    #[allow(clippy::too_many_arguments)] // one attempt's whole context, used once each
     async fn attempt(
         &self,
+        set: &ServerSet,
         server: &ServerRt,
         ticket: Ticket<'_>,
         slot: Option<Slot>,
@@ -495,14 +555,14 @@ impl UpstreamRt {
         match &sent {
             Ok(response) => {
                 let failed = response.status().is_server_error();
-                self.observe(server, failed);
+                self.observe(set, server, failed);
                 ticket.finish(elapsed, failed);
                 self.response_seconds
                     .get_or_init(|| metrics.upstream_seconds(&self.name))
                     .observe(elapsed);
             }
             Err(failure) => {
-                self.observe(server, true);
+                self.observe(set, server, true);
                 ticket.finish(elapsed, true);
                 metrics.upstream_error(&self.name, failure.label());
             }
@@ -526,18 +586,18 @@ impl UpstreamRt {
 
     /// Passive health: count the outcome against the server. Drained servers count as out
     /// already, so that ejection never empties what the operator left in rotation.
-    fn observe(&self, server: &ServerRt, failed: bool) {
+    fn observe(&self, set: &ServerSet, server: &ServerRt, failed: bool) {
         if !failed {
             server.health.success();
             return;
         }
         let now = health::now_ms();
-        let out = self
+        let out = set
             .servers
             .iter()
             .filter(|s| !s.takes_requests(now))
             .count();
-        let may_eject = (out + 1) * 2 <= self.servers.len();
+        let may_eject = (out + 1) * 2 <= set.servers.len();
         if let Passive::Ejected(length) = server.health.failure(now, may_eject) {
             tracing::warn!(upstream = %self.name, server = %server.address, "server ejected for {}: {} failures in a row", Seconds(length), health::EJECT_AFTER);
         }

@@ -32,10 +32,15 @@ pub(crate) fn drain(
         DrainAction::Undrain => s.drain.stop(),
     };
     let now = now_ms();
-    let available = u.servers.iter().filter(|s| s.takes_requests(now)).count();
+    let available = u
+        .servers()
+        .servers
+        .iter()
+        .filter(|s| s.takes_requests(now))
+        .count();
     let answer = DrainAnswer {
         upstream: u.name.to_string(),
-        server: status::rotation(s),
+        server: status::rotation(&s),
         changed,
         available,
     };

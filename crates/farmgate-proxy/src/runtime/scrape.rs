@@ -8,7 +8,7 @@ use farmgate_tls::RefusalReason;
 
 use crate::generation::Generation;
 use crate::inbound::Shared;
-use crate::outbound::now_ms;
+use crate::outbound::{UpstreamRt, now_ms};
 
 /// The proxy as a source of scrape-time samples.
 #[derive(Debug)]
@@ -153,7 +153,9 @@ fn upstream_samples(generation: &Generation, out: &mut Vec<Sample>) {
             vec![("upstream", upstream.name.to_string())],
             upstream.connections_open() as f64,
         ));
-        for (i, server) in upstream.servers.iter().enumerate() {
+        discovery_samples(upstream, out);
+        let set = upstream.servers();
+        for server in set.servers.iter() {
             let labels = vec![
                 ("upstream", upstream.name.to_string()),
                 ("server", server.address.to_string()),
@@ -184,7 +186,7 @@ fn upstream_samples(generation: &Generation, out: &mut Vec<Sample>) {
                 "Requests on the server now, to the end of their response body, and its open WebSockets",
                 Kind::Gauge,
                 labels.clone(),
-                upstream.in_flight(i) as f64,
+                server.drain.in_flight() as f64,
             ));
             out.push(sample(
                 "farmgate_server_requests_total",
@@ -201,6 +203,38 @@ fn upstream_samples(generation: &Generation, out: &mut Vec<Sample>) {
                 server.stats.errors() as f64,
             ));
         }
+    }
+}
+
+/// An upstream's DNS discovery: failed lookups by reason, and when DNS last answered.
+fn discovery_samples(upstream: &UpstreamRt, out: &mut Vec<Sample>) {
+    let Some(discovery) = &upstream.discovery else {
+        return;
+    };
+    let known = discovery.known();
+    for (reason, count) in known.failures {
+        out.push(sample(
+            "farmgate_discovery_failures_total",
+            "DNS lookups of a discovered upstream that failed (the last good answer kept serving), by reason: resolver_config, timeout, nxdomain, no_records, server_error, error",
+            Kind::Counter,
+            vec![
+                ("upstream", upstream.name.to_string()),
+                ("reason", reason.to_owned()),
+            ],
+            count as f64,
+        ));
+    }
+    if let Some((_, at)) = known.good {
+        let seconds = at
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        out.push(sample(
+            "farmgate_discovery_last_answer_timestamp_seconds",
+            "When DNS last gave a discovered upstream a good answer, in Unix seconds (absent before the first)",
+            Kind::Gauge,
+            vec![("upstream", upstream.name.to_string())],
+            seconds,
+        ));
     }
 }
 

@@ -362,9 +362,11 @@ impl Server {
         self.bound.lock()
     }
 
-    /// What a generation needs while it serves: active health checks, the idle sweep, ACME.
+    /// What a generation needs while it serves: active health checks, DNS discovery, the
+    /// idle sweep, ACME.
     fn start_upkeep(&self, generation: &Arc<Generation>) {
         upkeep::spawn_checks(&self.shared, generation, &self.health_changed);
+        upkeep::spawn_discovery(&self.shared, generation, &self.health_changed);
         upkeep::spawn_sweeper(&self.shared, generation);
         generation.start_acme();
     }

@@ -15,7 +15,7 @@ use farmgate_tls::{GateStats, RefusalReason, RefusedClient};
 use serde::{Deserialize, Serialize};
 
 use crate::generation::{Generation, InUse, Role, route_label};
-use crate::outbound::{LastFailure, LastMinute, ServerRt, UpstreamRt, now_ms};
+use crate::outbound::{Known, LastFailure, LastMinute, ServerRt, ServerSet, UpstreamRt, now_ms};
 
 use super::reload::ReloadCounts;
 
@@ -204,8 +204,44 @@ pub struct UpstreamStatus {
     /// Requests answered 503 after waiting `queue_timeout`, since start (across reloads that
     /// keep a cap on the upstream; `farmgate_upstream_queue_timeouts_total` never forgets).
     pub queue_timeouts: u64,
+    /// With `discover`: what DNS answered; `None` for listed servers.
+    pub discovery: Option<DiscoveryStatus>,
     /// Each server.
     pub servers: Vec<ServerStatus>,
+}
+
+/// An upstream's DNS discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryStatus {
+    /// What is looked up: `dns NAME port N` or `srv NAME`.
+    pub lookup: String,
+    /// The DNS server asked, or `system` (`/etc/resolv.conf`).
+    pub resolver: String,
+    /// Whether DNS ever answered (with at least one server); until then the upstream answers
+    /// 503.
+    pub resolved: bool,
+    /// When the last good answer came, in Unix seconds; `None` before the first.
+    pub last_answer_at: Option<i64>,
+    /// The servers that answer gave.
+    pub servers_found: usize,
+    /// Its TTL as DNS gave it, in seconds, before clamping to `[min_ttl, max_ttl]`.
+    pub ttl_seconds: Option<u64>,
+    /// Lookups failed since the last good answer (0: the last lookup answered).
+    pub failing: u32,
+    /// Failed lookups since start, by reason (zeros included): `resolver_config`, `timeout`,
+    /// `nxdomain`, `no_records`, `server_error`, `error`.
+    pub failures: Vec<DiscoveryFailureCount>,
+    /// The last failed lookup, if any.
+    pub last_failure: Option<FailureStatus>,
+}
+
+/// Failed lookups for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryFailureCount {
+    /// The `reason` label of `farmgate_discovery_failures_total`.
+    pub reason: String,
+    /// How many since start.
+    pub count: u64,
 }
 
 /// An upstream's TLS.
@@ -482,12 +518,11 @@ pub(crate) fn build(generation: &Generation, cx: Context<'_>) -> Status {
             queue_timeout_ms: u64::try_from(u.config.queue_timeout.as_millis()).unwrap_or(u64::MAX),
             queued: u.queued().unwrap_or(0),
             queue_timeouts: u.queue_timeouts().unwrap_or(0),
-            servers: u
-                .servers
-                .iter()
-                .enumerate()
-                .map(|(i, s)| server(u, i, s))
-                .collect(),
+            discovery: discovery(u),
+            servers: {
+                let set = u.servers();
+                (0..set.servers.len()).map(|i| server(&set, i)).collect()
+            },
         })
         .collect();
     Status {
@@ -603,17 +638,51 @@ fn refused(r: &RefusedClient) -> RefusedStatus {
     }
 }
 
-fn server(upstream: &UpstreamRt, i: usize, s: &ServerRt) -> ServerStatus {
+fn discovery(upstream: &UpstreamRt) -> Option<DiscoveryStatus> {
+    let discover = upstream.config.discover.as_ref()?;
+    let Known {
+        good,
+        failing,
+        last_failure,
+        failures,
+    } = upstream.discovery.as_ref()?.known();
+    Some(DiscoveryStatus {
+        lookup: discover.lookup.to_string(),
+        resolver: discover
+            .resolver
+            .map_or_else(|| "system".to_owned(), |r| r.to_string()),
+        resolved: good.is_some(),
+        last_answer_at: good.as_ref().map(|(_, at)| unix(*at)),
+        servers_found: good.as_ref().map_or(0, |(a, _)| a.servers.len()),
+        ttl_seconds: good.as_ref().map(|(a, _)| a.ttl.as_secs()),
+        failing,
+        failures: failures
+            .into_iter()
+            .map(|(reason, count)| DiscoveryFailureCount {
+                reason: reason.to_owned(),
+                count,
+            })
+            .collect(),
+        last_failure: last_failure.map(|f| FailureStatus {
+            at: unix(f.at),
+            reason: f.reason.to_owned(),
+            message: f.message,
+        }),
+    })
+}
+
+fn server(set: &ServerSet, i: usize) -> ServerStatus {
+    let s = &set.servers[i];
     let rotation = rotation(s);
     ServerStatus {
         address: rotation.address,
-        weight: upstream.config.servers.get(i).map_or(1, |c| c.weight),
+        weight: set.weights.get(i).copied().unwrap_or(1),
         state: rotation.state,
         up: rotation.up,
         ejected: rotation.ejected,
         draining: rotation.draining,
         in_flight: rotation.in_flight,
-        slots_in_use: upstream.slots_in_use(i),
+        slots_in_use: set.slots.get(i).map(|s| s.in_use()),
         requests: rotation.requests,
         errors: s.stats.errors(),
         last_minute: traffic(s.stats.last_minute()),
@@ -629,7 +698,7 @@ pub(crate) fn upstreams(generation: &Generation) -> Upstreams {
             .iter()
             .map(|u| UpstreamServers {
                 name: u.name.to_string(),
-                servers: u.servers.iter().map(rotation).collect(),
+                servers: u.servers().servers.iter().map(|s| rotation(s)).collect(),
             })
             .collect(),
     }
