@@ -35,9 +35,6 @@ pub enum Problem {
     /// A required key is missing, and why it is required.
     #[error("{0}")]
     Incomplete(Incomplete),
-    /// A key a later version of farmgate implements; rejected rather than silently ignored.
-    #[error("{0} is not yet supported by this version of farmgate; remove it")]
-    Unsupported(&'static str),
     /// An allow-list entry that is not a valid identity.
     #[error("invalid identity {text:?}")]
     Identity {
