@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use farmgate_acme::{CertificateState, DirectoryCheck};
-use farmgate_config::{Config, EkuPolicy, Listener, ListenerCerts, Trust};
+use farmgate_config::{Config, EkuPolicy, Listener, ListenerCerts, Lookup, Trust};
 use farmgate_identity::PeerIdentity;
 use farmgate_proxy::{Generation, LoadError};
 
@@ -290,10 +290,15 @@ fn summary(path: &Path, generation: &Generation) -> String {
         match &u.tls {
             None => out.push_str(", plain HTTP"),
             Some(tls) => {
-                let name = tls
-                    .server_name
-                    .as_deref()
-                    .unwrap_or("each server's address");
+                // Without server_name a server is verified by the name it was found by.
+                let name = match (&tls.server_name, &u.discover) {
+                    (Some(name), _) => name.as_str(),
+                    (None, Some(d)) => match &d.lookup {
+                        Lookup::Dns { name, .. } => name.as_str(),
+                        Lookup::Srv { .. } => "each SRV target",
+                    },
+                    (None, None) => "each server's address",
+                };
                 let _ = write!(out, ", TLS verifying {name} against {}", trust(&tls.trust));
                 if tls.client_cert.is_some() {
                     out.push_str(", presenting a client certificate");

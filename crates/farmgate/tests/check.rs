@@ -100,6 +100,31 @@ fn check_says_where_a_discovered_upstream_finds_its_servers_without_asking_dns()
 }
 
 #[test]
+fn check_names_what_a_discovered_server_is_verified_as() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let config = gate_config(pki.dir(), &backend.cert, &backend.key, &pki.ca_file());
+    let original = std::fs::read_to_string(&config).unwrap();
+    let tls = format!("[upstream.app.tls]\ntrust = [{:?}]\n", pki.ca_file());
+    for (discover, verified) in [
+        (
+            "discover = { dns = \"gates.farm.test\", port = 8443, resolver = \"127.0.0.1:9\" }",
+            "TLS verifying gates.farm.test against",
+        ),
+        (
+            "discover = { srv = \"_gate._tcp.farm.test\", resolver = \"127.0.0.1:9\" }",
+            "TLS verifying each SRV target against",
+        ),
+    ] {
+        let text = original.replace("servers = [\"127.0.0.1:8080\"]", discover) + &tls;
+        std::fs::write(&config, text).unwrap();
+        let (code, stdout, stderr) = check(&config);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains(verified), "{stdout}");
+    }
+}
+
+#[test]
 fn unreadable_certificate_is_reported_with_file_line_and_key() {
     let pki = TestPki::new();
     let backend = pki.server("backend.farm.test");
