@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -63,21 +64,30 @@ async fn farm(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let gates_toml = dir.path().join("gates.toml");
     std::fs::write(&gates_toml, gates_config(&files, &origins))?;
-    let gates = Server::start(Generation::load(&gates_toml)?).await?;
+    let gates = Arc::new(Server::start(Generation::load(&gates_toml)?).await?);
     let gate_addrs: Vec<SocketAddr> = (1..=args.backends)
         .filter_map(|i| gates.local_addr(&format!("gate-{i}")))
         .collect();
 
     let edge_toml = dir.path().join("edge.toml");
     std::fs::write(&edge_toml, edge_config(&files, args.port, &gate_addrs))?;
-    let edge = Server::start(Generation::load(&edge_toml)?)
-        .await
-        .with_context(|| format!("is port {} taken? choose another with --port", args.port))?;
+    let edge = Arc::new(
+        Server::start(Generation::load(&edge_toml)?)
+            .await
+            .with_context(|| format!("is port {} taken? choose another with --port", args.port))?,
+    );
+
+    // Each farm's dashboard (admin endpoint) on a free loopback port, without a token:
+    // loopback is the one place the configuration allows that.
+    let dashboards = Dashboards {
+        edge: dashboard(&edge).await?,
+        gates: dashboard(&gates).await?,
+    };
 
     let port = edge.local_addr("public").map_or(args.port, |a| a.port());
     outln!(
         "{}",
-        banner(dir.path(), &files, port, &gate_addrs, &origins)
+        banner(dir.path(), &files, port, &gate_addrs, &origins, &dashboards)
     );
 
     tokio::select! {
@@ -88,6 +98,22 @@ async fn farm(args: &Args) -> anyhow::Result<ExitCode> {
     edge.shutdown(Duration::from_secs(5)).await;
     gates.shutdown(Duration::from_secs(5)).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the edge's and the gates' dashboards are.
+struct Dashboards {
+    edge: SocketAddr,
+    gates: SocketAddr,
+}
+
+/// Serves `server`'s admin endpoint (dashboard, `/status`, `/metrics`) on a free loopback port.
+async fn dashboard(server: &Arc<Server>) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .context("cannot listen for the dashboard")?;
+    let addr = listener.local_addr()?;
+    crate::run::serve_admin(server, listener);
+    Ok(addr)
 }
 
 /// The throwaway PKI: one CA, the site's certificate, the backends' certificate, the edge's
@@ -190,6 +216,7 @@ fn banner(
     port: u16,
     gates: &[SocketAddr],
     origins: &[(String, SocketAddr)],
+    dashboards: &Dashboards,
 ) -> String {
     let ca = pki.ca.display();
     let mut out = format!(
@@ -212,9 +239,12 @@ fn banner(
         "\nTry the farm (repeat it: each backend answers in turn):\n  curl --cacert {ca} https://{SITE}:{port}/\n\
          \nA direct probe of a backend, without the edge's client certificate, is refused at the TLS handshake\n(curl reports \"tlsv13 alert certificate required\"):\n  curl --cacert {ca} https://{first}/\n\
          \nWith the edge's certificate, the gate lets you in:\n  curl --cacert {ca} --cert {} --key {} https://{first}/\n\
+         \nWatch it in a browser: the edge's dashboard http://{}/ and the gates' http://{}/\n(traffic, health, certificates, refusals; /status and /metrics beside them)\n\
          \nPress Ctrl-C to stop.",
         pki.edge.0.display(),
         pki.edge.1.display(),
+        dashboards.edge,
+        dashboards.gates,
     );
     out
 }

@@ -114,11 +114,16 @@ async fn start_admin(server: &Arc<Server>, admin: &farmgate_config::Admin) -> an
              require one"
         );
     }
+    serve_admin(server, listener);
+    Ok(())
+}
+
+/// Serve `server`'s admin endpoint on `listener` until the server stops.
+pub(crate) fn serve_admin(server: &Arc<Server>, listener: tokio::net::TcpListener) {
     let endpoint = server.admin_endpoint(farmgate_admin::Limits::default());
     tokio::spawn(farmgate_admin::serve(
         listener,
         Arc::new(endpoint),
         server.stopping_signal(),
     ));
-    Ok(())
 }

@@ -6,12 +6,15 @@ use std::path::PathBuf;
 use farmgate_testkit::client::{Probe, TlsClient};
 
 use crate::cli::Running;
+use crate::operations::plain_get;
 
 /// What the banner tells the user.
 struct Banner {
     ca: PathBuf,
     edge: SocketAddr,
     gate: SocketAddr,
+    /// The edge's dashboard, then the gates'.
+    dashboards: (SocketAddr, SocketAddr),
 }
 
 fn read_banner(process: &mut Running) -> Banner {
@@ -33,11 +36,21 @@ fn read_banner(process: &mut Running) -> Banner {
         .unwrap();
     let curl = process.wait_for("curl --cacert");
     let ca = curl.split_whitespace().nth(2).unwrap();
+    let watch = process.wait_for("Watch it in a browser:");
+    let mut dashboards = watch.split("http://").skip(1).map(|rest| {
+        rest.split('/')
+            .next()
+            .unwrap()
+            .parse::<SocketAddr>()
+            .unwrap()
+    });
+    let dashboards = (dashboards.next().unwrap(), dashboards.next().unwrap());
     process.wait_for("Press Ctrl-C to stop.");
     Banner {
         ca: PathBuf::from(ca),
         edge: SocketAddr::from(([127, 0, 0, 1], port)),
         gate: gate.trim_end_matches('/').parse().unwrap(),
+        dashboards,
     }
 }
 
@@ -78,6 +91,22 @@ async fn demo_serves_the_farm_it_describes_and_stops_on_ctrl_c() {
             ))
         ),
         "{probe:?}"
+    );
+
+    // The dashboards the banner names: the edge's lists the gate it sent to, the gates'
+    // the refusal of the probe above.
+    let (edge_admin, gates_admin) = banner.dashboards;
+    let (status_line, page) = plain_get(edge_admin, "/").await;
+    assert!(status_line.contains(" 200 "), "{status_line}");
+    assert!(page.contains("<title>"), "{page}");
+    let (_, status) = plain_get(edge_admin, "/status").await;
+    assert!(status.contains(&banner.gate.to_string()), "{status}");
+    let (_, metrics) = plain_get(gates_admin, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("reason=\"no_certificate\"") && !l.ends_with(" 0")),
+        "{metrics}"
     );
 
     process.signal("INT");
