@@ -556,11 +556,12 @@ impl CaStore {
     /// the certificate), and returns its entry.
     fn record(&self, der: &[u8], kind: Option<Kind>) -> Result<Entry, PkiError> {
         let entry = entry_for(der, kind)?;
-        let mut index = self.index()?;
-        if index.find(&entry.serial).is_none() {
-            index.certificates.push(entry.clone());
-            index.write(&self.dir)?;
-        }
+        Index::update(&self.dir, |index| {
+            if index.find(&entry.serial).is_none() {
+                index.certificates.push(entry.clone());
+            }
+            Ok(())
+        })?;
         Ok(entry)
     }
 }

@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
 
-use super::index::{self, Entry, Kind, Revocation};
+use super::index::{self, Entry, Index, Kind, Revocation};
 use super::{
     CERT_MODE, CaStore, IssuedFiles, Names, Role, checked_crl_url, entry_for, kind_of, spki_sha256,
     with_suffix,
@@ -158,7 +158,15 @@ impl CaStore {
     /// next CRL lists it. Refuses a certificate already revoked, and a serial the index does
     /// not know (give the certificate file instead).
     pub fn revoke(&self, target: &Target, reason: Option<Reason>) -> Result<Entry, PkiError> {
-        let mut index = self.index()?;
+        Index::update(&self.dir, |index| self.revoke_in(index, target, reason))
+    }
+
+    fn revoke_in(
+        &self,
+        index: &mut Index,
+        target: &Target,
+        reason: Option<Reason>,
+    ) -> Result<Entry, PkiError> {
         let serial = match target {
             Target::Serial(bytes) => {
                 let serial = index::serial_hex(bytes);
@@ -195,9 +203,7 @@ impl CaStore {
             });
         }
         entry.revoked = Some(Revocation { at: now(), reason });
-        let entry = entry.clone();
-        index.write(&self.dir)?;
-        Ok(entry)
+        Ok(entry.clone())
     }
 
     /// Signs a CRL of every revoked certificate that has not expired, valid `valid` from now,
@@ -210,24 +216,25 @@ impl CaStore {
         }
         let this_update = now();
         let next_update = this_update + valid;
-        let mut index = self.index()?;
-        let revoked: Vec<Revoked> = index
-            .revoked(this_update)
-            .filter_map(|(entry, revocation)| {
-                Some(Revoked {
-                    serial: index::parse_serial(&entry.serial)?,
-                    at: revocation.at,
-                    reason: revocation.reason,
-                })
-            })
-            .collect();
         // The number is spent before the CRL exists: a crash in between skips a number,
         // which is harmless, rather than signing two CRLs with the same one.
-        index.crl_number += 1;
-        index.write(&self.dir)?;
-        let crl =
-            self.authority
-                .crl_numbered(&revoked, index.crl_number, this_update, next_update)?;
+        let (revoked, number) = Index::update(&self.dir, |index| {
+            let revoked: Vec<Revoked> = index
+                .revoked(this_update)
+                .filter_map(|(entry, revocation)| {
+                    Some(Revoked {
+                        serial: index::parse_serial(&entry.serial)?,
+                        at: revocation.at,
+                        reason: revocation.reason,
+                    })
+                })
+                .collect();
+            index.crl_number += 1;
+            Ok((revoked, index.crl_number))
+        })?;
+        let crl = self
+            .authority
+            .crl_numbered(&revoked, number, this_update, next_update)?;
         let with_ca_certificate = !self.is_root();
         let mut contents = crl.pem().to_owned();
         if with_ca_certificate {
@@ -242,7 +249,7 @@ impl CaStore {
         index::replace(out, contents.as_bytes(), CERT_MODE)?;
         Ok(PublishedCrl {
             path: out.to_path_buf(),
-            number: index.crl_number,
+            number,
             this_update,
             next_update,
             revoked: revoked.len(),
