@@ -296,6 +296,18 @@ pub enum PkiError {
     /// A CRL valid for no time at all.
     #[error("a CRL must be valid for some time; give --valid, e.g. 7d")]
     CrlValidity,
+    /// A CRL valid past what a certificate's time can say (the year 9999).
+    #[error("a CRL cannot be valid that long; give a shorter --valid, e.g. 7d")]
+    CrlTooLong,
+    /// `--renew` was given a certificate that names nothing.
+    #[error(
+        "{} names no DNS name, IP address or URI to renew it for; issue a new certificate instead",
+        path.display()
+    )]
+    RenewNameless {
+        /// The certificate file.
+        path: PathBuf,
+    },
     /// `--permit-uri` on an intermediate.
     #[error(
         "URI name constraints go on the root, not on an intermediate: rustls-webpki (farmgate's \

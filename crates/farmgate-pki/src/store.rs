@@ -469,14 +469,17 @@ impl CaStore {
         if days == 0 {
             return Err(PkiError::ZeroDays);
         }
-        spec.not_after = spec.not_before + Duration::days(i64::from(days));
-        if spec.not_after > self.not_after {
-            return Err(PkiError::OutlivesCa {
+        // Past the year 9999 (`--days 3000000`) is past the CA too.
+        match spec.not_before.checked_add(Duration::days(i64::from(days))) {
+            Some(not_after) if not_after <= self.not_after => {
+                spec.not_after = not_after;
+                Ok(())
+            }
+            _ => Err(PkiError::OutlivesCa {
                 days,
                 ca_not_after: self.not_after,
-            });
+            }),
         }
-        Ok(())
     }
 
     /// `name` as it goes into the certificate: an IP address, or a lower-case DNS name inside

@@ -257,6 +257,25 @@ async fn renewal_keeps_the_key_so_a_pinned_gate_still_lets_it_in() {
     assert_ne!(std::fs::read_to_string(&cert).unwrap(), before);
     assert_eq!(std::fs::read(&key).unwrap(), key_before);
 
+    // Given the full-chain file of the pair, the renewal renews both files in place.
+    let full_chain = path(&dir, "edge.farm.test.fullchain.pem");
+    let (cert_before, full_before) = (
+        std::fs::read_to_string(&cert).unwrap(),
+        std::fs::read_to_string(&full_chain).unwrap(),
+    );
+    issue(&dir, &["--renew", full_chain.to_str().unwrap()]);
+    let (cert_after, full_after) = (
+        std::fs::read_to_string(&cert).unwrap(),
+        std::fs::read_to_string(&full_chain).unwrap(),
+    );
+    assert_ne!(cert_after, cert_before);
+    assert_ne!(full_after, full_before);
+    assert!(
+        full_after.starts_with(&cert_after) && full_after.len() > cert_after.len(),
+        "the full chain is the certificate followed by the root"
+    );
+    assert!(!path(&dir, "edge.farm.test.fullchain.fullchain.pem").exists());
+
     let ca = path(&dir, "ca.pem");
     let gate = Gate::start(&dir, &ca, &pin, None).await;
     accepted(&gate.probe(&ca, &cert, &key).await);
@@ -442,4 +461,35 @@ async fn gate_refuses_a_spiffe_id_outside_the_cas_permitted_trust_domain() {
         &gate.probe(&ca, &rogue_cert, &rogue_key).await,
         "certificate unacceptable (TLS alert CertificateUnknown)",
     );
+}
+
+#[test]
+fn lifetimes_past_what_a_certificate_can_say_are_errors_not_crashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("farm-ca");
+    init(&dir, &[]);
+    let days = farmgate_ca(
+        "issue",
+        &dir,
+        &["--client", "edge.farm.test", "--days", "3000000"],
+    );
+    assert_eq!(days.code, 1, "{}{}", days.stdout, days.stderr);
+    assert!(
+        days.stderr.contains("would outlive its CA"),
+        "{}",
+        days.stderr
+    );
+    let out = tmp.path().join("farm.crl");
+    let valid = farmgate_ca(
+        "crl",
+        &dir,
+        &["--out", out.to_str().unwrap(), "--valid", "3000000d"],
+    );
+    assert_eq!(valid.code, 1, "{}{}", valid.stdout, valid.stderr);
+    assert!(
+        valid.stderr.contains("a CRL cannot be valid that long"),
+        "{}",
+        valid.stderr
+    );
+    assert!(!out.exists());
 }

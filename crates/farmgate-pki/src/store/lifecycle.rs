@@ -84,7 +84,12 @@ impl CaStore {
             (Kind::Server, None, Some(ip), _) => Role::Server(ip.to_string()),
             (_, Some(dns), ..) => Role::Client(dns.clone()),
             (_, None, Some(ip), _) => Role::Client(ip.to_string()),
-            (_, None, None, uri) => Role::Spiffe(uri.cloned().unwrap_or_default()),
+            (_, None, None, Some(uri)) => Role::Spiffe(uri.clone()),
+            (_, None, None, None) => {
+                return Err(PkiError::RenewNameless {
+                    path: file.to_path_buf(),
+                });
+            }
         };
         for name in &names.dns {
             self.check_constraints(name.trim_start_matches("*."), name)?;
@@ -116,6 +121,10 @@ impl CaStore {
         let key = PublicKey::from_spki_der(old.public_key().raw)?;
         let certified = self.authority.certify(&spec, &key)?;
         let full = format!("{}{}", certified.chain_pem, self.roots_pem);
+        // In the index before it is in any file: a renewal whose files fail to be written
+        // leaves an entry for a certificate nobody holds, never a certificate the CA cannot
+        // revoke by serial.
+        let entry = self.record(&certified.cert_der, Some(kind))?;
 
         let (certificate, full_chain) = match out {
             Some(prefix) => {
@@ -130,17 +139,21 @@ impl CaStore {
                 files
             }
             None => {
-                let prefix = match file.to_str().and_then(|f| f.strip_suffix(".pem")) {
-                    Some(stem) => PathBuf::from(stem),
-                    None => file.to_path_buf(),
+                // Given either file of a pair `ca issue` wrote (NAME.pem, NAME.fullchain.pem),
+                // renew both.
+                let name = file.to_str().unwrap_or_default();
+                let (certificate, full_chain) = match name.strip_suffix(".fullchain.pem") {
+                    Some(stem) => (PathBuf::from(format!("{stem}.pem")), file.to_path_buf()),
+                    None => {
+                        let stem = name.strip_suffix(".pem").map_or(file, Path::new);
+                        (file.to_path_buf(), with_suffix(stem, ".fullchain.pem"))
+                    }
                 };
-                let full_chain = with_suffix(&prefix, ".fullchain.pem");
-                index::replace(file, certified.chain_pem.as_bytes(), CERT_MODE)?;
+                index::replace(&certificate, certified.chain_pem.as_bytes(), CERT_MODE)?;
                 index::replace(&full_chain, full.as_bytes(), CERT_MODE)?;
-                (file.to_path_buf(), full_chain)
+                (certificate, full_chain)
             }
         };
-        let entry = self.record(&certified.cert_der, Some(kind))?;
         Ok(IssuedFiles {
             role,
             certificate,
@@ -215,7 +228,7 @@ impl CaStore {
             return Err(PkiError::CrlValidity);
         }
         let this_update = now();
-        let next_update = this_update + valid;
+        let next_update = this_update.checked_add(valid).ok_or(PkiError::CrlTooLong)?;
         // The number is spent before the CRL exists: a crash in between skips a number,
         // which is harmless, rather than signing two CRLs with the same one.
         let (revoked, number) = Index::update(&self.dir, |index| {
