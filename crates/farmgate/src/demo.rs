@@ -5,7 +5,9 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -132,8 +134,16 @@ impl Pki {
         let write = |stem: &str, issued: &Issued| -> anyhow::Result<(PathBuf, PathBuf)> {
             let cert = dir.join(format!("{stem}.pem"));
             let key = dir.join(format!("{stem}.key"));
-            std::fs::write(&cert, &issued.chain_pem)?;
-            std::fs::write(&key, &issued.key_pem)?;
+            std::fs::write(&cert, &issued.chain_pem)
+                .with_context(|| format!("cannot write {}", cert.display()))?;
+            // Private keys are the owner's alone, throwaway ones too.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key)
+                .and_then(|mut file| file.write_all(issued.key_pem.as_bytes()))
+                .with_context(|| format!("cannot write {}", key.display()))?;
             Ok((cert, key))
         };
         let ca_path = dir.join("ca.pem");
@@ -257,6 +267,8 @@ async fn origin(name: String) -> anyhow::Result<(String, SocketAddr)> {
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = socket.accept().await else {
+                // Out of descriptors, say: let connections close rather than spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let name = name.clone();
