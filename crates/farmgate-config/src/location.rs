@@ -23,6 +23,12 @@ impl Location {
         }
     }
 
+    /// A value given on the command line as `flag` (e.g. `--trust`), not read from a file:
+    /// shown as the flag alone.
+    pub fn argument(flag: impl Into<String>) -> Self {
+        Location::new(Arc::from(Path::new("<command line>")), 0, flag)
+    }
+
     /// The configuration file.
     pub fn file(&self) -> &Path {
         &self.file
@@ -41,6 +47,10 @@ impl Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // Line numbers start at 1: 0 is a command-line argument.
+            return f.write_str(&self.key);
+        }
         write!(f, "{}:{}: {}", self.file.display(), self.line, self.key)
     }
 }

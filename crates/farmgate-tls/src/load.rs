@@ -166,6 +166,6 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
 pub fn file_ref(path: &Path, what: &str) -> FileRef {
     FileRef {
         path: path.to_path_buf(),
-        at: farmgate_config::Location::new(Arc::from(Path::new("<command line>")), 0, what),
+        at: farmgate_config::Location::argument(what),
     }
 }

@@ -119,11 +119,7 @@ impl Outcome {
 /// Build the configuration and perform the probe. Errors are about the request (an unusable
 /// trust store); everything the server does is in the report.
 pub fn probe(request: &ProbeRequest<'_>) -> Result<ProbeReport, TlsError> {
-    let at = farmgate_config::Location::new(
-        Arc::from(std::path::Path::new("<command line>")),
-        0,
-        "--trust",
-    );
+    let at = farmgate_config::Location::argument("--trust");
     let verifier = Arc::new(Recorder {
         inner: crate::server_verifier(request.trust, &at)?,
         seen: Mutex::default(),

@@ -220,7 +220,7 @@ fn a_trust_file_holding_a_non_ca_is_refused_naming_file_index_subject_and_defect
     );
     assert!(
         e.to_string().starts_with(&format!(
-            "<command line>:0: trust: certificate #2 in {} (\"CN=backend.farm.test\") cannot be a trust anchor: it is not a CA certificate",
+            "trust: certificate #2 in {} (\"CN=backend.farm.test\") cannot be a trust anchor: it is not a CA certificate",
             file.display()
         )),
         "{e}"
@@ -240,7 +240,7 @@ fn mild_anchor_defects_are_warnings_for_check() {
     assert_eq!(
         warnings,
         [format!(
-            "<command line>:0: trust: trust anchor #1 in {} (\"CN=openssl-style root\"): it is a CA without keyUsage (RFC 5280 4.2.1.3)",
+            "trust: trust anchor #1 in {} (\"CN=openssl-style root\"): it is a CA without keyUsage (RFC 5280 4.2.1.3)",
             file.display()
         )]
     );

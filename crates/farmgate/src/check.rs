@@ -176,13 +176,7 @@ pub fn describe(e: &LoadError) -> String {
             }
         }
         other => {
-            let mut line = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let _ = write!(line, ": {s}");
-                source = s.source();
-            }
-            let _ = writeln!(out, "  {line}");
+            let _ = writeln!(out, "  {}", chain(other));
         }
     }
     out

@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use farmgate_config::{Location, Trust};
@@ -50,8 +49,8 @@ pub fn inspect(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_trust(sources: &[String]) -> anyhow::Result<TrustStore> {
-    let at = Location::new(Arc::from(Path::new("<command line>")), 0, "--trust");
+/// The trust store `--trust` names: `mozilla`, `system`, or PEM files (of `inspect` and `probe`).
+pub(crate) fn load_trust(sources: &[String]) -> anyhow::Result<TrustStore> {
     let trust: Vec<Trust> = sources
         .iter()
         .map(|source| {
@@ -60,7 +59,8 @@ fn load_trust(sources: &[String]) -> anyhow::Result<TrustStore> {
             })
         })
         .collect();
-    TrustStore::load(&trust, &at).context("--trust")
+    // The error names `--trust` and the file.
+    Ok(TrustStore::load(&trust, &Location::argument("--trust"))?)
 }
 
 /// The report as text: each certificate, where the chain leads, then the verdicts.

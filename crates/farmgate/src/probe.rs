@@ -1,16 +1,15 @@
 //! `farmgate probe`: try a (m)TLS handshake and explain the outcome.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use farmgate_config::{CertKey, Location, Trust};
+use farmgate_config::CertKey;
 use farmgate_identity::CertificateSummary;
+use farmgate_tls::load;
 use farmgate_tls::probe::{CertificateError, Outcome, ProbeReport, ProbeRequest, ServerName};
-use farmgate_tls::{TrustStore, load};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -55,15 +54,7 @@ pub fn probe(args: &Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     };
-    let sources: Vec<Trust> = args
-        .trust
-        .iter()
-        .map(|t| {
-            Trust::builtin(t).unwrap_or_else(|| Trust::File(load::file_ref(t.as_ref(), "--trust")))
-        })
-        .collect();
-    let at = Location::new(Arc::from(Path::new("<command line>")), 0, "--trust");
-    let trust = TrustStore::load(&sources, &at).context("cannot load --trust")?;
+    let trust = crate::inspect::load_trust(&args.trust)?;
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Some(
             load::certified_key(&CertKey {
