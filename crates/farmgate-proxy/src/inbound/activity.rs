@@ -97,11 +97,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Activity<S> {
 
 /// Close our side of `stream`, but keep reading (and discarding) for [`LINGER`], so a client
 /// still sending reads our last words (a TLS alert, a 413) instead of a connection reset:
-/// closing a socket with unread data resets it.
+/// closing a socket with unread data resets it. All of it within [`LINGER`]: a TLS stream's
+/// shutdown writes a close_notify, which a client that reads nothing would hold up forever
+/// (and this task runs after the connection left every limit's count).
 pub(crate) async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    let _ = stream.shutdown().await;
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
+        let _ = stream.shutdown().await;
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
@@ -153,5 +155,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Activity
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.inner()?.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    use super::{LINGER, linger};
+
+    /// A peer that reads nothing: writes, a TLS close_notify included, never complete, and
+    /// nothing ever arrives.
+    struct Deaf;
+
+    impl AsyncRead for Deaf {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Deaf {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lingering_ends_even_when_the_close_cannot_be_written() {
+        let ended = tokio::time::timeout(LINGER * 2, linger(Deaf)).await;
+        assert!(ended.is_ok(), "linger outlived its {LINGER:?}");
     }
 }
