@@ -1,6 +1,7 @@
 //! WebSocket through edge and gate: HTTP/1.1 Upgrade and HTTP/2 extended CONNECT clients, the
 //! verified identity on the handshake, no tunnel without a real 101, `Upgrade: h2c` never
-//! forwarded, idle tunnels closed, and tunnels ended by the shutdown grace.
+//! forwarded, idle tunnels closed, tunnels ended by the shutdown grace, and by a gate's reload
+//! that no longer allows their client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::farm::{BACKEND, EDGE, SITE, edge_upstream, gate, start};
 struct WsFarm {
     pki: TestPki,
     origin: WsOrigin,
-    _gate: Server,
+    gate: Server,
     edge: Server,
     edge_addr: SocketAddr,
 }
@@ -59,7 +60,7 @@ impl WsFarm {
         WsFarm {
             pki,
             origin,
-            _gate: gate,
+            gate,
             edge,
             edge_addr,
         }
@@ -306,4 +307,28 @@ async fn a_shutdown_closes_tunnels_after_the_grace() {
         .expect("the shutdown never completed")
         .unwrap();
     assert_eq!(drained, farmgate_proxy::Drained::Clean);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_reload_that_no_longer_allows_the_client_closes_its_tunnels() {
+    let farm = WsFarm::start("", "").await;
+    let mut ws = connect_http1(&farm.browser(), farm.edge_addr, "/ws").await;
+    let path = farm.pki.dir().join("gate.toml");
+    // A reload that still allows the edge leaves the tunnel alone.
+    farm.gate.reload_from(&path).await.unwrap();
+    let back = round_trip(&mut ws, Message::Text("still allowed".into())).await;
+    assert_eq!(back, Message::Text("still allowed".into()));
+    // One that no longer does closes it, as it closes the edge's connections.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!("\"dns:{EDGE}\""), "\"dns:someone-else.farm.test\"");
+    std::fs::write(&path, text).unwrap();
+    farm.gate.reload_from(&path).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), ws.next())
+        .await
+        .expect("the tunnel outlived the reload that refused its client");
+    assert!(!matches!(
+        ended,
+        Some(Ok(Message::Text(_) | Message::Binary(_)))
+    ));
 }

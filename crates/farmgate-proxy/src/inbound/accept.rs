@@ -108,11 +108,7 @@ pub(crate) async fn accept_loop(
 /// A connection ready for HTTP: its stream and what its requests share.
 enum Accepted {
     Plain(TcpStream, ConnInfo),
-    Tls(
-        Box<tokio_rustls::server::TlsStream<TcpStream>>,
-        ConnInfo,
-        Vec<CertificateDer<'static>>,
-    ),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, ConnInfo),
 }
 
 /// Serve one connection. Its log lines carry a `conn` span naming the listener and the peer
@@ -141,10 +137,10 @@ async fn serve(
         .await;
     match accepted {
         Some(Accepted::Plain(tcp, info)) => {
-            conn::serve_http(tcp, info, &setup, Vec::new(), signals, &span).await;
+            conn::serve_http(tcp, info, &setup, signals, &span).await;
         }
-        Some(Accepted::Tls(stream, info, chain)) => {
-            conn::serve_http(stream, info, &setup, chain, signals, &span).await;
+        Some(Accepted::Tls(stream, info)) => {
+            conn::serve_http(stream, info, &setup, signals, &span).await;
         }
         None => {}
     }
@@ -242,8 +238,9 @@ async fn accept(
         })
     });
     let tls_info = Arc::new(TlsInfo::of(stream.get_ref().1));
-    let info = ConnInfo::new(shared, view, addresses, counted, identity, Some(tls_info));
-    Some(Accepted::Tls(Box::new(stream), info, chain))
+    let info =
+        ConnInfo::new(shared, view, addresses, counted, identity, Some(tls_info)).with_chain(chain);
+    Some(Accepted::Tls(Box::new(stream), info))
 }
 
 fn handshake_failed(listener: &ListenerRt, peer: SocketAddr, e: &std::io::Error) {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use farmgate_identity::{FieldValue, PeerIdentity, client_cert_header};
 use http::HeaderValue;
 use parking_lot::{Mutex, MutexGuard};
+use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
 
 use crate::generation::{Generation, ListenerRt};
@@ -78,6 +79,9 @@ pub(crate) struct ConnInfo {
     pub(crate) client: Option<Result<ClientHeaders, Arc<HeadersError>>>,
     /// TLS parameters, for the access log.
     pub(crate) tls: Option<Arc<TlsInfo>>,
+    /// The client's certificate chain, as it presented it (on a gate; empty elsewhere): what a
+    /// reload checks again.
+    pub(crate) chain: Vec<CertificateDer<'static>>,
 }
 
 impl ConnInfo {
@@ -109,7 +113,14 @@ impl ConnInfo {
             peer_ip,
             client,
             tls,
+            chain: Vec::new(),
         }
+    }
+
+    /// With the client certificate chain the TLS handshake verified.
+    pub(crate) fn with_chain(mut self, chain: Vec<CertificateDer<'static>>) -> ConnInfo {
+        self.chain = chain;
+        self
     }
 
     /// The configuration a request starting now is served with: the current generation (one

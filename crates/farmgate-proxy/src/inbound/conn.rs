@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::UnixTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -35,7 +35,6 @@ pub(crate) async fn serve_http<S>(
     stream: S,
     info: ConnInfo,
     setup: &ListenerRt,
-    chain: Vec<CertificateDer<'static>>,
     signals: Signals,
     span: &tracing::Span,
 ) where
@@ -52,7 +51,6 @@ pub(crate) async fn serve_http<S>(
         info: &info,
         setup,
         h2,
-        chain: &chain,
         span,
         meter: &meter,
         idle_limit: timeouts.idle,
@@ -97,7 +95,6 @@ struct Watcher<'a> {
     setup: &'a ListenerRt,
     /// The connection speaks HTTP/2.
     h2: bool,
-    chain: &'a [CertificateDer<'static>],
     span: &'a tracing::Span,
     meter: &'a Meter,
     idle_limit: Duration,
@@ -122,7 +119,6 @@ impl Watcher<'_> {
             info,
             setup,
             h2,
-            chain,
             span,
             meter,
             idle_limit,
@@ -166,7 +162,7 @@ impl Watcher<'_> {
                             // The next request takes the new configuration; the old
                             // generation need not wait for this connection to end.
                             info.refresh();
-                            match reason_to_close(info, setup, chain) {
+                            match reason_to_close(info, setup) {
                                 None => false,
                                 Some(Closing::Now(why)) => {
                                     span.in_scope(|| tracing::info!("closing after the current request: {why}"));
@@ -314,45 +310,44 @@ enum Closing {
     AfterNextResponse(String),
 }
 
-/// Why, after a reload, this connection must close, if it must: its listener is gone, its
-/// address is no longer in `sources`, or (on a gate) its client's certificate no longer passes
-/// trust, CRLs and allow-list — then at once; or the listener now sets connections up
+/// Why, after a reload, this connection must close, if it must: its client may no longer be
+/// served ([`refused_after_reload`]) — then at once; or the listener now sets connections up
 /// differently (other certificates, TLS or not, gate or not, other timeouts: see
 /// [`ListenerRt::sets_up_like`]) — then after the next response.
-fn reason_to_close(
-    info: &ConnInfo,
-    setup: &ListenerRt,
-    chain: &[CertificateDer<'static>],
-) -> Option<Closing> {
+fn reason_to_close(info: &ConnInfo, setup: &ListenerRt) -> Option<Closing> {
+    if let Some(why) = refused_after_reload(info, &setup.name) {
+        return Some(Closing::Now(why));
+    }
     let generation = info.shared.generation();
-    let Some(listener) = generation.listener(&setup.name) else {
-        return Some(Closing::Now(
-            "the listener was removed by a reload".to_owned(),
-        ));
-    };
-    let sources = listener.config.sources();
-    if !sources.is_empty() && !sources.iter().any(|r| r.contains(info.peer.ip())) {
-        return Some(Closing::Now(
-            "after a reload the source address is not in sources".to_owned(),
-        ));
-    }
-    if let Some(verifier) = listener.tls.as_ref().and_then(|t| t.verifier()) {
-        let Some((leaf, intermediates)) = chain.split_first() else {
-            return Some(Closing::Now(
-                "after a reload the listener requires a client certificate".to_owned(),
-            ));
-        };
-        if let Err(refusal) = verifier.check(leaf, intermediates, UnixTime::now()) {
-            return Some(Closing::Now(format!(
-                "after a reload the gate no longer allows this client ({}: {})",
-                refusal.reason, refusal.detail
-            )));
-        }
-    }
+    let listener = generation.listener(&setup.name)?;
     (!listener.sets_up_like(setup)).then(|| {
         Closing::AfterNextResponse(
             "a reload changed the listener's certificates, TLS settings, timeouts or header limit"
                 .to_owned(),
         )
     })
+}
+
+/// Why the client of a connection accepted by listener `name` may no longer be served, in the
+/// current generation: the listener is gone, the client's address is no longer in `sources`,
+/// or (on a gate) its certificate no longer passes trust, CRLs and allow-list. For its HTTP
+/// connection and the WebSocket tunnels it opened alike.
+pub(crate) fn refused_after_reload(info: &ConnInfo, name: &str) -> Option<String> {
+    let generation = info.shared.generation();
+    let Some(listener) = generation.listener(name) else {
+        return Some("the listener was removed by a reload".to_owned());
+    };
+    let sources = listener.config.sources();
+    if !sources.is_empty() && !sources.iter().any(|r| r.contains(info.peer.ip())) {
+        return Some("after a reload the source address is not in sources".to_owned());
+    }
+    let verifier = listener.tls.as_ref().and_then(|t| t.verifier())?;
+    let Some((leaf, intermediates)) = info.chain.split_first() else {
+        return Some("after a reload the listener requires a client certificate".to_owned());
+    };
+    let refusal = verifier.check(leaf, intermediates, UnixTime::now()).err()?;
+    Some(format!(
+        "after a reload the gate no longer allows this client ({}: {})",
+        refusal.reason, refusal.detail
+    ))
 }

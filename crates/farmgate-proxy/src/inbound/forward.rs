@@ -252,6 +252,7 @@ async fn forward(
             idle: upstream.config.timeouts.tunnel_idle,
             open: conn.shared.metrics.tunnels_open(&upstream.name),
             stopping: conn.shared.stopping.subscribe(),
+            reloaded: conn.shared.reloaded.subscribe(),
             conn: conn.clone(),
         };
         conn.shared

@@ -26,6 +26,7 @@ use crate::outbound::Body;
 
 use super::activity::{Activity, Meter};
 use super::client::{ConnInfo, View};
+use super::conn::refused_after_reload;
 
 const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
@@ -270,13 +271,17 @@ pub(crate) struct Tunnel {
     pub(crate) open: Gauge,
     /// Turns true when the server begins to shut down.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// Changes with every reload: a client a gate no longer allows loses its tunnels too.
+    pub(crate) reloaded: watch::Receiver<u64>,
     /// The client connection it came from, still counted against the listener's limits.
     pub(crate) conn: Arc<ConnInfo>,
 }
 
 impl Tunnel {
     /// Carry bytes both ways between the client and the server until either closes, nothing
-    /// moves for the idle timeout, or the shutdown grace after a SIGTERM runs out.
+    /// moves for the idle timeout, a reload no longer allows its client (as it would close
+    /// the client's connection: [`refused_after_reload`]), or the shutdown grace after a
+    /// SIGTERM runs out.
     pub(crate) async fn run(mut self, client: OnUpgrade, server: OnUpgrade) {
         let (client, server) = match tokio::try_join!(client, server) {
             Ok(ends) => ends,
@@ -321,6 +326,12 @@ impl Tunnel {
                 () = &mut stopped => {
                     tracing::debug!("WebSocket closed: the shutdown grace ran out");
                     break;
+                }
+                Ok(()) = self.reloaded.changed() => {
+                    if let Some(why) = refused_after_reload(&self.conn, &self.view.listener.name) {
+                        tracing::info!("WebSocket closed: {why}");
+                        break;
+                    }
                 }
             }
         }
