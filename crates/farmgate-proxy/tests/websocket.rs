@@ -332,3 +332,21 @@ async fn a_gate_reload_that_no_longer_allows_the_client_closes_its_tunnels() {
         Some(Ok(Message::Text(_) | Message::Binary(_)))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_keeps_its_http2_connection_to_the_gate_busy() {
+    // The tunnel is a stream of the edge's HTTP/2 connection to the gate for as long as it is
+    // open: that connection is never idle, so the sweep of idle connections leaves it.
+    let farm = WsFarm::start("protocol = \"h2\"\ntimeouts = { idle = \"100ms\" }", "").await;
+    let mut ws = connect_http1(&farm.browser(), farm.edge_addr, "/ws").await;
+    let back = round_trip(&mut ws, Message::Text("hello".into())).await;
+    assert_eq!(back, Message::Text("hello".into()));
+    // Longer than the upstream's idle timeout: an idle connection would be swept now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let generation = farm.edge.generation();
+    assert_eq!(generation.sweep_idle_connections(), 0);
+    assert_eq!(generation.idle_connections("farm"), Some(1));
+    let back = round_trip(&mut ws, Message::Text("still here".into())).await;
+    assert_eq!(back, Message::Text("still here".into()));
+    ws.close(None).await.unwrap();
+}

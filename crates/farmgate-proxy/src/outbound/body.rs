@@ -15,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::drain::InFlight;
 use super::failure::ClientBodyError;
-use super::multiplex::StreamBody;
+use super::multiplex::{Stream, StreamBody};
 use super::pool::PooledBody;
 use super::queue::Slot;
 
@@ -50,12 +50,15 @@ pub(crate) struct Held {
 }
 
 /// What a response holds on its server until its body ends, taken from it when a WebSocket's
-/// tunnel opens: its count in flight (`drain`) and, under `max_connections_per_server`, its
-/// slot (`queue`). Dropping it gives both back.
+/// tunnel opens: its count in flight (`drain`), under `max_connections_per_server` its slot
+/// (`queue`), and over HTTP/2 its stream on the shared connection (so the connection is
+/// neither swept as idle nor handed more streams than the server allows). Dropping it gives
+/// them back.
 #[derive(Debug, Default)]
 pub(crate) struct Hold {
     _in_flight: Option<InFlight>,
     _slot: Option<Slot>,
+    _stream: Option<Stream>,
 }
 
 /// Keep `hold` while `work` runs: a WebSocket counts on its server, and keeps its slot there,
@@ -111,9 +114,14 @@ impl Body {
                 _slot: held.slot.take(),
                 ..held.body.take_slot()
             },
-            Body::Pooled(_, counted) | Body::Multiplexed(_, counted) => Hold {
+            Body::Pooled(_, counted) => Hold {
+                _in_flight: counted.take(),
+                ..Hold::default()
+            },
+            Body::Multiplexed(stream, counted) => Hold {
                 _in_flight: counted.take(),
                 _slot: None,
+                _stream: stream.take_stream(),
             },
             Body::Empty | Body::Full(_) | Body::Client(_) => Hold::default(),
         }

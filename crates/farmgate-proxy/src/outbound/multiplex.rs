@@ -121,7 +121,7 @@ impl<B: RequestBody> Multiplex<B> {
                 Ok(response) => {
                     return Ok(response.map(|body| StreamBody {
                         body,
-                        _stream: stream,
+                        stream: Some(stream),
                     }));
                 }
                 Err(mut e) => {
@@ -253,9 +253,10 @@ fn refused_unprocessed(e: &hyper::Error) -> bool {
     false
 }
 
-/// One stream in flight, counted on its connection until dropped.
+/// One stream in flight, counted on its connection until dropped (by its response body, or
+/// by the WebSocket tunnel it became).
 #[derive(Debug)]
-struct Stream(Arc<Usage>);
+pub(crate) struct Stream(Arc<Usage>);
 
 impl Stream {
     fn start(usage: Arc<Usage>) -> Stream {
@@ -276,7 +277,16 @@ impl Drop for Stream {
 #[derive(Debug)]
 pub(crate) struct StreamBody {
     body: Incoming,
-    _stream: Stream,
+    /// `None` once a tunnel took it.
+    stream: Option<Stream>,
+}
+
+impl StreamBody {
+    /// The stream's place on its connection, for a WebSocket tunnel that outlives this body:
+    /// the tunnel still occupies a stream there.
+    pub(crate) fn take_stream(&mut self) -> Option<Stream> {
+        self.stream.take()
+    }
 }
 
 impl http_body::Body for StreamBody {
