@@ -24,7 +24,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::connect::{Connector, Target};
 use super::health::now_ms;
-use super::send::{RequestBody, SLOTS, SendError, bodyless, copy, worker};
+use super::send::{RequestBody, SLOTS, SendError, copy, from_head, worker};
 
 /// Streams in flight on one connection before another one opens: the lowest
 /// `SETTINGS_MAX_CONCURRENT_STREAMS` common servers announce (nginx 128, Go 250, hyper 200).
@@ -125,6 +125,11 @@ impl<B: RequestBody> Multiplex<B> {
                     }));
                 }
                 Err(mut e) => {
+                    // Once on a new connection: a server that refuses every stream of a new
+                    // connection too (GOAWAY at once) gets no storm of handshakes.
+                    if fresh {
+                        return Err(SendError::Http(e.into_error()));
+                    }
                     if let Some(unsent) = e.take_message() {
                         req = unsent;
                         fresh = true;
@@ -139,9 +144,7 @@ impl<B: RequestBody> Multiplex<B> {
                         e.error()
                     );
                     req = match (kept, copied) {
-                        (Some(head), _) => {
-                            bodyless(&head.method, &head.uri, head.version, &head.headers)
-                        }
+                        (Some(head), _) => from_head(head),
                         (None, Some(copied)) => copied,
                         // `copied` is made whenever the request is replayable and nothing is kept.
                         (None, None) => return Err(SendError::Http(e.into_error())),

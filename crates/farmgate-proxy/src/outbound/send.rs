@@ -55,9 +55,26 @@ pub(crate) enum SendError {
     Http(hyper::Error),
 }
 
-/// A copy of a body-less request.
+/// A copy of a body-less request, with its `:protocol` (an extended CONNECT's WebSocket).
 pub(crate) fn copy<B: Default>(req: &Request<B>) -> Request<B> {
-    bodyless(req.method(), req.uri(), req.version(), req.headers())
+    let mut copy = bodyless(req.method(), req.uri(), req.version(), req.headers());
+    keep_protocol(req.extensions(), &mut copy);
+    copy
+}
+
+/// A body-less request with the head `head`, its `:protocol` included.
+pub(crate) fn from_head<B: Default>(head: &http::request::Parts) -> Request<B> {
+    let mut req = bodyless(&head.method, &head.uri, head.version, &head.headers);
+    keep_protocol(&head.extensions, &mut req);
+    req
+}
+
+/// An HTTP/2 extended CONNECT's `:protocol` travels as an extension: a resent WebSocket
+/// handshake without it would be a plain CONNECT.
+fn keep_protocol<B>(from: &http::Extensions, to: &mut Request<B>) {
+    if let Some(protocol) = from.get::<hyper::ext::Protocol>() {
+        to.extensions_mut().insert(protocol.clone());
+    }
 }
 
 /// A body-less request with this head (extensions are not copied).
@@ -107,4 +124,37 @@ pub(crate) fn closed_under_us(e: &hyper::Error) -> bool {
         source = inner.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use http::{Method, Request};
+    use hyper::ext::Protocol;
+
+    use super::{copy, from_head};
+
+    #[test]
+    fn a_resent_websocket_handshake_keeps_its_protocol() {
+        let mut req = Request::builder()
+            .method(Method::CONNECT)
+            .uri("https://gate.farm.test/ws")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(Protocol::from_static("websocket"));
+        let copied = copy(&req);
+        let (head, ()) = req.into_parts();
+        let rebuilt: Request<()> = from_head(&head);
+        for again in [copied, rebuilt] {
+            assert_eq!(again.method(), Method::CONNECT);
+            assert_eq!(again.headers()["sec-websocket-version"], "13");
+            assert_eq!(
+                again.extensions().get::<Protocol>().map(Protocol::as_str),
+                Some("websocket")
+            );
+        }
+    }
 }

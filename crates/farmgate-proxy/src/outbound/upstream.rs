@@ -673,7 +673,7 @@ fn h2_form(head: &mut http::request::Parts, tls: bool) {
 
 /// A copy of a body-less request, for one attempt.
 fn replay(parts: &http::request::Parts) -> Request<Body> {
-    send::bodyless(&parts.method, &parts.uri, parts.version, &parts.headers)
+    send::from_head(parts)
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
