@@ -4,8 +4,9 @@
 //! verifier, route table and upstream pool, off the workers; nothing in it changes after that
 //! but counters, health and drains. What must outlive a generation is either handed to the
 //! build ([`Lasting`]: ACME certificates, gate and server counters, drained servers and their
-//! requests in flight, the slots and queues of `max_connections_per_server`) or carried over
-//! by [`Generation::inherit`] (server health).
+//! requests in flight, the slots and queues of `max_connections_per_server`, what DNS
+//! answered) or carried over by [`Generation::inherit`] (server health, and the servers DNS
+//! gave an upstream that still discovers alike).
 //! See docs/architecture.md.
 
 mod certificate;
@@ -167,7 +168,8 @@ impl Lasting {
     }
 
     /// Forget the counters of servers `config` no longer lists (generations still serving
-    /// them keep theirs until they end). Those of a discovered upstream go as DNS drops them
+    /// them keep theirs until they end); called when a generation built from `config` is
+    /// swapped in. Those of a discovered upstream go as DNS drops them
     /// ([`UpstreamServers::keep`]).
     fn keep_server_stats(&self, config: &Config) {
         self.server_stats
@@ -203,12 +205,21 @@ impl ServerSource for UpstreamServers {
     }
 
     fn keep(&self, addresses: &[&str]) {
-        // Drains stay: an operator's drain holds for an address DNS gives back later.
+        let kept = |upstream: &String, address: &String| {
+            *upstream != self.upstream || addresses.contains(&address.as_str())
+        };
         self.lasting
             .server_stats
             .lock()
-            .retain(|(upstream, address), _| {
-                *upstream != self.upstream || addresses.contains(&address.as_str())
+            .retain(|(upstream, address), _| kept(upstream, address));
+        // An operator's drain holds for an address DNS gives back later, and a server's count
+        // in flight until its requests end; the rest goes, or pods coming and going would
+        // grow this without end.
+        self.lasting
+            .drains
+            .lock()
+            .retain(|(upstream, address), drain| {
+                kept(upstream, address) || drain.is_draining() || drain.in_flight() > 0
             });
     }
 }
@@ -278,7 +289,6 @@ impl Generation {
                 UpstreamRt::build(u, source, queue, discovery)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        lasting.keep_server_stats(&config);
         let warnings = farmgate_doctor::advice::warnings(&config, time::OffsetDateTime::now_utc());
         lasting.alive.send_modify(|n| *n += 1);
         Ok(Generation {
@@ -297,10 +307,12 @@ impl Generation {
     /// neither revives a dead server nor forgets an ejection; and the servers DNS found for
     /// an upstream both discover alike, so the reload leaves no window without servers. And,
     /// as this generation is about to be swapped in, put its `max_connections_per_server` on
-    /// the slots the generations share, and forget the drains of servers it no longer has (not
-    /// when it is built: a reload that fails later must change nothing). Drains of the servers
-    /// it keeps need no copy: they are the same [`Lasting`] ones.
+    /// the slots the generations share, and forget the counters and drains of servers it no
+    /// longer has (not when it is built: a reload that fails later must change nothing).
+    /// Counters and drains of the servers it keeps need no copy: they are the same
+    /// [`Lasting`] ones.
     pub(crate) fn inherit(&self, old: &Generation) {
+        self.lasting.keep_server_stats(&self.config);
         self.lasting.keep_queues(&self.config);
         self.lasting.keep_drains(&self.config);
         self.lasting.keep_discoveries(&self.config);
@@ -466,4 +478,44 @@ fn admin_token(config: &Config) -> Result<Option<Arc<Token>>, BuildError> {
         source,
     })?;
     Ok(Some(Arc::new(token)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{Lasting, ServerSource as _, UpstreamServers};
+
+    #[test]
+    fn dns_dropping_a_server_forgets_its_drain_unless_it_still_matters() {
+        let lasting = Lasting::default();
+        let source = UpstreamServers {
+            lasting: lasting.clone(),
+            upstream: "farm".to_owned(),
+        };
+        source.drain("10.0.0.1:8443");
+        source.drain("10.0.0.2:8443").start(1);
+        let busy = source.drain("10.0.0.3:8443").enter();
+        source.drain("10.0.0.4:8443");
+        let other = UpstreamServers {
+            lasting: lasting.clone(),
+            upstream: "other".to_owned(),
+        };
+        other.drain("10.0.0.1:8443");
+
+        // DNS now gives only .4.
+        source.keep(&["10.0.0.4:8443"]);
+        let mut left: Vec<(String, String)> = lasting.drains.lock().keys().cloned().collect();
+        left.sort();
+        let expected = [
+            ("farm", "10.0.0.2:8443"), // drained by the operator: holds if DNS gives it back
+            ("farm", "10.0.0.3:8443"), // a request still in flight counts on it
+            ("farm", "10.0.0.4:8443"),
+            ("other", "10.0.0.1:8443"),
+        ];
+        assert_eq!(left, expected.map(|(u, a)| (u.to_owned(), a.to_owned())));
+        drop(busy);
+        source.keep(&["10.0.0.4:8443"]);
+        assert_eq!(lasting.drains.lock().len(), 3);
+    }
 }

@@ -282,3 +282,44 @@ async fn gate_refusals_are_counted_once_while_reloads_swap_generations() {
     refuse().await;
     assert_eq!(not_allowed(&server), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_fails_to_bind_forgets_no_server_counter() {
+    let farm = Farm::start(&[1, 1]).await;
+    let browser = farm.browser();
+    for _ in 0..10 {
+        assert_eq!(browser.get(farm.edge_addr, "/").await.status, 200);
+    }
+    let first = farm.gates[0].1.to_string();
+    let requests = |farm: &Farm| {
+        let status = farm.edge.status();
+        let farm_upstream = status.upstreams.iter().find(|u| u.name == "farm").unwrap();
+        farm_upstream
+            .servers
+            .iter()
+            .find(|s| s.address == first)
+            .map(|s| s.requests)
+    };
+    let before = requests(&farm).unwrap();
+    assert!(before > 0);
+
+    // A configuration without the first gate, whose new listener cannot bind: it is built,
+    // then the reload fails and the running configuration stays.
+    let path = farm.edge_config();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let without_first = original.replace(&format!("{{ address = \"{first}\", weight = 1 }}, "), "");
+    assert_ne!(without_first, original);
+    let failing = format!(
+        "{without_first}\n[[listener]]\nname = \"busy\"\nlisten = \"{}\"\n[[listener.route]]\nupstream = \"farm\"\n",
+        taken.local_addr().unwrap()
+    );
+    std::fs::write(&path, failing).unwrap();
+    assert!(farm.edge.reload_from(&path).await.is_err());
+    assert_eq!(requests(&farm), Some(before));
+
+    // The next reload keeps the first gate, and its counters with it.
+    std::fs::write(&path, &original).unwrap();
+    farm.edge.reload_from(&path).await.unwrap();
+    assert_eq!(requests(&farm), Some(before));
+}
