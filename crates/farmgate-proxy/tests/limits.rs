@@ -348,9 +348,22 @@ async fn a_body_at_one_byte_a_second_is_ended_by_request_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_ended_by_send() {
+    never_reads("timeouts = { send = \"1s\" }").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_ended_by_send_after_the_idle_close_began() {
+    // `idle` first begins a graceful close, which waits for the response to be written: the
+    // send timeout still ends it.
+    never_reads("timeouts = { idle = \"1s\", send = \"2s\" }").await;
+}
+
+/// A client takes a response's first bytes and then reads nothing, from an edge with
+/// listener `timeouts`: `send` ends the connection, and other clients are served.
+async fn never_reads(timeouts: &str) {
     let pki = TestPki::new();
     let origin = Origin::start("app").await;
-    let edge = edge(&pki, &origin, "timeouts = { send = \"1s\" }", "").await;
+    let edge = edge(&pki, &origin, timeouts, "").await;
     let addr = edge.local_addr("public").unwrap();
     const SIZE: usize = 512 * 1024 * 1024;
     let mut tls = client(&pki, "127.0.0.55").handshake(addr).await.unwrap();

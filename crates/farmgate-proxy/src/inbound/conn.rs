@@ -135,28 +135,26 @@ impl Watcher<'_> {
         let mut tick = tokio::time::interval(period);
         tick.reset();
         let mut clock = Clock::new(meter);
-        // `None` once closing: then only the connection is left to finish.
-        let mut events = if *stopping.borrow_and_update() {
+        // Once closing gracefully, only the send timeout is left to watch: a client that
+        // reads nothing would hold a closing connection (and its share of the limits) forever.
+        let mut closing = *stopping.borrow_and_update();
+        if closing {
             graceful(conn.as_mut());
-            None
-        } else {
-            let events = Events {
-                stopping,
-                reloaded,
-                tick,
-                finish: info.finish.clone(),
-            };
-            Some(OnWake::new(events.next()))
+        }
+        let events = Events {
+            stopping,
+            reloaded,
+            tick,
+            finish: info.finish.clone(),
         };
+        let mut events = OnWake::new(events.next());
         loop {
-            let Some(pending) = events.as_mut() else {
-                break conn.as_mut().await;
-            };
             tokio::select! {
                 biased;
                 result = conn.as_mut() => break result,
-                (event, rest) = pending => {
+                (event, rest) = &mut events => {
                     let close = match event {
+                        Event::Stopping | Event::Reloaded | Event::Finish if closing => false,
                         Event::Stopping => true,
                         Event::Reloaded => {
                             // The next request takes the new configuration; the old
@@ -188,6 +186,7 @@ impl Watcher<'_> {
                         Event::Finish => true,
                         Event::Tick => match clock.tick(meter, Instant::now(), idle_limit, send_limit) {
                             Stalled::No => false,
+                            Stalled::Idle if closing => false,
                             Stalled::Idle => {
                                 span.in_scope(|| {
                                     tracing::debug!("closing: idle for {idle_limit:?} (listener timeouts.idle)");
@@ -205,12 +204,11 @@ impl Watcher<'_> {
                             }
                         },
                     };
-                    events = if close {
+                    if close {
                         graceful(conn.as_mut());
-                        None
-                    } else {
-                        Some(OnWake::new(rest.next()))
-                    };
+                        closing = true;
+                    }
+                    events = OnWake::new(rest.next());
                 }
             }
         }
