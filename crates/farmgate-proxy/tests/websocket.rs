@@ -350,3 +350,54 @@ async fn a_websocket_keeps_its_http2_connection_to_the_gate_busy() {
     assert_eq!(back, Message::Text("still here".into()));
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_the_edge_did_not_ask_for_is_a_502_and_opens_no_tunnel() {
+    // A server that answers every request with a 101 (and a Sec-WebSocket-Accept that
+    // matches no key), as a broken or hostile app might.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = server.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let _ = tcp
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n",
+                    )
+                    .await;
+                let mut rest = Vec::new();
+                let _ = tcp.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    let pki = TestPki::new();
+    let site = pki.server(SITE);
+    let text =
+        crate::farm::edge_listener(&site) + &format!("[upstream.farm]\nservers = [\"{app}\"]\n");
+    let edge = start(pki.dir(), "edge", &text).await;
+    let addr = edge.local_addr("public").unwrap();
+    let browser = TlsClient::new(&pki.ca_file(), SITE);
+    for request in [
+        upgrade_request("/ws"),
+        format!("GET /plain HTTP/1.1\r\nhost: {SITE}\r\n\r\n"),
+    ] {
+        let mut tls = browser.handshake(addr).await.unwrap();
+        let answer = exchange(&mut tls, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("upgrade: websocket"),
+            "{answer}"
+        );
+    }
+    assert!(
+        !edge
+            .metrics()
+            .encode()
+            .contains(r#"farmgate_tunnels_open{upstream="farm"} 1"#)
+    );
+}

@@ -38,6 +38,12 @@ pub(crate) enum Failure {
     /// A gate cannot pass its verified client's identity on to the application.
     #[error("not forwarded: the client's identity headers cannot be built")]
     Identity(#[source] Arc<HeadersError>),
+    /// The server switched protocols without a WebSocket handshake farmgate asked for and
+    /// checked: no tunnel opens, and the client is not told to switch either.
+    #[error(
+        "{server} answered 101 Switching Protocols without completing a WebSocket handshake farmgate made; not passed on"
+    )]
+    UnexpectedSwitch { server: Arc<str> },
 }
 
 /// Who caused a failed request.
@@ -63,7 +69,7 @@ impl Failure {
             Failure::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Failure::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::Upstream(upstream) => upstream.status(),
-            Failure::Identity(_) => StatusCode::BAD_GATEWAY,
+            Failure::Identity(_) | Failure::UnexpectedSwitch { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -78,7 +84,7 @@ impl Failure {
             | Failure::BodyTooLarge { .. } => Fault::Downstream,
             Failure::Upstream(upstream) if !upstream.server_at_fault() => Fault::Downstream,
             Failure::Upstream(UpstreamFailure::QueueTimeout { .. }) => Fault::Saturated,
-            Failure::Upstream(_) => Fault::Upstream,
+            Failure::Upstream(_) | Failure::UnexpectedSwitch { .. } => Fault::Upstream,
             Failure::Identity(_) => Fault::Internal,
         }
     }

@@ -260,6 +260,12 @@ async fn forward(
             .spawn(holding(slot, tunnel.run(on_client, on_server)));
         return Ok(ours);
     }
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Passed on, it would switch the client's connection to something nobody checked.
+        return Err(Failure::UnexpectedSwitch {
+            server: server.address.clone(),
+        });
+    }
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     if version != Version::HTTP_2 {
