@@ -27,3 +27,22 @@ pub use crate::throttle::{Throttle, unlogged};
 pub use crate::token::{Token, TokenError};
 pub use prometheus_client::metrics::counter::Counter;
 pub use prometheus_client::metrics::gauge::Gauge;
+
+/// One unit of a gauge (an open connection, an open tunnel), given back when dropped: the
+/// count stays right through early returns and futures dropped half-way.
+#[derive(Debug)]
+pub struct Raised(Gauge);
+
+impl Raised {
+    /// Raise `gauge` by one until the result is dropped.
+    pub fn new(gauge: Gauge) -> Raised {
+        gauge.inc();
+        Raised(gauge)
+    }
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

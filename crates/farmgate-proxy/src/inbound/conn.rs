@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use farmgate_admin::Raised;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::UnixTime;
@@ -40,8 +41,7 @@ pub(crate) async fn serve_http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let open = setup.open_gauge(&info.shared.metrics);
-    open.inc();
+    let open = Raised::new(setup.open_gauge(&info.shared.metrics));
     let timeouts = setup.config.timeouts;
     let info = Arc::new(info);
     let meter = info.meter.clone();
@@ -70,7 +70,7 @@ pub(crate) async fn serve_http<S>(
         let conn = setup.http.serve_connection_with_upgrades(io, service);
         watcher.run(conn, |c| c.graceful_shutdown(), signals).await
     };
-    open.dec();
+    drop(open);
     let Err(e) = result else { return };
     let hyper_error = e.downcast_ref::<hyper::Error>();
     let _in = span.enter();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use farmgate_admin::Gauge;
+use farmgate_admin::{Gauge, Raised};
 use farmgate_config::Protocol;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -290,7 +290,7 @@ impl Tunnel {
                 return;
             }
         };
-        self.open.inc();
+        let open = Raised::new(self.open.clone());
         let meter = Arc::new(Meter::default());
         let mut client = Activity::new(TokioIo::new(client), meter.clone());
         let mut server = TokioIo::new(server);
@@ -335,7 +335,7 @@ impl Tunnel {
                 }
             }
         }
-        self.open.dec();
+        drop(open);
         // The client's connection stops counting against the listener's limits only now.
         drop(self.conn);
     }
