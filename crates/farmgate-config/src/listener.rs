@@ -45,6 +45,34 @@ pub struct ProxyProtocol {
 }
 
 impl Listener {
+    /// What this listener believes its clients about whom they forward for, in words, if
+    /// anything: the address in a PROXY header (`proxy_protocol`), and client-supplied
+    /// `X-Forwarded-For` and `Forwarded` (`trusted_proxies`). Relaxations `farmgate check`
+    /// lists and `farmgate run` logs at each start and reload.
+    pub fn forwarding_relaxations(&self) -> Option<String> {
+        let ranges = |ranges: &[IpRange]| {
+            ranges
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut said = Vec::new();
+        if let Some(proxy) = &self.proxy_protocol {
+            said.push(format!(
+                "takes the client address from the PROXY header of connections from {}",
+                ranges(&proxy.from)
+            ));
+        }
+        if !self.trusted_proxies.is_empty() {
+            said.push(format!(
+                "keeps X-Forwarded-For and Forwarded from clients in {} (trusted_proxies)",
+                ranges(&self.trusted_proxies)
+            ));
+        }
+        (!said.is_empty()).then(|| said.join("; "))
+    }
+
     /// Source ranges allowed to connect (a gate's `sources`); empty allows all.
     pub fn sources(&self) -> &[IpRange] {
         self.tls

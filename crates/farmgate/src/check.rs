@@ -249,6 +249,9 @@ fn summary(path: &Path, generation: &Generation) -> String {
         }
         let _ = writeln!(out, "; {} route(s)", l.routes.len());
         let _ = writeln!(out, "    {}", limits(l));
+        if let Some(relaxed) = l.forwarding_relaxations() {
+            let _ = writeln!(out, "    {relaxed}");
+        }
     }
     for u in &config.upstreams {
         let _ = match &u.discover {

@@ -125,6 +125,29 @@ fn check_names_what_a_discovered_server_is_verified_as() {
 }
 
 #[test]
+fn check_lists_whose_word_about_client_addresses_a_listener_takes() {
+    let pki = TestPki::new();
+    let backend = pki.server("backend.farm.test");
+    let config = gate_config(pki.dir(), &backend.cert, &backend.key, &pki.ca_file());
+    let (_, plain, _) = check(&config);
+    assert!(!plain.contains("PROXY header"), "{plain}");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nproxy_protocol = { from = [\"10.0.0.0/8\"] }\ntrusted_proxies = [\"10.1.0.0/16\", \"192.0.2.7\"]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = check(&config);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "    takes the client address from the PROXY header of connections from 10.0.0.0/8; \
+             keeps X-Forwarded-For and Forwarded from clients in 10.1.0.0/16, 192.0.2.7/32 (trusted_proxies)"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn unreadable_certificate_is_reported_with_file_line_and_key() {
     let pki = TestPki::new();
     let backend = pki.server("backend.farm.test");

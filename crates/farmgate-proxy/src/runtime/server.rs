@@ -365,6 +365,12 @@ impl Server {
     /// What a generation needs while it serves: active health checks, DNS discovery, the
     /// idle sweep, ACME.
     fn start_upkeep(&self, generation: &Arc<Generation>) {
+        // Said at each start and reload: whose word about client addresses is taken.
+        for listener in &generation.config().listeners {
+            if let Some(relaxed) = listener.forwarding_relaxations() {
+                tracing::info!(listener = %listener.name, "{relaxed}");
+            }
+        }
         upkeep::spawn_checks(&self.shared, generation, &self.health_changed);
         upkeep::spawn_discovery(&self.shared, generation, &self.health_changed);
         upkeep::spawn_sweeper(&self.shared, generation);
