@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use farmgate_identity::{FieldValue, PeerIdentity, client_cert_header};
 use http::HeaderValue;
 use parking_lot::{Mutex, MutexGuard};
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::sync::Notify;
 
 use crate::generation::{Generation, ListenerRt};
@@ -115,6 +115,30 @@ impl ConnInfo {
             tls,
             chain: Vec::new(),
         }
+    }
+
+    /// Why the client of a connection accepted by listener `name` may no longer be served, in the
+    /// current generation: the listener is gone, the client's address is no longer in `sources`,
+    /// or (on a gate) its certificate no longer passes trust, CRLs and allow-list. For its HTTP
+    /// connection and the WebSocket tunnels it opened alike.
+    pub(crate) fn refused_after_reload(&self, name: &str) -> Option<String> {
+        let generation = self.shared.generation();
+        let Some(listener) = generation.listener(name) else {
+            return Some("the listener was removed by a reload".to_owned());
+        };
+        let sources = listener.config.sources();
+        if !sources.is_empty() && !sources.iter().any(|r| r.contains(self.peer.ip())) {
+            return Some("after a reload the source address is not in sources".to_owned());
+        }
+        let verifier = listener.tls.as_ref().and_then(|t| t.verifier())?;
+        let Some((leaf, intermediates)) = self.chain.split_first() else {
+            return Some("after a reload the listener requires a client certificate".to_owned());
+        };
+        let refusal = verifier.check(leaf, intermediates, UnixTime::now()).err()?;
+        Some(format!(
+            "after a reload the gate no longer allows this client ({}: {})",
+            refusal.reason, refusal.detail
+        ))
     }
 
     /// With the client certificate chain the TLS handshake verified.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use farmgate_admin::Raised;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::UnixTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -309,11 +308,11 @@ enum Closing {
 }
 
 /// Why, after a reload, this connection must close, if it must: its client may no longer be
-/// served ([`refused_after_reload`]) — then at once; or the listener now sets connections up
+/// served ([`ConnInfo::refused_after_reload`]) — then at once; or the listener now sets connections up
 /// differently (other certificates, TLS or not, gate or not, other timeouts: see
 /// [`ListenerRt::sets_up_like`]) — then after the next response.
 fn reason_to_close(info: &ConnInfo, setup: &ListenerRt) -> Option<Closing> {
-    if let Some(why) = refused_after_reload(info, &setup.name) {
+    if let Some(why) = info.refused_after_reload(&setup.name) {
         return Some(Closing::Now(why));
     }
     let generation = info.shared.generation();
@@ -324,28 +323,4 @@ fn reason_to_close(info: &ConnInfo, setup: &ListenerRt) -> Option<Closing> {
                 .to_owned(),
         )
     })
-}
-
-/// Why the client of a connection accepted by listener `name` may no longer be served, in the
-/// current generation: the listener is gone, the client's address is no longer in `sources`,
-/// or (on a gate) its certificate no longer passes trust, CRLs and allow-list. For its HTTP
-/// connection and the WebSocket tunnels it opened alike.
-pub(crate) fn refused_after_reload(info: &ConnInfo, name: &str) -> Option<String> {
-    let generation = info.shared.generation();
-    let Some(listener) = generation.listener(name) else {
-        return Some("the listener was removed by a reload".to_owned());
-    };
-    let sources = listener.config.sources();
-    if !sources.is_empty() && !sources.iter().any(|r| r.contains(info.peer.ip())) {
-        return Some("after a reload the source address is not in sources".to_owned());
-    }
-    let verifier = listener.tls.as_ref().and_then(|t| t.verifier())?;
-    let Some((leaf, intermediates)) = info.chain.split_first() else {
-        return Some("after a reload the listener requires a client certificate".to_owned());
-    };
-    let refusal = verifier.check(leaf, intermediates, UnixTime::now()).err()?;
-    Some(format!(
-        "after a reload the gate no longer allows this client ({}: {})",
-        refusal.reason, refusal.detail
-    ))
 }

@@ -26,7 +26,6 @@ use crate::outbound::Body;
 
 use super::activity::{Activity, Meter};
 use super::client::{ConnInfo, View};
-use super::conn::refused_after_reload;
 
 const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
@@ -280,7 +279,7 @@ pub(crate) struct Tunnel {
 impl Tunnel {
     /// Carry bytes both ways between the client and the server until either closes, nothing
     /// moves for the idle timeout, a reload no longer allows its client (as it would close
-    /// the client's connection: [`refused_after_reload`]), or the shutdown grace after a
+    /// the client's connection: [`ConnInfo::refused_after_reload`]), or the shutdown grace after a
     /// SIGTERM runs out.
     pub(crate) async fn run(mut self, client: OnUpgrade, server: OnUpgrade) {
         let (client, server) = match tokio::try_join!(client, server) {
@@ -328,7 +327,7 @@ impl Tunnel {
                     break;
                 }
                 Ok(()) = self.reloaded.changed() => {
-                    if let Some(why) = refused_after_reload(&self.conn, &self.view.listener.name) {
+                    if let Some(why) = self.conn.refused_after_reload(&self.view.listener.name) {
                         tracing::info!("WebSocket closed: {why}");
                         break;
                     }

@@ -276,9 +276,17 @@ impl UpstreamFailure {
 
 /// The client body's error in `e`'s sources, if the request failed because of it.
 fn client_body(e: &hyper::Error) -> Option<&ClientBodyError> {
-    let mut source = StdError::source(e);
+    find_source(e)
+}
+
+/// The first error of type `T` among `e`'s sources (not `e` itself): what a hyper error
+/// wraps, several layers down.
+pub(crate) fn find_source<'e, T: StdError + 'static>(
+    e: &'e (dyn StdError + 'static),
+) -> Option<&'e T> {
+    let mut source = e.source();
     while let Some(inner) = source {
-        if let Some(found) = inner.downcast_ref::<ClientBodyError>() {
+        if let Some(found) = inner.downcast_ref::<T>() {
             return Some(found);
         }
         source = inner.source();
@@ -325,19 +333,14 @@ impl fmt::Display for NoH2 {
 /// Whether `e` is our HTTP/2 connection failing on what the server sent back: the reply of a
 /// server that read our prior-knowledge preface as a malformed HTTP/1.1 request.
 fn h2_refused_by_http1(e: &hyper::Error) -> bool {
-    let mut source = StdError::source(e);
-    while let Some(inner) = source {
-        if let Some(h2) = inner.downcast_ref::<h2::Error>() {
-            return h2.is_go_away()
-                && !h2.is_remote()
-                && matches!(
-                    h2.reason(),
-                    Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR)
-                );
-        }
-        source = inner.source();
-    }
-    false
+    find_source::<h2::Error>(e).is_some_and(|h2| {
+        h2.is_go_away()
+            && !h2.is_remote()
+            && matches!(
+                h2.reason(),
+                Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR)
+            )
+    })
 }
 
 /// A TLS failure in an operator's words ("backend refused our client certificate: ...").

@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::connect::{Connector, Target};
+use super::failure::find_source;
 use super::health::now_ms;
 use super::send::{RequestBody, SLOTS, SendError, copy, from_head, worker};
 
@@ -243,17 +244,10 @@ impl<B: RequestBody> Multiplex<B> {
 /// Whether the server refused the request without processing it: a GOAWAY whose last stream id
 /// is below the request's, or `REFUSED_STREAM`.
 fn refused_unprocessed(e: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        if let Some(h2) = inner.downcast_ref::<h2::Error>() {
-            return (h2.is_go_away() && h2.is_remote())
-                || (h2.is_reset()
-                    && h2.is_remote()
-                    && h2.reason() == Some(h2::Reason::REFUSED_STREAM));
-        }
-        source = inner.source();
-    }
-    false
+    find_source::<h2::Error>(e).is_some_and(|h2| {
+        (h2.is_go_away() && h2.is_remote())
+            || (h2.is_reset() && h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+    })
 }
 
 /// One stream in flight, counted on its connection until dropped (by its response body, or

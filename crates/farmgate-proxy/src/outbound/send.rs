@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{Request, Uri};
 
 use super::connect::ConnectError;
+use super::failure::find_source;
 
 /// What a pool can send as a request body (the proxy's [`Body`](super::body::Body); the pool
 /// only hands it to hyper).
@@ -109,21 +110,16 @@ pub(crate) fn closed_under_us(e: &hyper::Error) -> bool {
     if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
         return true;
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            // A TLS alert arrives as InvalidData, and is not one of these.
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            );
-        }
-        source = inner.source();
-    }
-    false
+    // A TLS alert arrives as InvalidData, and is not one of these.
+    find_source::<std::io::Error>(e).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    })
 }
 
 #[cfg(test)]
