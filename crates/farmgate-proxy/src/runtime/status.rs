@@ -270,6 +270,9 @@ pub struct ServerStatus {
     pub ejected: bool,
     /// Drained through the admin endpoint: it takes no new requests.
     pub draining: bool,
+    /// When it was drained, in Unix seconds.
+    #[serde(default)]
+    pub draining_since: Option<u64>,
     /// Requests on it now, from the choice of the server to the end of their response body,
     /// and its open WebSockets, whichever generation they started on: what a drain waits for.
     pub in_flight: usize,
@@ -681,6 +684,7 @@ fn server(set: &ServerSet, i: usize) -> ServerStatus {
         up: rotation.up,
         ejected: rotation.ejected,
         draining: rotation.draining,
+        draining_since: rotation.draining_since,
         in_flight: rotation.in_flight,
         slots_in_use: set.slots.get(i).map(|s| s.in_use()),
         requests: rotation.requests,
