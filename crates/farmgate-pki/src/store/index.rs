@@ -9,8 +9,8 @@
 
 use std::fs;
 use std::io::{ErrorKind, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -212,33 +212,33 @@ pub(crate) fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), Pki
         path: path.to_path_buf(),
         source,
     };
-    let temporary = temporary_beside(path);
-    let mut file = super::open_new(&temporary, mode).map_err(write_error)?;
-    let written = file
-        .write_all(contents)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| fs::rename(&temporary, path));
-    if let Err(source) = written {
-        let _ = fs::remove_file(&temporary);
-        return Err(write_error(source));
-    }
-    // The rename itself is durable once the directory is flushed (best effort: not every
-    // file system lets a directory be opened for that).
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(dir) = fs::File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-/// `.NAME.PID.tmp` in the same directory as `path` (a rename never crosses file systems).
-fn temporary_beside(path: &Path) -> PathBuf {
+    // Beside it (a rename never crosses file systems), under a name no other writer and no
+    // file a crash left behind can hold.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(write_error)?;
+    file.write_all(contents)
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(write_error)?;
+    // Dropped on failure, the temporary file is removed.
+    file.persist(path).map_err(|e| write_error(e.error))?;
+    // The rename itself is durable once the directory is flushed (best effort: not every
+    // file system lets a directory be opened for that).
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
