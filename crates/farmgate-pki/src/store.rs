@@ -248,6 +248,9 @@ impl CaStore {
         for name in &spec.permitted_dns {
             root.check_constraints(name, name)?;
         }
+        for range in &spec.permitted_ips {
+            root.check_range(range)?;
+        }
         let authority = root.authority.intermediate(&spec)?;
         let chain = format!("{}{}", authority.chain_pem(), root.roots_pem);
         create_dir(dir)?;
@@ -523,6 +526,21 @@ impl CaStore {
                 return Err(PkiError::OutsideConstraints {
                     name: given.to_owned(),
                     permitted,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an intermediate's permitted address `range` unless it lies inside the IP name
+    /// constraints of every certificate of this CA's chain: what it certifies beyond them no
+    /// verifier would accept.
+    fn check_range(&self, range: &IpNet) -> Result<(), PkiError> {
+        for c in self.constraints.iter().filter(|c| !c.ips.is_empty()) {
+            if !c.ips.iter().any(|outer| outer.contains(range)) {
+                return Err(PkiError::OutsideConstraints {
+                    name: range.to_string(),
+                    permitted: c.ips.iter().map(ToString::to_string).collect(),
                 });
             }
         }
@@ -1099,6 +1117,28 @@ mod tests {
         // A DNS name is not a URI: only the DNS constraint applies to it.
         ca.issue(&Role::Client("edge.farm.internal".into()), None, None)
             .unwrap();
+        // An intermediate's address ranges lie within the root's.
+        let ranged_dir = dir.path().join("ranged");
+        let ranged = CaStore::init(
+            &ranged_dir,
+            &CaSpec::new("r").permit_ip("10.0.0.0/8".parse().unwrap()),
+        )
+        .unwrap();
+        let outside = CaStore::init_intermediate(
+            &dir.path().join("outside"),
+            &CaSpec::new("o").permit_ip("192.168.0.0/16".parse().unwrap()),
+            &ranged,
+        );
+        assert!(
+            matches!(&outside, Err(PkiError::OutsideConstraints { permitted, .. }) if permitted == &["10.0.0.0/8"]),
+            "{outside:?}"
+        );
+        CaStore::init_intermediate(
+            &dir.path().join("inside"),
+            &CaSpec::new("i").permit_ip("10.1.0.0/16".parse().unwrap()),
+            &ranged,
+        )
+        .unwrap();
         // Never on an intermediate: webpki would refuse every URI name below it.
         assert!(matches!(
             CaStore::init_intermediate(
