@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::oneshot;
 
 use super::connect::{Connector, Target};
 use super::failure::find_source;
@@ -64,6 +65,13 @@ impl<B> Default for Slot<B> {
     }
 }
 
+/// A connection to send on, its usage, and how it ends if the caller just opened it.
+type Connection<B> = (
+    http2::SendRequest<B>,
+    Arc<Usage>,
+    Option<oneshot::Receiver<hyper::Error>>,
+);
+
 /// One HTTP/2 connection and how it is used.
 #[derive(Debug)]
 struct Conn<B> {
@@ -104,9 +112,12 @@ impl<B: RequestBody> Multiplex<B> {
     }
 
     /// Send `req` as a stream of a connection of this worker, opening one if none can take it.
-    /// A request the connection refused before sending it, or the server refused unprocessed,
-    /// goes again on a new connection if it has no body (rebuilt from `kept`, the head the
-    /// caller keeps, or from a copy).
+    /// A request a kept connection closed before sending it goes again on a new connection; one
+    /// the server refused unprocessed too, if it has no body (rebuilt from `kept`, the head the
+    /// caller keeps, or from a copy). Once at most: a server that refuses the streams of a new
+    /// connection too gets no storm of handshakes. A new connection that closes before taking
+    /// the request fails it with the reason it closed (a server that read our preface as
+    /// HTTP/1.1, say).
     pub(crate) async fn send(
         &self,
         mut req: Request<B>,
@@ -115,7 +126,7 @@ impl<B: RequestBody> Multiplex<B> {
         let replayable = http_body::Body::is_end_stream(req.body());
         let mut fresh = false;
         loop {
-            let (mut sender, usage) = self.connection(fresh).await?;
+            let (mut sender, usage, opened) = self.connection(fresh).await?;
             let stream = Stream::start(usage);
             let copied = (replayable && kept.is_none()).then(|| copy(&req));
             match sender.try_send_request(req).await {
@@ -126,17 +137,24 @@ impl<B: RequestBody> Multiplex<B> {
                     }));
                 }
                 Err(mut e) => {
-                    // Once on a new connection: a server that refuses every stream of a new
-                    // connection too (GOAWAY at once) gets no storm of handshakes.
-                    if fresh {
-                        return Err(SendError::Http(e.into_error()));
-                    }
                     if let Some(unsent) = e.take_message() {
+                        if let Some(ended) = opened {
+                            // Closed as soon as we opened it: why is the answer (the
+                            // connection is ending; other streams on it would bound the wait).
+                            let why = tokio::time::timeout(Duration::from_secs(1), ended).await;
+                            return Err(SendError::Http(match why {
+                                Ok(Ok(why)) => why,
+                                _ => e.into_error(),
+                            }));
+                        }
+                        if fresh {
+                            return Err(SendError::Http(e.into_error()));
+                        }
                         req = unsent;
                         fresh = true;
                         continue;
                     }
-                    if !(replayable && refused_unprocessed(e.error())) {
+                    if fresh || !(replayable && refused_unprocessed(e.error())) {
                         return Err(SendError::Http(e.into_error()));
                     }
                     tracing::debug!(
@@ -157,20 +175,18 @@ impl<B: RequestBody> Multiplex<B> {
     }
 
     /// A connection of this worker that takes another stream (a new one if `fresh`, or none
-    /// does), and its usage.
-    async fn connection(
-        &self,
-        fresh: bool,
-    ) -> Result<(http2::SendRequest<B>, Arc<Usage>), SendError> {
-        if !fresh && let Some(picked) = self.pick() {
-            return Ok(picked);
+    /// does), and its usage; and, if this call opened it, how it ends.
+    async fn connection(&self, fresh: bool) -> Result<Connection<B>, SendError> {
+        if !fresh && let Some((sender, usage)) = self.pick() {
+            return Ok((sender, usage, None));
         }
         let _opening = self.slot().opening.lock().await;
         // Another request may have opened one while this one waited.
-        if !fresh && let Some(picked) = self.pick() {
-            return Ok(picked);
+        if !fresh && let Some((sender, usage)) = self.pick() {
+            return Ok((sender, usage, None));
         }
-        self.open().await
+        let (sender, usage, ended) = self.open().await?;
+        Ok((sender, usage, Some(ended)))
     }
 
     /// A connection of this worker that takes another stream, and its usage.
@@ -183,8 +199,18 @@ impl<B: RequestBody> Multiplex<B> {
         Some((conn.sender.clone(), conn.usage.clone()))
     }
 
-    /// Open a connection, keep it for this worker, and hand it out.
-    async fn open(&self) -> Result<(http2::SendRequest<B>, Arc<Usage>), SendError> {
+    /// Open a connection, keep it for this worker, and hand it out, with the error it ends with
+    /// (if it ends with one).
+    async fn open(
+        &self,
+    ) -> Result<
+        (
+            http2::SendRequest<B>,
+            Arc<Usage>,
+            oneshot::Receiver<hyper::Error>,
+        ),
+        SendError,
+    > {
         let io = self
             .connector
             .connect(&self.target, &self.server)
@@ -195,9 +221,11 @@ impl<B: RequestBody> Multiplex<B> {
             .handshake(io)
             .await
             .map_err(SendError::Http)?;
+        let (ended, ended_with) = oneshot::channel();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("upstream HTTP/2 connection ended with an error: {e}");
+                let _ = ended.send(e);
             }
         });
         let usage = Arc::new(Usage::default());
@@ -205,7 +233,7 @@ impl<B: RequestBody> Multiplex<B> {
             sender: sender.clone(),
             usage: usage.clone(),
         });
-        Ok((sender, usage))
+        Ok((sender, usage, ended_with))
     }
 
     /// Close the connections of every worker that carried no stream for the idle timeout, and
