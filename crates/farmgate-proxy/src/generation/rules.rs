@@ -20,6 +20,14 @@ struct Rules {
 
 impl RouteRules {
     pub(crate) fn build(routes: &[Route]) -> RouteRules {
+        let none = routes
+            .iter()
+            .all(|r| r.request_headers.is_empty() && r.response_headers.is_empty());
+        if none {
+            // Most listeners: every lookup then ends at once, with no rules to walk per
+            // request and response.
+            return RouteRules::default();
+        }
         RouteRules {
             routes: routes
                 .iter()
@@ -120,6 +128,27 @@ servers = ["127.0.0.1:9"]
         headers.insert("server", HeaderValue::from_static("origin/1.0"));
         rules.response(Some(0), &mut headers);
         rules.response(None, &mut headers);
+        rules.request(0, &mut headers);
+        assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn a_listener_without_rules_keeps_none() {
+        let text = r#"
+[[listener]]
+name = "public"
+listen = "127.0.0.1:0"
+[[listener.route]]
+upstream = "farm"
+[upstream.farm]
+servers = ["127.0.0.1:9"]
+"#;
+        let config = farmgate_config::Config::parse(text, "rules.toml".as_ref()).unwrap();
+        let rules = RouteRules::build(&config.listeners[0].routes);
+        assert!(rules.routes.is_empty());
+        let mut headers = HeaderMap::new();
+        headers.insert("server", HeaderValue::from_static("origin/1.0"));
+        rules.response(Some(0), &mut headers);
         rules.request(0, &mut headers);
         assert_eq!(headers.len(), 1);
     }

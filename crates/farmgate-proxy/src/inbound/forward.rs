@@ -87,7 +87,7 @@ pub(crate) async fn handle(
     view.listener
         .rules
         .response(exchange.route, response.headers_mut());
-    if version != Version::HTTP_2 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+    if sends_keep_alive(version, response.status()) {
         // How long this connection stays open between requests, so that a pool in front of
         // us never sends on a connection we are closing (docs/operations.md, "The idle race").
         response
@@ -267,11 +267,18 @@ async fn forward(
         });
     }
     let (mut parts, body) = response.into_parts();
-    headers::remove_hop_by_hop(&mut parts.headers);
-    if version != Version::HTTP_2 {
-        headers::declare_grpc_trailers(&mut parts.headers);
-    }
+    let onward = headers::Onward {
+        http1: version != Version::HTTP_2,
+        own_keep_alive: sends_keep_alive(version, parts.status),
+    };
+    headers::rewrite_response(&mut parts.headers, onward);
     Ok(Response::from_parts(parts, body))
+}
+
+/// Whether a response with `status` to a request of `version` carries the listener's
+/// `Keep-Alive` (HTTP/1.x, and not a `101`, after which the connection is a tunnel).
+fn sends_keep_alive(version: Version, status: StatusCode) -> bool {
+    version != Version::HTTP_2 && status != StatusCode::SWITCHING_PROTOCOLS
 }
 
 /// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header, as a

@@ -18,6 +18,8 @@ const CLIENT_CERT_CHAIN: HeaderName = HeaderName::from_static("client-cert-chain
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The position of `Keep-Alive` in [`HOP_BY_HOP`].
+const KEEP_ALIVE_INDEX: usize = 1;
 /// The position of `TE` in [`HOP_BY_HOP`].
 const TE_INDEX: usize = 3;
 
@@ -136,16 +138,25 @@ struct Present {
     /// Any of the client-identity headers.
     identity: bool,
     host: bool,
+    /// The first `Content-Type` says gRPC (`application/grpc...`).
+    grpc: bool,
+    /// A `Trailer` header.
+    trailer: bool,
 }
 
 impl Present {
     fn scan(headers: &HeaderMap) -> Present {
         let mut present = Present::default();
+        let mut content_type = None;
         for (name, value) in headers.iter() {
             if let Some(i) = hop_by_hop_index(name.as_str()) {
                 present.hop_by_hop[i] = true;
             }
             present.note(name.as_str(), true);
+            if name == header::CONTENT_TYPE {
+                // The first value, as `HeaderMap::get` gives it.
+                content_type.get_or_insert(value);
+            }
             if name != header::CONNECTION {
                 continue;
             }
@@ -162,6 +173,7 @@ impl Present {
                 }
             }
         }
+        present.grpc = content_type.is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
         // A header that `Connection` names is removed, so it no longer counts as present.
         for name in std::mem::take(&mut present.named) {
             present.note(name.as_str(), false);
@@ -183,6 +195,12 @@ impl Present {
                 return;
             }
             "host" => &mut self.host,
+            "content-type" => {
+                // Set from the value by `scan`; removed, it no longer says anything.
+                self.grpc &= there;
+                return;
+            }
+            "trailer" => &mut self.trailer,
             _ => return,
         };
         *flag = there;
@@ -201,18 +219,35 @@ impl Present {
 }
 
 /// Remove hop-by-hop headers, including those the Connection header names.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+#[cfg(test)]
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     Present::scan(headers).remove_hop_by_hop(headers);
 }
 
-/// An HTTP/1.1 hop sends only the trailer fields a response declares in `Trailer` (RFC 9110
-/// §6.6.2; hyper keeps to it). A gRPC answer from an HTTP/2 server declares none: declare
-/// gRPC's, so that its status reaches an HTTP/1.1 client (an edge, over an HTTP/1.1 hop).
-pub(crate) fn declare_grpc_trailers(headers: &mut HeaderMap) {
-    let grpc = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
-    if grpc && !headers.contains_key(header::TRAILER) {
+/// How a response from upstream goes on to the client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Onward {
+    /// The client's hop is HTTP/1.x: it gets gRPC's trailer fields declared.
+    pub(crate) http1: bool,
+    /// The proxy sets its own `Keep-Alive` on the response afterwards (`forward::handle`),
+    /// replacing any the server sent: no need to remove the server's first.
+    pub(crate) own_keep_alive: bool,
+}
+
+/// Rewrite a response's headers for the client, in one pass over their names: hop-by-hop
+/// headers removed, and for an HTTP/1.x client gRPC's trailer fields declared. An HTTP/1.1
+/// hop sends only the trailer fields a response declares in `Trailer` (RFC 9110 §6.6.2; hyper
+/// keeps to it). A gRPC answer from an HTTP/2 server declares none: declare gRPC's, so that
+/// its status reaches an HTTP/1.1 client (an edge, over an HTTP/1.1 hop).
+pub(crate) fn rewrite_response(headers: &mut HeaderMap, onward: Onward) {
+    let mut present = Present::scan(headers);
+    if onward.own_keep_alive {
+        // Replaced by the proxy's own: removing it first would cost a hashed removal per
+        // response (every farmgate gate, and `Connection: keep-alive`, name it).
+        present.hop_by_hop[KEEP_ALIVE_INDEX] = false;
+    }
+    present.remove_hop_by_hop(headers);
+    if onward.http1 && present.grpc && !present.trailer {
         headers.insert(header::TRAILER, GRPC_TRAILERS);
     }
 }
@@ -293,5 +328,85 @@ mod tests {
         }
         assert_eq!(hop_by_hop_index("host"), None);
         assert_eq!(HOP_BY_HOP[TE_INDEX], header::TE);
+        assert_eq!(HOP_BY_HOP[KEEP_ALIVE_INDEX], KEEP_ALIVE);
+    }
+
+    fn grpc_response(extra: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        for (name, value) in extra {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    const HTTP1: Onward = Onward {
+        http1: true,
+        own_keep_alive: false,
+    };
+
+    #[test]
+    fn grpc_trailers_are_declared_to_http1_clients_only_when_undeclared() {
+        let mut h = grpc_response(&[]);
+        rewrite_response(&mut h, HTTP1);
+        assert_eq!(h.get(header::TRAILER), Some(&GRPC_TRAILERS));
+
+        let mut h = grpc_response(&[]);
+        let h2 = Onward {
+            http1: false,
+            ..HTTP1
+        };
+        rewrite_response(&mut h, h2);
+        assert!(!h.contains_key(header::TRAILER));
+
+        let mut h = grpc_response(&[("trailer", "grpc-status")]);
+        rewrite_response(&mut h, HTTP1);
+        assert_eq!(
+            h.get(header::TRAILER),
+            Some(&HeaderValue::from_static("grpc-status"))
+        );
+
+        // Named by Connection, Trailer goes, and gRPC's are declared instead.
+        let mut h = grpc_response(&[("trailer", "x-other"), ("connection", "trailer")]);
+        rewrite_response(&mut h, HTTP1);
+        assert_eq!(h.get(header::TRAILER), Some(&GRPC_TRAILERS));
+
+        // Named by Connection, Content-Type goes: nothing says gRPC any more.
+        let mut h = grpc_response(&[("connection", "content-type")]);
+        rewrite_response(&mut h, HTTP1);
+        assert!(h.is_empty());
+
+        // Only the first Content-Type counts, as `HeaderMap::get` sees it.
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        rewrite_response(&mut h, HTTP1);
+        assert!(!h.contains_key(header::TRAILER));
+    }
+
+    #[test]
+    fn a_keep_alive_the_proxy_replaces_is_left_for_it() {
+        let response = || {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+            h.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
+            h
+        };
+        let mut h = response();
+        rewrite_response(&mut h, HTTP1);
+        assert!(h.is_empty());
+        let mut h = response();
+        let replaced = Onward {
+            own_keep_alive: true,
+            ..HTTP1
+        };
+        rewrite_response(&mut h, replaced);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [KEEP_ALIVE]);
     }
 }

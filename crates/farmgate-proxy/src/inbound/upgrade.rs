@@ -98,6 +98,11 @@ pub(crate) fn asked<B>(req: &mut Request<B>) -> Asked {
         return Asked::Refused("CONNECT (farmgate is no forward proxy)");
     }
     let headers = req.headers();
+    if !headers.contains_key(header::UPGRADE) {
+        // Nearly every request: one lookup, instead of reading `Connection`'s tokens (which
+        // many clients send as `keep-alive`) first. Without `Upgrade`, nothing is asked.
+        return Asked::Nothing;
+    }
     if !tokens(headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade")) {
         // An `Upgrade` that `Connection` does not name is to be ignored (RFC 9110 §7.8); it
         // goes with the hop-by-hop headers.

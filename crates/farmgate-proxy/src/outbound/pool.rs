@@ -47,6 +47,8 @@ use super::send::{
 /// the per-chunk work.
 const MAX_READ_BUFFER: usize = 64 * 1024;
 
+const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+
 /// The idle connections to one server.
 #[derive(Debug)]
 pub(crate) struct Pool<B> {
@@ -401,13 +403,20 @@ impl<B: RequestBody> http_body::Body for PooledBody<B> {
 /// takes to reach it: one second, or half of `N` when `N` is two seconds or less. A pooled
 /// connection idle for longer is closed, never reused, so no request meets a connection the
 /// server is closing.
+///
+/// Every response from a farmgate gate carries the header, so this runs per request: a
+/// constant name (no parsing of `"keep-alive"` per lookup) and byte splits (no `char`
+/// searchers). `to_str` lets through visible ASCII, spaces and tabs only, so trimming ASCII
+/// whitespace is `str::trim`.
 fn keep_alive_limit(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("keep-alive")?.to_str().ok()?;
-    let seconds: u64 = value.split(',').find_map(|param| {
-        let (name, n) = param.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("timeout")
-            .then(|| n.trim().parse().ok())?
+    let value = headers.get(KEEP_ALIVE)?.to_str().ok()?;
+    let seconds: u64 = value.as_bytes().split(|&b| b == b',').find_map(|param| {
+        let equals = param.iter().position(|&b| b == b'=')?;
+        let (name, n) = (&param[..equals], &param[equals + 1..]);
+        if !name.trim_ascii().eq_ignore_ascii_case(b"timeout") {
+            return None;
+        }
+        std::str::from_utf8(n.trim_ascii()).ok()?.parse().ok()
     })?;
     let told = Duration::from_secs(seconds);
     let margin = if told > Duration::from_secs(2) {
@@ -441,6 +450,11 @@ mod tests {
         assert_eq!(limit("timeout=0"), Some(Duration::ZERO));
         assert_eq!(limit("max=100"), None);
         assert_eq!(limit("timeout=soon"), None);
+        assert_eq!(
+            limit("max=5, timeout=x, timeout=\t7 "),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(limit("timeout"), None);
         assert_eq!(keep_alive_limit(&http::HeaderMap::new()), None);
     }
 
