@@ -86,9 +86,14 @@ tokio::task_local! {
 }
 
 /// Run `dispatch` (a request's way to a `send_proxy` upstream) on behalf of `relayed`: the
-/// connections it opens name that client, and it reuses only connections that do.
-pub(crate) async fn relaying<F: Future>(relayed: Relayed, dispatch: F) -> F::Output {
-    RELAYED.scope(relayed, dispatch).await
+/// connections it opens name that client, and it reuses only connections that do. Boxed, so
+/// that the future of a request that may take this way is no larger for it: requests to
+/// other upstreams, nearly all of them, would pay for the room on every copy of theirs.
+pub(crate) fn relaying<F: Future>(
+    relayed: Relayed,
+    dispatch: F,
+) -> Pin<Box<impl Future<Output = F::Output>>> {
+    Box::pin(RELAYED.scope(relayed, dispatch))
 }
 
 /// The client the request being sent is relayed for (see [`relaying`]); `None` outside a
