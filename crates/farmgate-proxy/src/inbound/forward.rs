@@ -226,6 +226,7 @@ async fn forward(
             let relayed = Relayed {
                 client: conn.peer,
                 destination: conn.local,
+                connection: conn.id,
             };
             relaying(
                 relayed,
