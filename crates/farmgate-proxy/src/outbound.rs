@@ -23,7 +23,7 @@ mod stats;
 mod upstream;
 
 pub(crate) use body::{Body, BodyError, ClientBody, holding};
-pub(crate) use connect::{Relayed, relaying};
+pub(crate) use connect::{ConnectionId, Relayed, relaying};
 pub(crate) use discover::{Change, Discovery, Known, Resolver};
 pub(crate) use drain::Drain;
 pub(crate) use failure::{Chain, ClientBodyError, UpstreamFailure};

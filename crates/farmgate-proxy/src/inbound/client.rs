@@ -11,6 +11,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::sync::Notify;
 
 use crate::generation::{Generation, ListenerRt};
+use crate::outbound::ConnectionId;
 
 use super::activity::Meter;
 use super::clients::Counted;
@@ -66,6 +67,8 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     /// The address the client connected to (see [`Addresses`]), for `send_proxy`.
     pub(crate) local: SocketAddr,
+    /// This connection, for `send_proxy`: the backend connections opened for it are its own.
+    pub(crate) id: ConnectionId,
     /// The connection, counted against the listener's limits until the last holder of this
     /// (the connection, or the WebSocket tunnel it became) ends.
     pub(crate) counted: Counted,
@@ -108,6 +111,7 @@ impl ConnInfo {
             finish: Arc::new(Notify::new()),
             peer,
             local,
+            id: ConnectionId::next(),
             counted,
             meter: Arc::default(),
             peer_ip,

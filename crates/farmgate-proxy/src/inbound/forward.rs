@@ -216,17 +216,24 @@ async fn forward(
         .map(|k| k.into_owned());
     let outgoing = Outgoing { parts, body };
     let started = Instant::now();
-    let dispatch = upstream.dispatch(outgoing, key.as_deref(), &conn.shared.metrics);
+    let metrics = &conn.shared.metrics;
+    // Each arm makes its own dispatch future: one made before the `match` would be kept in
+    // this future beside the one awaited, and copied into it, on every request.
     let dispatched = match upstream.config.send_proxy {
+        None => upstream.dispatch(outgoing, key.as_deref(), metrics).await,
         // The connections it opens name this client in their PROXY header.
         Some(_) => {
             let relayed = Relayed {
                 client: conn.peer,
                 destination: conn.local,
+                connection: conn.id,
             };
-            relaying(relayed, dispatch).await
+            relaying(
+                relayed,
+                upstream.dispatch(outgoing, key.as_deref(), metrics),
+            )
+            .await
         }
-        None => dispatch.await,
     };
     let (mut response, server) = dispatched.map_err(|failure| {
         let limit = match failure.client_body() {

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -78,6 +79,24 @@ pub(crate) struct Relayed {
     pub(crate) client: SocketAddr,
     /// The address it connected to.
     pub(crate) destination: SocketAddr,
+    /// The client connection.
+    pub(crate) connection: ConnectionId,
+}
+
+/// One client connection, among all this process accepts: what a pooled `send_proxy`
+/// connection is kept for. Eight bytes, where the addresses its PROXY header names take 64:
+/// the pool carries it with every response of every upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionId(NonZeroU64);
+
+impl ConnectionId {
+    /// A connection's id, never given out before.
+    pub(crate) fn next() -> ConnectionId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Starts at 1; a u64 counted up once per connection does not wrap.
+        ConnectionId(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
+    }
 }
 
 tokio::task_local! {
@@ -86,9 +105,14 @@ tokio::task_local! {
 }
 
 /// Run `dispatch` (a request's way to a `send_proxy` upstream) on behalf of `relayed`: the
-/// connections it opens name that client, and it reuses only connections that do.
-pub(crate) async fn relaying<F: Future>(relayed: Relayed, dispatch: F) -> F::Output {
-    RELAYED.scope(relayed, dispatch).await
+/// connections it opens name that client, and it reuses only connections that do. Boxed, so
+/// that the future of a request that may take this way is no larger for it: requests to
+/// other upstreams, nearly all of them, would pay for the room on every copy of theirs.
+pub(crate) fn relaying<F: Future>(
+    relayed: Relayed,
+    dispatch: F,
+) -> Pin<Box<impl Future<Output = F::Output>>> {
+    Box::pin(RELAYED.scope(relayed, dispatch))
 }
 
 /// The client the request being sent is relayed for (see [`relaying`]); `None` outside a
@@ -142,6 +166,12 @@ impl Connector {
 }
 
 impl Connector {
+    /// Whether each connection starts with a PROXY header (`send_proxy`), and so belongs to
+    /// the client connection it names.
+    pub(crate) fn sends_proxy(&self) -> bool {
+        self.inner.send_proxy.is_some()
+    }
+
     /// How many connections this connector has opened.
     pub(crate) fn opened(&self) -> u64 {
         self.inner.opened.load(Ordering::Relaxed)
@@ -417,6 +447,7 @@ mod tests {
         Some(Relayed {
             client: client.parse().unwrap(),
             destination: destination.parse().unwrap(),
+            connection: ConnectionId::next(),
         })
     }
 

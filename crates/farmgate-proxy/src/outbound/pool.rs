@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::connect::{Connector, Relayed, Target, relayed};
+use super::connect::{ConnectionId, Connector, Target, relayed};
 use super::send::{
     RequestBody, SLOTS, SendError, bodyless, closed_under_us, copy, is_idempotent, worker,
 };
@@ -136,7 +136,7 @@ struct Idle<B> {
     /// How long it may stay idle: the upstream's idle timeout, or less if the server said so.
     limit: Duration,
     /// With `send_proxy`, the client connection its PROXY header names.
-    relayed: Option<Relayed>,
+    owner: Option<ConnectionId>,
 }
 
 impl<B> Idle<B> {
@@ -175,13 +175,19 @@ impl<B: RequestBody> Pool<B> {
         kept: Option<&http::request::Parts>,
     ) -> Result<Response<PooledBody<B>>, SendError> {
         let replayable = http_body::Body::is_end_stream(req.body()) && is_idempotent(req.method());
-        let relayed = relayed();
+        // Without send_proxy, which is nearly always, every connection is anyone's: not even
+        // the task-local is read.
+        let owner = if self.connector.sends_proxy() {
+            relayed().map(|r| r.connection)
+        } else {
+            None
+        };
         let mut fresh = false;
         loop {
             let idle = if fresh {
                 None
             } else {
-                self.take_idle(relayed).await
+                self.take_idle(owner).await
             };
             let (mut sender, reused) = match idle {
                 Some(sender) => (sender, true),
@@ -194,7 +200,7 @@ impl<B: RequestBody> Pool<B> {
                     let (parts, body) = response.into_parts();
                     let limit = keep_alive_limit(&parts.headers)
                         .map_or(self.idle_timeout, |l| l.min(self.idle_timeout));
-                    let checkin = Checkin::new(self, sender, limit, relayed);
+                    let checkin = Checkin::new(self, sender, limit, owner);
                     let body = PooledBody::new(body, checkin);
                     return Ok(Response::from_parts(parts, body));
                 }
@@ -225,10 +231,10 @@ impl<B: RequestBody> Pool<B> {
         }
     }
 
-    /// The most recently used idle connection for `relayed` that is still open and ready.
-    async fn take_idle(&self, relayed: Option<Relayed>) -> Option<http1::SendRequest<B>> {
+    /// The most recently used idle connection of `owner` that is still open and ready.
+    async fn take_idle(&self, owner: Option<ConnectionId>) -> Option<http1::SendRequest<B>> {
         loop {
-            let idle = self.lock().take(|i| i.relayed == relayed)?;
+            let idle = self.lock().take(|i| i.owner == owner)?;
             if idle.sender.is_closed() || idle.expired(Instant::now()) {
                 continue;
             }
@@ -261,7 +267,7 @@ impl<B: RequestBody> Pool<B> {
         Ok(sender)
     }
 
-    fn checkin(&self, sender: http1::SendRequest<B>, limit: Duration, relayed: Option<Relayed>) {
+    fn checkin(&self, sender: http1::SendRequest<B>, limit: Duration, owner: Option<ConnectionId>) {
         if sender.is_closed() {
             return;
         }
@@ -274,7 +280,7 @@ impl<B: RequestBody> Pool<B> {
             sender,
             since: now,
             limit,
-            relayed,
+            owner,
         });
     }
 
@@ -308,7 +314,7 @@ struct Checkin<B: RequestBody> {
     /// How long it may then stay idle.
     limit: Duration,
     /// Whose connection it is, with `send_proxy`.
-    relayed: Option<Relayed>,
+    owner: Option<ConnectionId>,
 }
 
 impl<B: RequestBody> Checkin<B> {
@@ -316,18 +322,18 @@ impl<B: RequestBody> Checkin<B> {
         pool: &Arc<Pool<B>>,
         sender: http1::SendRequest<B>,
         limit: Duration,
-        relayed: Option<Relayed>,
+        owner: Option<ConnectionId>,
     ) -> Checkin<B> {
         Checkin {
             pool: pool.clone(),
             sender,
             limit,
-            relayed,
+            owner,
         }
     }
 
     fn finish(self) {
-        self.pool.checkin(self.sender, self.limit, self.relayed);
+        self.pool.checkin(self.sender, self.limit, self.owner);
     }
 }
 
