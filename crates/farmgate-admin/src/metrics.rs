@@ -241,6 +241,7 @@ pub struct Metrics {
     upstream_errors: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     open_connections: Family<Labels, Gauge>,
+    forwarded_kept: Family<Labels, Counter>,
     tunnels_open: Family<Labels, Gauge>,
     limited: Family<Labels, Counter>,
     queued: Family<Labels, Gauge>,
@@ -268,6 +269,7 @@ impl Metrics {
         let upstream_errors = Family::<Labels, Counter>::default();
         let retries = Family::<Labels, Counter>::default();
         let open_connections = Family::<Labels, Gauge>::default();
+        let forwarded_kept = Family::<Labels, Counter>::default();
         let tunnels_open = Family::<Labels, Gauge>::default();
         let limited = Family::<Labels, Counter>::default();
         let queued = Family::<Labels, Gauge>::default();
@@ -305,6 +307,11 @@ impl Metrics {
             "farmgate_open_connections",
             "Client connections open now, by listener",
             open_connections.clone(),
+        );
+        registry.register(
+            "farmgate_forwarded_kept",
+            "Requests whose client-supplied X-Forwarded-For or Forwarded was kept because the client is in trusted_proxies, by listener",
+            forwarded_kept.clone(),
         );
         registry.register(
             "farmgate_tunnels_open",
@@ -356,6 +363,7 @@ impl Metrics {
             upstream_errors,
             retries,
             open_connections,
+            forwarded_kept,
             tunnels_open,
             limited,
             queued,
@@ -421,6 +429,14 @@ impl Metrics {
     /// The open-connections gauge of `listener`.
     pub fn open_connections(&self, listener: &str) -> Gauge {
         self.open_connections
+            .get_or_create(&vec![("listener", listener.to_owned())])
+            .clone()
+    }
+
+    /// The counter of requests whose forwarding headers `listener` kept for a client in its
+    /// `trusted_proxies` (`farmgate_forwarded_kept_total`).
+    pub fn forwarded_kept(&self, listener: &str) -> Counter {
+        self.forwarded_kept
             .get_or_create(&vec![("listener", listener.to_owned())])
             .clone()
     }

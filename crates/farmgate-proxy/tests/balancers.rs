@@ -211,6 +211,14 @@ async fn trusted_proxies_keep_and_extend_forwarding_headers_and_others_lose_them
         seen(client(&pki, "127.0.0.9")).await,
         ("127.0.0.9".to_owned(), String::new())
     );
+    // Keeping them is a relaxation, and counted: once, for the trusted client.
+    assert!(
+        edge.metrics()
+            .encode()
+            .contains(r#"farmgate_forwarded_kept_total{listener="public"} 1"#),
+        "{}",
+        edge.metrics().encode()
+    );
 }
 
 /// A backend that wants PROXY headers (as nginx's `listen ... proxy_protocol`): it reads the

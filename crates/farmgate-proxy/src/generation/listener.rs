@@ -5,7 +5,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use farmgate_acme::{Acme, AcmeCertificate};
-use farmgate_admin::{Gauge, Metrics, RouteMetrics};
+use farmgate_admin::{Counter, Gauge, Metrics, RouteMetrics};
 use farmgate_config::{Config, Listener, Route};
 use farmgate_tls::{CertStore, GateStats, ServerTls, SniCerts};
 use http::HeaderValue;
@@ -44,6 +44,8 @@ pub(crate) struct ListenerRt {
     route_metrics: Vec<OnceLock<RouteMetrics>>,
     unrouted_metrics: OnceLock<RouteMetrics>,
     open_gauge: OnceLock<Gauge>,
+    /// `farmgate_forwarded_kept_total` of this listener, once looked up.
+    forwarded_kept: OnceLock<Counter>,
     /// A digest of what a connection is set up with (see [`ListenerRt::sets_up_like`]).
     setup: u64,
     /// `Keep-Alive: timeout=N` for HTTP/1.1 responses: how long a connection stays open
@@ -120,6 +122,7 @@ impl ListenerRt {
             route_metrics: config.routes.iter().map(|_| OnceLock::new()).collect(),
             unrouted_metrics: OnceLock::new(),
             open_gauge: OnceLock::new(),
+            forwarded_kept: OnceLock::new(),
             config: config.clone(),
         };
         Ok((listener, certificate))
@@ -152,6 +155,14 @@ impl ListenerRt {
                 .unrouted_metrics
                 .get_or_init(|| metrics.route(&self.name, "-", "-")),
         }
+    }
+
+    /// Count a request whose client-supplied forwarding headers were kept for a client in
+    /// `trusted_proxies`: a relaxation, so counted.
+    pub(crate) fn count_forwarded_kept(&self, metrics: &Metrics) {
+        self.forwarded_kept
+            .get_or_init(|| metrics.forwarded_kept(&self.name))
+            .inc();
     }
 
     /// The open-connections gauge of this listener.

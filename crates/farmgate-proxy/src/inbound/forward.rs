@@ -192,7 +192,11 @@ async fn forward(
 
     let trusted = headers::trusts(conn, &view.listener.config);
     let tls = view.listener.tls.is_some();
-    headers::rewrite_request(&mut req, conn, tls, &authority, trusted);
+    let kept = headers::rewrite_request(&mut req, conn, tls, &authority, trusted);
+    // A gate's edges are trusted by their certificate; anyone else by trusted_proxies.
+    if kept && conn.verified().is_none() {
+        view.listener.count_forwarded_kept(&conn.shared.metrics);
+    }
     view.listener.rules.request(index, req.headers_mut());
     let (mut parts, body) = req.into_parts();
     // A WebSocket's bytes go through the tunnel, never as a body.

@@ -41,14 +41,15 @@ const GRPC_TRAILERS: HeaderValue =
 
 /// Rewrite a request's headers for its upstream; `tls` says whether it came over TLS,
 /// `authority` is its host as the client sent it, and `trusted` whether the client may tell
-/// us whom it forwards for (see [`trusts`]).
+/// us whom it forwards for (see [`trusts`]). Returns whether it kept the client's own
+/// `X-Forwarded-For` or `Forwarded` (a trusted client sent one).
 pub(crate) fn rewrite_request(
     req: &mut Request<Incoming>,
     conn: &ConnInfo,
     tls: bool,
     authority: &HeaderValue,
     trusted: bool,
-) {
+) -> bool {
     let version = req.version();
     let headers = req.headers_mut();
     let present = Present::scan(headers);
@@ -112,6 +113,7 @@ pub(crate) fn rewrite_request(
     if version == Version::HTTP_2 || version == Version::HTTP_10 {
         *req.version_mut() = Version::HTTP_11;
     }
+    trusted && (present.forwarded_for || present.forwarded)
 }
 
 /// Whether the client of `conn` may tell us whom it forwards for (keep and extend its
