@@ -109,7 +109,7 @@ pub(crate) struct Clients {
     /// `farmgate_limited_total`, by [`Limit`], in [`Limit::ALL`] order.
     limited: Vec<Counter>,
     /// Refusals not yet logged, by [`Limit`]: logged together once a second at most.
-    unlogged: [AtomicU64; 8],
+    unlogged: [AtomicU64; Limit::ALL.len()],
     /// When refusals were last logged.
     logged: Throttle,
     /// When a connection without a valid PROXY header was last logged.

@@ -170,7 +170,7 @@ pub(crate) fn spawn_discovery(
                     Ok(answer) => {
                         let (change, next) = discovery.answered(answer.clone(), bounds);
                         let before = upstream.servers();
-                        let same = before.addresses().len() == answer.servers.len()
+                        let same = before.servers.len() == answer.servers.len()
                             && before
                                 .servers
                                 .iter()
