@@ -154,77 +154,65 @@ async fn served_meanwhile(pki: &TestPki, addr: std::net::SocketAddr, requests: u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_ends_the_connection_and_others_are_served() {
-    let pki = TestPki::new();
-    let origin = Origin::start("app").await;
-    let edge = edge(&pki, &origin, "", "").await;
-    let addr = edge.local_addr("public").unwrap();
-    let before = rss_kib();
-    let tls = client(&pki, "127.0.0.61")
-        .http2()
-        .handshake(addr)
-        .await
-        .unwrap();
-    let (reader, mut writer) = tokio::io::split(tls);
-    writer.write_all(PREFACE).await.unwrap();
-    writer.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
     let block = get_block();
     // 20,000 streams, each opened and cancelled at once.
-    let attack = (0..20_000u32).flat_map(|i| {
+    let attack = (0..20_000u32).flat_map(move |i| {
         let stream = 2 * i + 1;
         [
             frame(HEADERS, END_HEADERS | END_STREAM, stream, &block),
             frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes()),
         ]
     });
-    let reading = tokio::spawn(read_until_end(reader));
-    let (_, ()) = tokio::join!(flood(writer, attack), served_meanwhile(&pki, addr, 20));
-    let (ended, _) = tokio::time::timeout(Duration::from_secs(60), reading)
-        .await
-        .expect("the edge kept the attacker's connection open")
-        .unwrap();
-    // h2's max_pending_accept_reset_streams.
-    assert_eq!(ended, Ended::GoAway(ENHANCE_YOUR_CALM));
+    let app = h2_flood("127.0.0.61", attack).await;
+    // h2's max_pending_accept_reset_streams stopped it before it reached the app.
     assert!(
-        origin.requests() < 20_000,
+        app.requests() < 20_000,
         "the attack was stopped before it reached the app: {}",
-        origin.requests()
+        app.requests()
     );
-    let grown = rss_kib().saturating_sub(before);
-    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
-    served_meanwhile(&pki, addr, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuation_flood_ends_the_connection() {
-    let pki = TestPki::new();
-    let origin = Origin::start("app").await;
-    let edge = edge(&pki, &origin, "", "").await;
-    let addr = edge.local_addr("public").unwrap();
-    let before = rss_kib();
-    let tls = client(&pki, "127.0.0.62")
-        .http2()
-        .handshake(addr)
-        .await
-        .unwrap();
-    let (reader, mut writer) = tokio::io::split(tls);
-    writer.write_all(PREFACE).await.unwrap();
-    writer.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
     // A header block that never ends: HEADERS without END_HEADERS, then 20,000
     // CONTINUATION frames of one more field each.
     let field = literal("x-flood", "yyyyyyyy");
     let attack = std::iter::once(frame(HEADERS, END_STREAM, 1, &get_block()))
         .chain((0..20_000).map(move |_| frame(CONTINUATION, 0, 1, &field)));
+    let app = h2_flood("127.0.0.62", attack).await;
+    // h2 bounds CONTINUATION frames by max_header_list_size.
+    assert_eq!(
+        app.requests(),
+        25,
+        "only the normal client's requests (20 during the flood, 5 after)"
+    );
+}
+
+/// An edge with default limits meets `attack`, HTTP/2 frames from a client at `source`, while
+/// a normal client is served 20 requests: the edge ends the attacker's connection with
+/// `GOAWAY ENHANCE_YOUR_CALM`, its memory grows by less than 64 MiB, and the normal client is
+/// served again after. Returns the app, to say what reached it.
+async fn h2_flood(source: &str, attack: impl Iterator<Item = Vec<u8>>) -> Origin {
+    let pki = TestPki::new();
+    let origin = Origin::start("app").await;
+    let edge = edge(&pki, &origin, "", "").await;
+    let addr = edge.local_addr("public").unwrap();
+    let before = rss_kib();
+    let tls = client(&pki, source).http2().handshake(addr).await.unwrap();
+    let (reader, mut writer) = tokio::io::split(tls);
+    writer.write_all(PREFACE).await.unwrap();
+    writer.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
     let reading = tokio::spawn(read_until_end(reader));
     let (_, ()) = tokio::join!(flood(writer, attack), served_meanwhile(&pki, addr, 20));
     let (ended, _) = tokio::time::timeout(Duration::from_secs(60), reading)
         .await
         .expect("the edge kept the attacker's connection open")
         .unwrap();
-    // h2 bounds CONTINUATION frames by max_header_list_size.
     assert_eq!(ended, Ended::GoAway(ENHANCE_YOUR_CALM));
-    assert_eq!(origin.requests(), 20, "only the normal client's requests");
     let grown = rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
+    served_meanwhile(&pki, addr, 5).await;
+    origin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
