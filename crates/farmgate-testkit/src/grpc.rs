@@ -19,7 +19,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 
 use crate::client::TlsClient;
 
@@ -35,25 +34,19 @@ pub struct GrpcService {
 impl GrpcService {
     /// Start one on a free loopback port.
     pub async fn start() -> GrpcService {
-        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = socket.accept().await else {
-                    continue;
-                };
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(req, seen.clone()));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .http2_only()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
+        let (addr, task) = crate::serve_each(move |tcp| {
+            let seen = seen.clone();
+            async move {
+                let service = service_fn(move |req| answer(req, seen.clone()));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .http2_only()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
             }
-        });
+        })
+        .await;
         GrpcService { addr, calls, task }
     }
 

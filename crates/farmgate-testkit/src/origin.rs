@@ -29,7 +29,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 
 /// A running origin.
 #[derive(Debug)]
@@ -48,8 +47,6 @@ pub struct Origin {
 impl Origin {
     /// Start an origin called `name` on a free loopback port.
     pub async fn start(name: &str) -> Origin {
-        let socket = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
-        let addr = socket.local_addr().expect("origin address");
         let requests = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = connections.clone();
@@ -59,28 +56,24 @@ impl Origin {
         let complete = complete_bodies.clone();
         let notify = arrived.clone();
         let origin_name: Arc<str> = Arc::from(name);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = socket.accept().await else {
-                    continue;
-                };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let name = origin_name.clone();
-                let counter = counter.clone();
-                let notify = notify.clone();
-                let complete = complete.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        notify.notify_waiters();
-                        answer(req, name.clone(), complete.clone())
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+        let (addr, task) = crate::serve_each(move |tcp| {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let name = origin_name.clone();
+            let counter = counter.clone();
+            let notify = notify.clone();
+            let complete = complete.clone();
+            async move {
+                let service = service_fn(move |req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    notify.notify_waiters();
+                    answer(req, name.clone(), complete.clone())
                 });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
             }
-        });
+        })
+        .await;
         Origin {
             addr,
             name: name.to_owned(),

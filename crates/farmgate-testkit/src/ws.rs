@@ -19,7 +19,7 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -41,18 +41,9 @@ pub struct WsOrigin {
 impl WsOrigin {
     /// Start one on a free loopback port.
     pub async fn start() -> WsOrigin {
-        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = heads.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = socket.accept().await else {
-                    continue;
-                };
-                tokio::spawn(serve(tcp, seen.clone()));
-            }
-        });
+        let (addr, task) = crate::serve_each(move |tcp| serve(tcp, seen.clone())).await;
         WsOrigin { addr, heads, task }
     }
 
